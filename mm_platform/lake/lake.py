@@ -1,0 +1,150 @@
+"""The lake: one object to publish into, read snapshots from, roll back and maintain."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from mm_platform.errors import LakeNotFoundError
+from mm_platform.lake.audit import AuditCheck
+from mm_platform.lake.maintenance import VacuumReport, vacuum
+from mm_platform.lake.publish import Publisher, PublishResult, StagedPartition
+from mm_platform.lake.publish_log import LogState, PublishLog
+from mm_platform.lake.schemas import DATA_TABLES
+from mm_platform.lake.snapshot import Snapshot, select_snapshot
+from mm_platform.lake.stage import Stage, TableWrite, fingerprint
+from mm_platform.lake.storage import LakeLocation
+
+
+class Lake:
+    """A lake of Delta tables whose multi-table publishes are atomic for readers."""
+
+    def __init__(self, location: LakeLocation) -> None:
+        self.location = location
+        self.log = PublishLog(location)
+        self.publisher = Publisher(location)
+
+    @classmethod
+    def open(cls, uri: str, env: Mapping[str, str] | None = None, *, create: bool = True) -> Lake:
+        """Open (and by default create) the lake at a local path or ``s3://bucket/prefix``."""
+        lake = cls(LakeLocation.from_uri(uri, env))
+        if create:
+            lake.ensure_tables()
+        elif not lake.exists():
+            raise LakeNotFoundError(f"no lake at {lake.location.root}", hint="publish something, or check --lake")
+        return lake
+
+    def exists(self) -> bool:
+        try:
+            DeltaTable(self.log.uri, storage_options=dict(self.location.storage_options))
+        except TableNotFoundError:
+            return False
+        return True
+
+    def ensure_tables(self) -> None:
+        """Create any missing table (idempotent, safe to race)."""
+        options = dict(self.location.storage_options)
+        for spec in DATA_TABLES.values():
+            DeltaTable.create(self.location.uri(spec.name), schema=spec.schema, mode="ignore", storage_options=options)
+        self.log.create()
+
+    # --- reading ---------------------------------------------------------------------------------------
+
+    def state(self) -> LogState:
+        return self.log.load()
+
+    def snapshot(self, seq: int | None = None, as_of: datetime | None = None) -> Snapshot:
+        """The latest published snapshot, or one by sequence number or time."""
+        return select_snapshot(self.location, self.log.load(), seq=seq, as_of=as_of)
+
+    def snapshots(self) -> list[Snapshot]:
+        state = self.log.load()
+        return [
+            select_snapshot(self.location, state, seq=e.publish_seq)
+            for e in state.published()
+            if (e.publish_seq or 0) >= state.vacuum_horizon()
+        ]
+
+    # --- writing ---------------------------------------------------------------------------------------
+
+    def stage(
+        self,
+        partition: str,
+        writes: Mapping[str, TableWrite],
+        *,
+        run_id: str = "",
+        code_version: str = "",
+        stage_id: str | None = None,
+    ) -> StagedPartition:
+        return self.publisher.stage(partition, writes, run_id=run_id, code_version=code_version, stage_id=stage_id)
+
+    def publish(
+        self,
+        partition: str,
+        writes: Mapping[str, TableWrite],
+        *,
+        checks: Sequence[AuditCheck] = (),
+        run_id: str = "",
+        code_version: str = "",
+        stage_id: str | None = None,
+    ) -> PublishResult:
+        """Stage, audit and publish one partition across tables, atomically for readers."""
+        stage_id = stage_id or fingerprint(partition, writes)
+        already = self.publisher._published_entry(self.log.load(), stage_id)
+        if already is not None:
+            return self.publisher._result(already, noop=True)
+        staged = self.stage(partition, writes, run_id=run_id, code_version=code_version, stage_id=stage_id)
+        results = self.publisher.audit(staged, checks)
+        return self.publisher.publish(staged.stage, results)
+
+    def publish_stage(self, stage: Stage) -> PublishResult:
+        return self.publisher.publish(stage)
+
+    def rollback(self, seq: int, *, run_id: str = "", reason: str = "") -> PublishResult:
+        """Publish a new snapshot whose tables equal snapshot ``seq``'s (history is not rewritten)."""
+        target = self.snapshot(seq=seq)
+        restore = {name: target.version_of(name) for name in DATA_TABLES}
+        stage = Stage(
+            stage_id=f"rollback-{seq}-{self.log.load().next_seq()}",
+            partition=f"rollback:{seq}",
+            kind="rollback",
+            restore_versions=restore,
+            run_id=run_id,
+            message=reason or f"rollback to snapshot {seq}",
+        )
+        return self.publisher.publish(stage)
+
+    def recover(self) -> int | None:
+        """Roll forward a publish whose process died after its intent; returns its seq."""
+        entry = self.publisher.recover()
+        return None if entry is None else entry.publish_seq
+
+    def vacuum(
+        self, *, keep_last: int | None = None, min_age_hours: float = 1.0, dry_run: bool = False
+    ) -> VacuumReport:
+        return vacuum(self.location, keep_last=keep_last, min_age_hours=min_age_hours, dry_run=dry_run)
+
+    def status(self) -> dict[str, Any]:
+        state = self.log.load()
+        latest = select_snapshot(self.location, state)
+        intent = state.open_intent()
+        rows = {name: latest.delta_table(name).count() for name in DATA_TABLES}
+        rejected = [e for e in state.entries if e.event == "rejected"]
+        return {
+            "lake": self.location.root,
+            "snapshot": latest.to_dict(),
+            "rows": rows,
+            "snapshots": len(state.published()),
+            "open_intent": None if intent is None else {"seq": intent.publish_seq, "partition": intent.partition},
+            "last_rejected": None
+            if not rejected
+            else {
+                "partition": rejected[-1].partition,
+                "reason": rejected[-1].message,
+                "at": rejected[-1].created_at.isoformat(),
+            },
+        }

@@ -1,0 +1,82 @@
+"""Vacuum and compaction that never break a snapshot someone may still read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deltalake import DeltaTable
+
+from mm_platform.lake.publish_log import VACUUMED, LogEntry, PublishLog
+from mm_platform.lake.schemas import DATA_TABLES
+from mm_platform.lake.stage import STAGES_DIR
+from mm_platform.lake.storage import LakeLocation
+from mm_platform.log import get_logger, kv
+
+log = get_logger("mm_platform.lake.maintenance")
+
+
+@dataclass(frozen=True)
+class VacuumReport:
+    """What a vacuum removed and what it kept."""
+
+    files_deleted: dict[str, int]
+    retained_seqs: list[int]
+    expired_below_seq: int
+    dry_run: bool
+
+
+def vacuum(
+    location: LakeLocation, *, keep_last: int | None = None, min_age_hours: float = 1.0, dry_run: bool = False
+) -> VacuumReport:
+    """Delete files no retained snapshot needs.
+
+    Retained: every published snapshot (or the last ``keep_last``) plus each table's latest version. Files
+    that no version references (abandoned stages) are deleted only once older than ``min_age_hours``, so a
+    publish staging right now is never robbed of its files.
+    """
+    publish_log = PublishLog(location)
+    state = publish_log.load()
+    published = state.published()
+    retained = published if keep_last is None else published[-keep_last:] if keep_last > 0 else []
+    horizon = retained[0].publish_seq if retained and retained[0].publish_seq is not None else state.next_seq()
+    expired_below = max(horizon if keep_last is not None else 0, state.vacuum_horizon())
+    deleted: dict[str, int] = {}
+    options = dict(location.storage_options)
+    for name in DATA_TABLES:
+        dt = DeltaTable(location.uri(name), storage_options=options)
+        keep = sorted({int(e.table_versions[name]) for e in retained if name in e.table_versions} | {dt.version()})
+        removed = dt.vacuum(
+            retention_hours=int(min_age_hours) if min_age_hours >= 1 else 0,
+            dry_run=dry_run,
+            enforce_retention_duration=False,
+            keep_versions=keep,
+            full=True,
+        )
+        deleted[name] = len(removed)
+        log.info("vacuum %s", kv(table=name, deleted=len(removed), kept_versions=len(keep), dry_run=dry_run))
+    if not dry_run:
+        _prune_stage_manifests(location, state)
+        if expired_below > state.vacuum_horizon():
+            entry = LogEntry(event=VACUUMED, kind="vacuum", row_counts={"expired_below_seq": expired_below})
+            while publish_log.try_append(entry, state) is None:
+                state = publish_log.load()
+    return VacuumReport(
+        files_deleted=deleted,
+        retained_seqs=[e.publish_seq for e in retained if e.publish_seq is not None],
+        expired_below_seq=expired_below,
+        dry_run=dry_run,
+    )
+
+
+def _prune_stage_manifests(location: LakeLocation, state: object) -> None:
+    """Manifests of published stages are history the log already holds; keep only open or recent ones."""
+    from mm_platform.lake.publish_log import LogState
+
+    assert isinstance(state, LogState)
+    open_intent = state.open_intent()
+    keep = {open_intent.stage_id} if open_intent else set()
+    finished = {e.stage_id for e in state.entries if e.event in ("published", "aborted")}
+    for info in location.list_files(STAGES_DIR):
+        stage_id = info.base_name.removesuffix(".json")
+        if stage_id in finished and stage_id not in keep:
+            location.delete_file(f"{STAGES_DIR}/{info.base_name}")

@@ -1,0 +1,362 @@
+"""Write–audit–publish across tables (DESIGN.md §2).
+
+1. stage: rows become invisible Parquet files + a manifest (``stage.py``);
+2. audit: checks on the staged rows; a failure publishes nothing and is logged as ``rejected``;
+3. intent: a compare-and-swap append to ``_publish_log`` claims the next sequence number;
+4. apply: each table commits its files with an app transaction (``mm_platform.publish``, seq), checked
+   first, committed with compare-and-swap, so applying twice is a no-op;
+5. published: one more log append pins every table's new version — the single publish point.
+
+A dead intent is rolled forward by the next publisher before it claims a sequence number of its own.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import AddAction, RemoveAction
+
+from mm_platform.errors import AuditFailedError, PublishConflictError, StaleStageError, StorageError
+from mm_platform.lake import faults
+from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult, run_checks
+from mm_platform.lake.publish_log import ABORTED, INTENT, PUBLISHED, REJECTED, LogEntry, LogState, PublishLog
+from mm_platform.lake.schemas import DATA_TABLES
+from mm_platform.lake.snapshot import select_snapshot
+from mm_platform.lake.stage import (
+    Stage,
+    StagedTable,
+    TableWrite,
+    conform,
+    fingerprint,
+    load_stage,
+    replaced_rows,
+    save_stage,
+    stage_table,
+)
+from mm_platform.lake.storage import LakeLocation
+from mm_platform.log import get_logger, kv
+
+APP_ID = "mm_platform.publish"
+RETRY_BUDGET_S = 120.0
+
+log = get_logger("mm_platform.lake.publish")
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish did."""
+
+    seq: int
+    stage_id: str
+    partition: str
+    table_versions: Mapping[str, int]
+    row_counts: Mapping[str, int]
+    noop: bool = False
+    """True when this exact stage was already published: nothing was committed."""
+    checks: Sequence[CheckResult] = field(default_factory=tuple)
+
+
+@dataclass
+class StagedPartition:
+    """A stage and the rows it holds (kept in memory for the audit)."""
+
+    stage: Stage
+    rows: dict[str, pa.Table]
+
+
+class Publisher:
+    """Runs the protocol for one lake."""
+
+    def __init__(self, location: LakeLocation) -> None:
+        self.location = location
+        self.log = PublishLog(location)
+
+    # --- stage & audit -------------------------------------------------------------------------------
+
+    def stage(
+        self,
+        partition: str,
+        writes: Mapping[str, TableWrite],
+        *,
+        run_id: str = "",
+        code_version: str = "",
+        stage_id: str | None = None,
+    ) -> StagedPartition:
+        """Write the partition's files invisibly; reuse an existing stage with the same id."""
+        stage_id = stage_id or fingerprint(partition, writes)
+        existing = load_stage(self.location, stage_id)
+        if existing is not None:
+            return StagedPartition(existing, self._staged_rows(existing, writes))
+        tables: dict[str, StagedTable] = {}
+        for name in sorted(writes):
+            tables[name] = stage_table(self.location, name, writes[name], partition, stage_id)
+        stage = Stage(
+            stage_id=stage_id,
+            partition=partition,
+            kind="publish",
+            tables=tables,
+            run_id=run_id,
+            code_version=code_version,
+        )
+        save_stage(self.location, stage)
+        log.info("staged %s", kv(partition=partition, stage=stage_id, rows=sum(stage.row_counts().values())))
+        faults.fault_point("after_stage")
+        return StagedPartition(stage, self._staged_rows(stage, writes))
+
+    def _staged_rows(self, stage: Stage, writes: Mapping[str, TableWrite]) -> dict[str, pa.Table]:
+        rows = {}
+        for name, staged in stage.tables.items():
+            spec = DATA_TABLES[name]
+            rows[name] = conform(spec, staged.schema, writes[name].rows, stage.partition)[0]
+        return rows
+
+    def audit(self, staged: StagedPartition, checks: Sequence[AuditCheck]) -> list[CheckResult]:
+        """Run the checks; on failure record a ``rejected`` event and raise."""
+        state = self.log.load()
+        context = AuditContext(
+            partition=staged.stage.partition, staged=staged.rows, base=select_snapshot(self.location, state)
+        )
+        results = run_checks(context, checks)
+        failures = [r for r in results if not r.passed]
+        if failures:
+            entry = LogEntry(
+                event=REJECTED,
+                kind=staged.stage.kind,
+                partition=staged.stage.partition,
+                stage_id=staged.stage.stage_id,
+                row_counts=staged.stage.row_counts(),
+                checks=[r.to_dict() for r in results],
+                message="; ".join(f"{r.name}{f' on {r.table}' if r.table else ''}: {r.detail}" for r in failures),
+                run_id=staged.stage.run_id,
+                code_version=staged.stage.code_version,
+            )
+            self._append_unordered(entry)
+            raise AuditFailedError(
+                f"partition {staged.stage.partition}: {len(failures)} audit check(s) failed — {entry.message}",
+                partition=staged.stage.partition,
+                failures=[r.to_dict() for r in failures],
+            )
+        faults.fault_point("after_audit")
+        return results
+
+    # --- publish ---------------------------------------------------------------------------------------
+
+    def publish(self, stage: Stage, checks: Sequence[CheckResult] = ()) -> PublishResult:
+        """Publish an audited stage; idempotent, and safe against concurrent publishers and crashes."""
+        deadline = time.monotonic() + RETRY_BUDGET_S
+        attempt = 0
+        while time.monotonic() < deadline:
+            attempt += 1
+            state = self.log.load()
+            done = self._published_entry(state, stage.stage_id)
+            if done is not None:
+                return self._result(done, noop=True)
+            intent = state.open_intent()
+            if intent is not None:
+                finished = self._finish(intent)
+                if intent.stage_id == stage.stage_id:
+                    return self._result(finished)
+                continue
+            self._check_fresh(stage)
+            seq = state.next_seq()
+            intent_entry = LogEntry(
+                event=INTENT,
+                kind=stage.kind,
+                publish_seq=seq,
+                partition=stage.partition,
+                stage_id=stage.stage_id,
+                table_versions=self._current_versions(stage),
+                row_counts=stage.row_counts(),
+                checks=[c.to_dict() for c in checks],
+                run_id=stage.run_id,
+                code_version=stage.code_version,
+                message=stage.message or None,
+            )
+            if self.log.try_append(intent_entry, state) is None:
+                _backoff(attempt)
+                continue
+            log.info("intent %s", kv(seq=seq, partition=stage.partition, stage=stage.stage_id))
+            faults.fault_point("after_intent")
+            return self._result(self._finish(intent_entry, stage))
+        raise PublishConflictError(
+            f"partition {stage.partition}: could not claim the publish log within {RETRY_BUDGET_S:.0f} s",
+            hint="other publishers kept winning; run the publish again",
+        )
+
+    def recover(self) -> LogEntry | None:
+        """Roll forward an intent whose publisher died; returns its published entry, if there was one."""
+        state = self.log.load()
+        intent = state.open_intent()
+        return None if intent is None else self._finish(intent)
+
+    def _published_entry(self, state: LogState, stage_id: str) -> LogEntry | None:
+        entry = state.find(PUBLISHED, stage_id=stage_id)
+        if entry is None:
+            return None
+        # A rollback past this publish undoes it; publishing the same stage again is then real work.
+        later_rollbacks = [e for e in state.published() if e.kind == "rollback" and e.log_version > entry.log_version]
+        return None if later_rollbacks else entry
+
+    def _finish(self, intent: LogEntry, stage: Stage | None = None) -> LogEntry:
+        """Apply every table of the intent's stage and append its ``published`` event."""
+        assert intent.publish_seq is not None and intent.stage_id is not None
+        seq = intent.publish_seq
+        stage = stage or load_stage(self.location, intent.stage_id)
+        if stage is None:
+            return self._abort(intent, reason=f"stage manifest {intent.stage_id} is missing")
+        versions: dict[str, int] = {}
+        for name in sorted(set(stage.tables) | set(stage.restore_versions)):
+            versions[name] = self._apply_table(name, stage, seq)
+            faults.fault_point(f"after_apply:{name}")
+        return self._append_terminal(intent, PUBLISHED, versions)
+
+    def _apply_table(self, name: str, stage: Stage, seq: int) -> int:
+        uri = self.location.uri(name)
+        options = dict(self.location.storage_options)
+        for attempt in range(1, 50):
+            dt = DeltaTable(uri, storage_options=options)
+            read_version = dt.version()
+            applied = dt.transaction_version(APP_ID)
+            if applied is not None and applied >= seq:
+                return read_version
+            props = CommitProperties(
+                max_commit_retries=0,
+                app_transactions=[Transaction(APP_ID, seq)],
+                custom_metadata={"mmp.publish_seq": str(seq), "mmp.partition": stage.partition, "mmp.kind": stage.kind},
+            )
+            try:
+                if name in stage.restore_versions:
+                    target = stage.restore_versions[name]
+                    if target == read_version:
+                        return target
+                    dt.restore(target, commit_properties=props)
+                else:
+                    staged = stage.tables[name]
+                    if _evolve_schema(dt, staged.schema):
+                        continue  # the table moved on by one version; decide again
+                    now = int(datetime.now(UTC).timestamp() * 1000)
+                    actions: list[AddAction | RemoveAction] = [
+                        AddAction(a.path, a.size, {}, a.modification_time, True, a.stats) for a in staged.adds
+                    ]
+                    actions += [
+                        RemoveAction(path=r.path, data_change=True, deletion_timestamp=now, size=r.size)
+                        for r in staged.removes
+                    ]
+                    dt.create_write_transaction(actions, mode="append", schema=staged.schema, commit_properties=props)
+            except CommitFailedError:
+                _backoff(attempt)
+                continue
+            log.info("applied %s", kv(table=name, seq=seq, partition=stage.partition))
+            # Compare-and-swap: the commit landed exactly one version after the one we read.
+            return read_version + 1
+        raise StorageError(f"table {name}: could not apply publish {seq}", hint="run `mmp status` to roll it forward")
+
+    def _append_terminal(self, intent: LogEntry, event: str, versions: Mapping[str, int]) -> LogEntry:
+        seq = intent.publish_seq
+        for attempt in range(1, 200):
+            state = self.log.load()
+            for terminal in (PUBLISHED, ABORTED):
+                existing = state.find(terminal, seq=seq)
+                if existing is not None:
+                    return existing
+            previous = state.latest_published()
+            pinned = dict(previous.table_versions) if previous else {}
+            if event == PUBLISHED:
+                pinned.update(versions)
+            entry = LogEntry(
+                event=event,
+                kind=intent.kind,
+                publish_seq=seq,
+                partition=intent.partition,
+                stage_id=intent.stage_id,
+                table_versions=pinned,
+                row_counts=intent.row_counts,
+                checks=intent.checks,
+                message=intent.message,
+                run_id=intent.run_id,
+                code_version=intent.code_version,
+            )
+            new_state = self.log.try_append(entry, state)
+            if new_state is not None:
+                log.info("%s %s", event, kv(seq=seq, partition=intent.partition, versions=dict(pinned)))
+                faults.fault_point(f"after_{event}")
+                return new_state.entries[-1]
+            _backoff(attempt)
+        raise PublishConflictError(f"publish {seq}: could not append its {event} event", hint="run `mmp status`")
+
+    def _abort(self, intent: LogEntry, reason: str) -> LogEntry:
+        """Undo what an unrecoverable intent applied (restore to its base versions) and close it."""
+        options = dict(self.location.storage_options)
+        for name, base in intent.table_versions.items():
+            dt = DeltaTable(self.location.uri(name), storage_options=options)
+            if dt.version() != base and (dt.transaction_version(APP_ID) or -1) >= (intent.publish_seq or 0):
+                dt.restore(base)
+        log.warning("aborted %s", kv(seq=intent.publish_seq, reason=reason))
+        return self._append_terminal(LogEntry(**{**intent.__dict__, "message": reason}), ABORTED, {})
+
+    def _append_unordered(self, entry: LogEntry) -> None:
+        for attempt in range(1, 200):
+            if self.log.try_append(entry, self.log.load()) is not None:
+                return
+            _backoff(attempt)
+
+    def _current_versions(self, stage: Stage) -> dict[str, int]:
+        options = dict(self.location.storage_options)
+        names = set(stage.tables) | set(stage.restore_versions)
+        return {name: DeltaTable(self.location.uri(name), storage_options=options).version() for name in names}
+
+    def _check_fresh(self, stage: Stage) -> None:
+        """Refuse a stage whose replaced rows changed since it was built (another publish touched them)."""
+        options = dict(self.location.storage_options)
+        for name, staged in stage.tables.items():
+            dt = DeltaTable(self.location.uri(name), storage_options=options)
+            if dt.version() == staged.base_version:
+                continue
+            removes, _ = replaced_rows(self.location, name, dt, staged.replace)
+            if {r.path for r in removes} != {r.path for r in staged.removes}:
+                raise StaleStageError(
+                    f"table {name}, partition {stage.partition}: rows this stage replaces changed since it "
+                    f"was staged (table version {staged.base_version} → {dt.version()})",
+                    hint="stage the partition again",
+                )
+
+    def _result(self, entry: LogEntry, noop: bool = False) -> PublishResult:
+        assert entry.publish_seq is not None
+        if entry.event == ABORTED:
+            raise StorageError(f"publish {entry.publish_seq} was aborted: {entry.message}", hint="stage it again")
+        return PublishResult(
+            seq=entry.publish_seq,
+            stage_id=entry.stage_id or "",
+            partition=entry.partition or "",
+            table_versions=dict(entry.table_versions),
+            row_counts=dict(entry.row_counts),
+            noop=noop,
+        )
+
+
+def _evolve_schema(dt: DeltaTable, target: pa.Schema) -> bool:
+    """Add the stage's new columns in a commit of their own (readers pin versions, so it is invisible).
+
+    Returns True when a column was added. Idempotent: a roll-forward finds the columns already there.
+    """
+    current = set(pa.schema(dt.schema().to_arrow()).names)
+    missing = [f.with_nullable(True) for f in target if f.name not in current]
+    if not missing:
+        return False
+    from deltalake import Field
+
+    dt.alter.add_columns(
+        [Field.from_arrow(f) for f in missing], commit_properties=CommitProperties(max_commit_retries=0)
+    )
+    return True
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(2.0, 0.02 * 2 ** min(attempt, 7)) * random.uniform(0.5, 1.5))

@@ -1,0 +1,190 @@
+"""The ``_publish_log`` table: the protocol's events, committed one per Delta version with compare-and-swap.
+
+Every append commits at exactly ``read_version + 1`` (``max_commit_retries=0``); a writer that loses the
+race reloads and decides again. So the log's Delta versions order its events totally, at most one intent
+is ever open, and publish sequence numbers have no gaps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable
+from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import AddAction, RemoveAction
+
+from mm_platform.lake.files import delta_dataset, table_file_paths, write_parquet_files
+from mm_platform.lake.schemas import PUBLISH_LOG
+from mm_platform.lake.storage import LakeLocation
+
+# The log stays a handful of files: past this many, the next append rewrites it as one file.
+COMPACT_LOG_AFTER_FILES = 24
+
+INTENT, PUBLISHED, ABORTED, REJECTED, VACUUMED = "intent", "published", "aborted", "rejected", "vacuumed"
+
+LOG_SCHEMA = pa.schema([*PUBLISH_LOG.schema, pa.field("log_version", pa.int64(), nullable=False)])
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One event of the publish protocol."""
+
+    event: str
+    kind: str
+    publish_seq: int | None = None
+    partition: str | None = None
+    stage_id: str | None = None
+    table_versions: Mapping[str, int] = field(default_factory=dict)
+    """intent: the versions before; published: the versions every reader pins."""
+    row_counts: Mapping[str, int] = field(default_factory=dict)
+    checks: list[dict[str, Any]] | None = None
+    message: str | None = None
+    run_id: str | None = None
+    code_version: str | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    log_version: int = -1
+    """The Delta version of ``_publish_log`` that holds this event (its position in the total order)."""
+
+    def to_row(self, log_version: int) -> dict[str, Any]:
+        return {
+            "publish_seq": self.publish_seq,
+            "event": self.event,
+            "kind": self.kind,
+            "partition": self.partition,
+            "stage_id": self.stage_id,
+            "table_versions": list(self.table_versions.items()),
+            "row_counts": list(self.row_counts.items()),
+            "checks": None if self.checks is None else json.dumps(self.checks, default=str),
+            "message": self.message,
+            "run_id": self.run_id,
+            "code_version": self.code_version,
+            "created_at": self.created_at,
+            "log_version": log_version,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> LogEntry:
+        return cls(
+            event=row["event"],
+            kind=row["kind"],
+            publish_seq=row["publish_seq"],
+            partition=row["partition"],
+            stage_id=row["stage_id"],
+            table_versions=dict(row["table_versions"] or []),
+            row_counts=dict(row["row_counts"] or []),
+            checks=None if row["checks"] is None else json.loads(row["checks"]),
+            message=row["message"],
+            run_id=row["run_id"],
+            code_version=row["code_version"],
+            created_at=row["created_at"],
+            log_version=row["log_version"],
+        )
+
+
+@dataclass(frozen=True)
+class LogState:
+    """The log as of one Delta version, folded into the protocol's state."""
+
+    version: int
+    entries: tuple[LogEntry, ...]
+
+    def published(self) -> list[LogEntry]:
+        return [e for e in self.entries if e.event == PUBLISHED]
+
+    def latest_published(self) -> LogEntry | None:
+        published = self.published()
+        return published[-1] if published else None
+
+    def open_intent(self) -> LogEntry | None:
+        closed = {e.publish_seq for e in self.entries if e.event in (PUBLISHED, ABORTED)}
+        for entry in reversed(self.entries):
+            if entry.event == INTENT:
+                return None if entry.publish_seq in closed else entry
+        return None
+
+    def next_seq(self) -> int:
+        seqs = [e.publish_seq for e in self.entries if e.event == INTENT and e.publish_seq is not None]
+        return max(seqs, default=0) + 1
+
+    def find(self, event: str, *, stage_id: str | None = None, seq: int | None = None) -> LogEntry | None:
+        for entry in reversed(self.entries):
+            if entry.event != event:
+                continue
+            if stage_id is not None and entry.stage_id != stage_id:
+                continue
+            if seq is not None and entry.publish_seq != seq:
+                continue
+            return entry
+        return None
+
+    def vacuum_horizon(self) -> int:
+        """Snapshots below this sequence number had their files vacuumed away."""
+        horizons = [int(e.row_counts.get("expired_below_seq", 0)) for e in self.entries if e.event == VACUUMED]
+        return max(horizons, default=0)
+
+    def __iter__(self) -> Iterator[LogEntry]:
+        return iter(self.entries)
+
+
+class PublishLog:
+    """Reads and appends the ``_publish_log`` table of one lake."""
+
+    name = PUBLISH_LOG.name
+    app_id = "mm_platform.publish_log"
+
+    def __init__(self, location: LakeLocation) -> None:
+        self.location = location
+        self.uri = location.uri(self.name)
+
+    def _open(self, version: int | None = None) -> DeltaTable:
+        return DeltaTable(self.uri, version=version, storage_options=dict(self.location.storage_options))
+
+    def create(self) -> None:
+        DeltaTable.create(
+            self.uri, schema=LOG_SCHEMA, mode="ignore", storage_options=dict(self.location.storage_options)
+        )
+
+    def load(self, version: int | None = None) -> LogState:
+        dt = self._open(version)
+        rows = delta_dataset(self.location, dt).to_table().to_pylist()  # type: ignore[attr-defined]
+        entries = sorted((LogEntry.from_row(r) for r in rows), key=lambda e: e.log_version)
+        return LogState(version=dt.version(), entries=tuple(entries))
+
+    def try_append(self, entry: LogEntry, state: LogState) -> LogState | None:
+        """Append ``entry`` at exactly ``state.version + 1``; None when another writer got there first."""
+        dt = self._open(state.version)
+        log_version = state.version + 1
+        row = pa.Table.from_pylist([entry.to_row(log_version)], schema=LOG_SCHEMA)
+        files = table_file_paths(dt)
+        removes: list[RemoveAction] = []
+        if len(files) >= COMPACT_LOG_AFTER_FILES:
+            # Fold the whole log into one file in the same commit, so readers open few files.
+            everything = [e.to_row(e.log_version) for e in state.entries]
+            row = pa.Table.from_pylist([*everything, entry.to_row(log_version)], schema=LOG_SCHEMA)
+            now = int(datetime.now(UTC).timestamp() * 1000)
+            removes = [RemoveAction(path=f, data_change=False, deletion_timestamp=now) for f in files]
+        adds = write_parquet_files(self.location, self.name, row, f"log{log_version}")
+        actions: list[AddAction | RemoveAction] = [
+            AddAction(a.path, a.size, {}, a.modification_time, True, a.stats) for a in adds
+        ]
+        try:
+            dt.create_write_transaction(
+                [*actions, *removes],
+                mode="append",
+                schema=LOG_SCHEMA,
+                commit_properties=CommitProperties(
+                    max_commit_retries=0,
+                    custom_metadata={"mmp.event": entry.event, "mmp.publish_seq": str(entry.publish_seq)},
+                ),
+            )
+        except CommitFailedError:
+            for add in adds:  # our file never became part of the log
+                self.location.delete_file(f"{self.name}/{add.path}")
+            return None
+        new_entry = LogEntry(**{**entry.__dict__, "log_version": log_version})
+        return LogState(version=log_version, entries=(*state.entries, new_entry))

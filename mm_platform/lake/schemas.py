@@ -1,0 +1,190 @@
+"""The lake's tables: Arrow schemas, keys and the lineage every row carries (DESIGN.md §1).
+
+New fields arrive by schema evolution (Delta ``schema_mode="merge"``), never by a migration, so a schema
+here is the *minimum* a table has; producers may add nullable columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+# Lineage on every row: which bytes, which producer at which version, which run, which ingest batch.
+LINEAGE_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("source_content_sha256", pa.string()),
+    pa.field("producer", pa.string(), nullable=False),
+    pa.field("producer_version", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("partition", pa.string(), nullable=False),
+)
+LINEAGE_COLUMNS = tuple(f.name for f in LINEAGE_FIELDS)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A Delta table of the lake."""
+
+    name: str
+    """Folder name under the lake root."""
+    schema: pa.Schema
+    """Minimum schema; producers may add nullable columns."""
+    key: tuple[str, ...]
+    """Columns that identify a row; unique within a snapshot."""
+    description: str
+
+
+def _with_lineage(*fields: pa.Field) -> pa.Schema:
+    return pa.schema([*fields, *LINEAGE_FIELDS])
+
+
+MEDIA = TableSpec(
+    name="media",
+    key=("media_id",),
+    description="One row per registered source object version.",
+    schema=_with_lineage(
+        pa.field("media_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("etag", pa.string()),
+        pa.field("version_id", pa.string()),
+        pa.field("size_bytes", pa.int64(), nullable=False),
+        pa.field("content_sha256", pa.string()),
+        pa.field("mime_type", pa.string()),
+        pa.field("modality", pa.string()),
+        pa.field("last_modified", TS),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("registered_at", TS, nullable=False),
+    ),
+)
+
+METADATA = TableSpec(
+    name="metadata",
+    key=("media_id",),
+    description="Extracted metadata per media content and extractor version.",
+    schema=_with_lineage(
+        pa.field("media_id", pa.string(), nullable=False),
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("modality", pa.string()),
+        pa.field("mime_type", pa.string()),
+        pa.field("format", pa.string()),
+        pa.field("width", pa.int64()),
+        pa.field("height", pa.int64()),
+        pa.field("mode", pa.string()),
+        pa.field("frame_count", pa.int64()),
+        pa.field("exif", pa.map_(pa.string(), pa.string())),
+        pa.field("orientation", pa.int64()),
+        pa.field("camera_make", pa.string()),
+        pa.field("camera_model", pa.string()),
+        pa.field("captured_at", pa.string()),
+        pa.field("gps_lat", pa.float64()),
+        pa.field("gps_lon", pa.float64()),
+        pa.field("container", pa.string()),
+        pa.field("codec", pa.string()),
+        pa.field("fps", pa.float64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("has_audio", pa.bool_()),
+        pa.field("sample_rate", pa.int64()),
+        pa.field("channels", pa.int64()),
+        pa.field("page_count", pa.int64()),
+        pa.field("title", pa.string()),
+        pa.field("author", pa.string()),
+        pa.field("encrypted", pa.bool_()),
+        pa.field("text", pa.string()),
+    ),
+)
+
+DERIVED = TableSpec(
+    name="derived",
+    key=("derived_id",),
+    description="Artifacts derived from media: thumbnails, keyframes, text chunks, model labels.",
+    schema=_with_lineage(
+        pa.field("derived_id", pa.string(), nullable=False),
+        pa.field("media_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("ordinal", pa.int64(), nullable=False),
+        pa.field("mime_type", pa.string()),
+        pa.field("data", pa.binary()),
+        pa.field("uri", pa.string()),
+        pa.field("width", pa.int64()),
+        pa.field("height", pa.int64()),
+        pa.field("timestamp_s", pa.float64()),
+        pa.field("text", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("params", pa.string()),
+    ),
+)
+
+EMBEDDINGS = TableSpec(
+    name="embeddings",
+    key=("subject_id", "model_id"),
+    description="Vectors per (media or derived subject, model). "
+    "Stored as list<float32> with `dim`: one table holds models of different widths.",
+    schema=_with_lineage(
+        pa.field("subject_id", pa.string(), nullable=False),
+        pa.field("subject_kind", pa.string(), nullable=False),
+        pa.field("media_id", pa.string(), nullable=False),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("model_revision", pa.string(), nullable=False),
+        pa.field("dim", pa.int32(), nullable=False),
+        pa.field("normalized", pa.bool_(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32()), nullable=False),
+    ),
+)
+
+QUARANTINE = TableSpec(
+    name="quarantine",
+    key=("media_id",),
+    description="Rejected object versions, kept with the stage and the reason.",
+    schema=_with_lineage(
+        pa.field("media_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("content_sha256", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("quarantined_at", TS, nullable=False),
+    ),
+)
+
+PUBLISH_LOG = TableSpec(
+    name="_publish_log",
+    key=("publish_seq", "event"),
+    description="The publish protocol's event log: intent / published / aborted / rejected.",
+    schema=pa.schema(
+        [
+            pa.field("publish_seq", pa.int64()),
+            pa.field("event", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("partition", pa.string()),
+            pa.field("stage_id", pa.string()),
+            pa.field("table_versions", pa.map_(pa.string(), pa.int64())),
+            pa.field("row_counts", pa.map_(pa.string(), pa.int64())),
+            pa.field("checks", pa.string()),
+            pa.field("message", pa.string()),
+            pa.field("run_id", pa.string()),
+            pa.field("code_version", pa.string()),
+            pa.field("created_at", TS, nullable=False),
+        ]
+    ),
+)
+
+DATA_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (MEDIA, METADATA, DERIVED, EMBEDDINGS, QUARANTINE)}
+
+
+def register_table(spec: TableSpec) -> None:
+    """Add a data table (later capabilities, e.g. annotations, bring their own)."""
+    DATA_TABLES[spec.name] = spec
+
+
+def table_spec(name: str) -> TableSpec:
+    from mm_platform.errors import ConfigError
+
+    try:
+        return DATA_TABLES[name]
+    except KeyError:
+        raise ConfigError(f"unknown table {name!r}", hint=f"known tables: {', '.join(DATA_TABLES)}") from None

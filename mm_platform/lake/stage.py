@@ -1,0 +1,265 @@
+"""Stage a partition: write its rows invisibly beside each table and record what a publish must commit.
+
+A stage is a manifest (``_stages/<stage_id>.json``) listing, per table, the Parquet files to add and the
+files to remove (rows it replaces). Nothing is visible to readers until the publish protocol commits it.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from mm_platform.errors import StageError
+from mm_platform.lake.files import FileAdd, FileRemove, read_parquet_file, write_parquet_files
+from mm_platform.lake.schemas import TableSpec, table_spec
+from mm_platform.lake.storage import LakeLocation
+
+STAGES_DIR = "_stages"
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Rows whose ``column`` holds one of ``values``: what a write replaces in the published table."""
+
+    column: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """New rows for one table, and which published rows they replace."""
+
+    rows: pa.Table
+    replace: tuple[RowFilter, ...] = ()
+
+
+@dataclass(frozen=True)
+class StagedTable:
+    """What one table's commit will contain."""
+
+    table: str
+    base_version: int
+    """The table version the removes were computed against."""
+    adds: tuple[FileAdd, ...]
+    removes: tuple[FileRemove, ...]
+    rows_added: int
+    schema_ipc: str
+    """The table schema after this commit (base64 Arrow IPC), evolved if the rows brought new columns."""
+    replace: tuple[RowFilter, ...] = ()
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema_ipc)))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A partition's staged change across tables, or a rollback's target versions."""
+
+    stage_id: str
+    partition: str
+    kind: str
+    """``publish``, ``rollback`` or ``erase``."""
+    tables: Mapping[str, StagedTable] = field(default_factory=dict)
+    restore_versions: Mapping[str, int] = field(default_factory=dict)
+    """For ``rollback``: the version each table's content returns to."""
+    run_id: str = ""
+    code_version: str = ""
+    message: str = ""
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def row_counts(self) -> dict[str, int]:
+        return {name: staged.rows_added for name, staged in self.tables.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Stage:
+        tables = {}
+        for name, raw in doc["tables"].items():
+            tables[name] = StagedTable(
+                table=raw["table"],
+                base_version=raw["base_version"],
+                adds=tuple(FileAdd(**a) for a in raw["adds"]),
+                removes=tuple(FileRemove(**r) for r in raw["removes"]),
+                rows_added=raw["rows_added"],
+                schema_ipc=raw["schema_ipc"],
+                replace=tuple(RowFilter(r["column"], tuple(r["values"])) for r in raw.get("replace", ())),
+            )
+        return cls(
+            stage_id=doc["stage_id"],
+            partition=doc["partition"],
+            kind=doc["kind"],
+            tables=tables,
+            restore_versions=dict(doc.get("restore_versions", {})),
+            run_id=doc.get("run_id", ""),
+            code_version=doc.get("code_version", ""),
+            message=doc.get("message", ""),
+            created_at=doc["created_at"],
+        )
+
+
+def save_stage(location: LakeLocation, stage: Stage) -> None:
+    location.write_json(f"{STAGES_DIR}/{stage.stage_id}.json", stage.to_json())
+
+
+def load_stage(location: LakeLocation, stage_id: str) -> Stage | None:
+    doc = location.read_json(f"{STAGES_DIR}/{stage_id}.json")
+    return None if doc is None else Stage.from_json(doc)
+
+
+def schema_to_ipc(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def fingerprint(partition: str, writes: Mapping[str, TableWrite], kind: str = "publish") -> str:
+    """A stage id that follows the content: the same rows for the same partition give the same id."""
+    digest = hashlib.sha256(f"{kind}\0{partition}".encode())
+    for name in sorted(writes):
+        write = writes[name]
+        digest.update(f"\0{name}\0".encode())
+        for row_filter in write.replace:
+            digest.update(f"{row_filter.column}={','.join(sorted(row_filter.values))};".encode())
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, write.rows.schema) as writer:
+            writer.write_table(write.rows)
+        digest.update(sink.getvalue())
+    return digest.hexdigest()[:24]
+
+
+def conform(spec: TableSpec, current: pa.Schema, rows: pa.Table, partition: str) -> tuple[pa.Table, pa.Schema]:
+    """Cast rows to the table's schema, adding new columns by schema evolution; name what does not fit."""
+    target_fields = list(current)
+    known = set(current.names)
+    for name in rows.column_names:
+        if name not in known:
+            new_field = rows.schema.field(name).with_nullable(True)
+            if pa.types.is_null(new_field.type):
+                new_field = new_field.with_type(pa.string())
+            target_fields.append(new_field)
+    target = pa.schema(target_fields)
+    columns = []
+    for target_field in target:
+        if target_field.name in rows.column_names:
+            column = rows.column(target_field.name)
+            if not target_field.nullable and column.null_count:
+                raise StageError(
+                    f"table {spec.name}, partition {partition}: column {target_field.name!r} has "
+                    f"{column.null_count} null value(s) but the table requires a value",
+                    hint="fill the column in the producer",
+                )
+            try:
+                columns.append(column.cast(target_field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise StageError(
+                    f"table {spec.name}, partition {partition}: column {target_field.name!r} of type "
+                    f"{column.type} does not fit the table's type {target_field.type}: {exc}",
+                    hint="change the producer's output type, or add a new column instead",
+                ) from exc
+        elif target_field.nullable:
+            columns.append(pa.nulls(rows.num_rows, target_field.type))
+        else:
+            raise StageError(
+                f"table {spec.name}, partition {partition}: required column {target_field.name!r} is missing",
+                hint=f"the table needs: {', '.join(f.name for f in target if not f.nullable)}",
+            )
+    return pa.Table.from_arrays(columns, schema=target), target
+
+
+def check_unique_key(spec: TableSpec, rows: pa.Table, partition: str) -> None:
+    if rows.num_rows == 0:
+        return
+    keys = rows.select(list(spec.key))
+    distinct = keys.group_by(list(spec.key)).aggregate([]).num_rows
+    if distinct != rows.num_rows:
+        raise StageError(
+            f"table {spec.name}, partition {partition}: {rows.num_rows - distinct} duplicate key(s) "
+            f"on ({', '.join(spec.key)})",
+            hint="each key may appear once per partition",
+        )
+
+
+def _may_contain(low: Any, high: Any, sorted_values: Sequence[str]) -> bool:
+    if low is None or high is None:
+        return True
+    index = bisect.bisect_left(sorted_values, str(low))
+    return index < len(sorted_values) and sorted_values[index] <= str(high)
+
+
+def replaced_rows(
+    location: LakeLocation, table_name: str, dt: DeltaTable, filters: Sequence[RowFilter]
+) -> tuple[list[FileRemove], list[pa.Table]]:
+    """Files holding rows the filters replace: whole files removed, partly matching files rewritten.
+
+    File statistics prune the search, so the cost follows the replaced rows, not the table size.
+    Returns the removes and, for partly matching files, the surviving rows to write again.
+    """
+    if not filters:
+        return [], []
+    actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+    sorted_filters = [(f.column, sorted(f.values)) for f in filters]
+    removes: list[FileRemove] = []
+    survivors: list[pa.Table] = []
+    for action in actions:
+        candidates = [
+            (column, values)
+            for column, values in sorted_filters
+            if values and _may_contain(action.get(f"min.{column}"), action.get(f"max.{column}"), values)
+        ]
+        if not candidates:
+            continue
+        whole = any(
+            action.get(f"min.{column}") is not None
+            and action.get(f"min.{column}") == action.get(f"max.{column}")
+            and str(action.get(f"min.{column}")) in set(values)
+            for column, values in candidates
+        )
+        if whole:
+            removes.append(FileRemove(path=action["path"], size=action.get("size_bytes")))
+            continue
+        content = read_parquet_file(location, table_name, action["path"])
+        mask = None
+        for column, values in candidates:
+            hit = pc.is_in(content.column(column).cast(pa.string()), value_set=pa.array(values, pa.string()))
+            mask = hit if mask is None else pc.or_(mask, hit)
+        hits = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
+        if hits == 0:
+            continue
+        removes.append(FileRemove(path=action["path"], size=action.get("size_bytes")))
+        if hits < content.num_rows:
+            survivors.append(content.filter(pc.invert(mask)))
+    return removes, survivors
+
+
+def stage_table(
+    location: LakeLocation, table_name: str, write: TableWrite, partition: str, stage_id: str
+) -> StagedTable:
+    """Write one table's part of a stage: new rows (+ rewritten survivors) as files; removes recorded."""
+    spec = table_spec(table_name)
+    dt = DeltaTable(location.uri(table_name), storage_options=dict(location.storage_options))
+    current = pa.schema(dt.schema().to_arrow())
+    rows, target = conform(spec, current, write.rows, partition)
+    check_unique_key(spec, rows, partition)
+    removes, survivors = replaced_rows(location, table_name, dt, write.replace)
+    adds = write_parquet_files(location, table_name, rows, stage_id)
+    for kept in survivors:
+        adds += write_parquet_files(location, table_name, conform(spec, target, kept, partition)[0], stage_id)
+    return StagedTable(
+        table=table_name,
+        base_version=dt.version(),
+        adds=tuple(adds),
+        removes=tuple(removes),
+        rows_added=rows.num_rows,
+        schema_ipc=schema_to_ipc(target),
+        replace=tuple(write.replace),
+    )

@@ -1,0 +1,41 @@
+"""Shared fixtures: real local services (an S3 API on 127.0.0.1) and paths to the shared test media."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services import S3Endpoint, moto_s3_server
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_MEDIA = Path(os.environ.get("MMP_SHARED_MEDIA", REPO_ROOT.parent / "shared" / "media"))
+ARTIFACTS = REPO_ROOT / ".test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """A real S3 API (moto_server) on 127.0.0.1 for the whole session."""
+    with moto_s3_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A fresh lake location, once on a local folder and once on the S3 API: (uri, environment)."""
+    if request.param == "local":
+        yield str(tmp_path / "lake"), dict(os.environ)
+        return
+    endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = endpoint.create_bucket(f"lake-{uuid.uuid4().hex[:12]}")
+    yield f"s3://{bucket}/lake", {**os.environ, **endpoint.env()}
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    if not SHARED_MEDIA.is_dir():
+        pytest.fail(f"shared test media not found at {SHARED_MEDIA}; set MMP_SHARED_MEDIA")
+    return SHARED_MEDIA

@@ -1,0 +1,193 @@
+"""The lake's write–audit–publish protocol on a local folder and on a real S3 API (moto on 127.0.0.1):
+publish and read, idempotency, partition replacement, the audit gate, time travel, rollback, vacuum,
+schema evolution and errors that name what to fix."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from mm_platform.errors import AuditFailedError, SnapshotNotFoundError, StageError
+from mm_platform.lake import AuditContext, CheckResult, Lake, RowFilter, TableWrite
+from tests.factories import partition_rows, partition_writes
+from tests.lake_assertions import (
+    assert_log_has_no_gap,
+    assert_no_duplicate_keys,
+    partition_counts,
+    snapshot_content,
+)
+
+
+@pytest.fixture
+def lake(lake_env: tuple[str, dict[str, str]]) -> Lake:
+    uri, env = lake_env
+    return Lake.open(uri, env)
+
+
+def test_publish_is_visible_only_as_a_whole(lake: Lake) -> None:
+    empty = lake.snapshot()
+    assert empty.seq == 0 and empty.table("media").num_rows == 0
+
+    result = lake.publish("b1", partition_writes("b1", 40, run_id="r1"), run_id="r1")
+    snap = lake.snapshot()
+    assert snap.seq == result.seq == 1
+    assert {n: snap.table(n).num_rows for n in ("media", "metadata", "embeddings")} == {
+        "media": 40,
+        "metadata": 40,
+        "embeddings": 40,
+    }
+    assert set(snap.table("media").column("run_id").to_pylist()) == {"r1"}
+    assert_log_has_no_gap(lake)
+
+
+def test_republishing_the_same_stage_is_a_noop(lake: Lake) -> None:
+    first = lake.publish("b1", partition_writes("b1", 25))
+    versions = dict(lake.snapshot().table_versions)
+    again = lake.publish("b1", partition_writes("b1", 25))
+    assert again.noop and again.seq == first.seq
+    assert lake.snapshot().table_versions == versions
+    assert [e.event for e in lake.state().entries].count("published") == 1
+
+
+def test_republishing_a_partition_replaces_its_rows(lake: Lake) -> None:
+    lake.publish("b1", partition_writes("b1", 30))
+    lake.publish("b2", partition_writes("b2", 20))
+    lake.publish("b1", partition_writes("b1", 12, seed=7))  # new content for b1
+    snap = lake.snapshot()
+    assert partition_counts(snap, "media") == {"b1": 12, "b2": 20}
+    assert partition_counts(snap, "embeddings") == {"b1": 12, "b2": 20}
+    assert_no_duplicate_keys(snap)
+
+
+def test_key_replacement_rewrites_only_the_matching_rows(lake: Lake) -> None:
+    lake.publish("b1", partition_writes("b1", 10))
+    snap = lake.snapshot()
+    media = snap.table("media")
+    victim = media.column("media_id")[3].as_py()
+    updated = media.filter(pc.equal(media.column("media_id"), victim))
+    updated = updated.set_column(updated.schema.get_field_index("etag"), "etag", pa.array(["new-etag"]))
+    updated = updated.set_column(updated.schema.get_field_index("partition"), "partition", pa.array(["b2"]))
+    lake.publish("b2", {"media": TableWrite(updated, replace=(RowFilter("media_id", (victim,)),))})
+    after = lake.snapshot().table("media")
+    assert after.num_rows == 10
+    row = after.filter(pc.equal(after.column("media_id"), victim)).to_pylist()
+    assert len(row) == 1 and row[0]["etag"] == "new-etag"
+
+
+def _finite_vectors(context: AuditContext) -> CheckResult:
+    rows = context.staged.get("embeddings")
+    if rows is None:
+        return CheckResult(name="finite_vectors", passed=True)
+    bad = [
+        r["subject_id"]
+        for r in rows.select(["subject_id", "vector"]).to_pylist()
+        if not np.all(np.isfinite(np.asarray(r["vector"], dtype=np.float32)))
+    ]
+    return CheckResult(
+        name="finite_vectors",
+        table="embeddings",
+        passed=not bad,
+        detail=f"{len(bad)} vector(s) contain NaN or inf",
+        failing_rows=[{"subject_id": s} for s in bad],
+    )
+
+
+def test_audit_failure_publishes_nothing_and_records_why(lake: Lake) -> None:
+    lake.publish("good", partition_writes("good", 10), checks=[_finite_vectors])
+    before = snapshot_content(lake.snapshot())
+
+    rows = partition_rows("bad", 10)
+    vectors = rows["embeddings"].column("vector").to_pylist()
+    vectors[4] = [float("nan")] * len(vectors[4])
+    rows["embeddings"] = rows["embeddings"].set_column(
+        rows["embeddings"].schema.get_field_index("vector"), "vector", pa.array(vectors, pa.list_(pa.float32()))
+    )
+    writes = {name: TableWrite(table) for name, table in rows.items()}
+    with pytest.raises(AuditFailedError) as failure:
+        lake.publish("bad", writes, checks=[_finite_vectors])
+    assert "finite_vectors" in str(failure.value) and "1 vector(s)" in str(failure.value)
+    assert (
+        failure.value.failures[0]["failing_rows"][0]["subject_id"] == rows["embeddings"].column("subject_id")[4].as_py()
+    )
+
+    assert lake.snapshot().seq == 1
+    assert snapshot_content(lake.snapshot()) == before
+    rejected = [e for e in lake.state().entries if e.event == "rejected"]
+    assert len(rejected) == 1 and rejected[0].partition == "bad" and "NaN" in (rejected[0].message or "")
+    assert lake.status()["last_rejected"]["partition"] == "bad"
+
+
+def test_time_travel_and_rollback_return_the_original_tables(lake: Lake) -> None:
+    lake.publish("b1", partition_writes("b1", 15))
+    at_1 = snapshot_content(lake.snapshot())
+    time.sleep(0.01)
+    between = datetime.now(UTC)
+    lake.publish("b2", partition_writes("b2", 15))
+    lake.publish("b1", partition_writes("b1", 5, seed=3))
+    at_3 = snapshot_content(lake.snapshot())
+
+    assert snapshot_content(lake.snapshot(seq=1)) == at_1
+    assert snapshot_content(lake.snapshot(as_of=between)) == at_1
+
+    rolled = lake.rollback(1)
+    assert rolled.seq == 4
+    assert snapshot_content(lake.snapshot()) == at_1
+    assert snapshot_content(lake.snapshot(seq=3)) == at_3  # history is not rewritten
+
+    # Publishing after a rollback builds on the rolled-back content, not on what was undone.
+    lake.publish("b3", partition_writes("b3", 4))
+    assert partition_counts(lake.snapshot(), "media") == {"b1": 15, "b3": 4}
+    # And rolling back the rollback is one more publish.
+    lake.rollback(3)
+    assert snapshot_content(lake.snapshot()) == at_3
+    assert_log_has_no_gap(lake)
+
+    with pytest.raises(SnapshotNotFoundError, match="seq 99"):
+        lake.snapshot(seq=99)
+
+
+def test_vacuum_keeps_every_retained_snapshot_readable(lake: Lake) -> None:
+    lake.publish("b1", partition_writes("b1", 10))
+    lake.publish("b1", partition_writes("b1", 8, seed=1))  # replaces b1's files
+    lake.publish("b2", partition_writes("b2", 6))
+    contents = {s.seq: snapshot_content(s) for s in lake.snapshots()}
+    # An abandoned stage: files written, never published.
+    lake.stage("orphan", partition_writes("orphan", 5))
+
+    report = lake.vacuum(min_age_hours=0)
+    assert report.files_deleted["media"] >= 1  # the orphan's file
+    for seq, content in contents.items():
+        assert snapshot_content(lake.snapshot(seq=seq)) == content
+
+    report = lake.vacuum(min_age_hours=0, keep_last=1)
+    assert report.expired_below_seq == 3
+    assert report.files_deleted["media"] >= 1  # snapshot 1's replaced file
+    assert snapshot_content(lake.snapshot()) == contents[3]
+    with pytest.raises(Exception, match="vacuumed"):
+        lake.snapshot(seq=1)
+
+
+def test_schema_evolution_adds_columns_without_a_migration(lake: Lake) -> None:
+    lake.publish("b1", partition_writes("b1", 5))
+    rows = partition_rows("b2", 5)
+    rows["metadata"] = rows["metadata"].append_column("bit_depth", pa.array([8] * 5, pa.int64()))
+    lake.publish("b2", {name: TableWrite(table) for name, table in rows.items()})
+    metadata = lake.snapshot().table("metadata")
+    assert "bit_depth" in metadata.column_names
+    by_partition = {r["partition"]: r["bit_depth"] for r in metadata.select(["partition", "bit_depth"]).to_pylist()}
+    assert by_partition == {"b1": None, "b2": 8}
+
+
+def test_bad_rows_are_refused_with_the_table_and_column_named(lake: Lake) -> None:
+    rows = partition_rows("b1", 3)
+    with pytest.raises(StageError, match="table media, partition b1: required column 'uri'"):
+        lake.publish("b1", {"media": TableWrite(rows["media"].drop_columns(["uri"]))})
+    duplicated = pa.concat_tables([rows["media"], rows["media"].slice(0, 1)])
+    with pytest.raises(StageError, match="1 duplicate key"):
+        lake.publish("b1", {"media": TableWrite(duplicated)})
+    assert lake.snapshot().seq == 0
