@@ -1,0 +1,66 @@
+"""Media sources (a local folder, an S3 bucket/prefix): deterministic listings, single-pass hashed reads,
+and the diff of a listing against the published media table."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from mm_platform.errors import ConfigError
+from mm_platform.sources.base import DEFAULT_SPOOL_MAX_BYTES, FetchedObject, ObjectInfo, Source
+from mm_platform.sources.diff import DeletedMedia, ListingDiff, diff_listing, object_uri_prefix
+from mm_platform.sources.local import LocalFolderSource
+from mm_platform.sources.retry import AttemptCounter, RetryPolicy
+from mm_platform.sources.s3 import S3Settings, S3Source, parse_s3_uri
+
+__all__ = [
+    "AttemptCounter",
+    "DeletedMedia",
+    "FetchedObject",
+    "ListingDiff",
+    "LocalFolderSource",
+    "ObjectInfo",
+    "RetryPolicy",
+    "S3Settings",
+    "S3Source",
+    "Source",
+    "diff_listing",
+    "object_uri_prefix",
+    "parse_s3_uri",
+    "source_from_uri",
+]
+
+
+def source_from_uri(
+    uri: str,
+    *,
+    s3_settings: S3Settings | None = None,
+    s3_endpoint_url: str | None = None,
+    retry_policy: RetryPolicy | None = None,
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+) -> Source:
+    """``s3://bucket/prefix`` → :class:`S3Source`; a path or ``file://`` URI → :class:`LocalFolderSource`.
+
+    S3 settings come from the caller (the CLI reads the environment at its boundary); ``s3_endpoint_url``
+    overrides the endpoint in ``s3_settings``.
+    """
+    if not uri:
+        raise ConfigError("empty source URI", hint="give a folder path, file:///path or s3://bucket/prefix")
+    if uri.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(uri)
+        settings = s3_settings or S3Settings()
+        if s3_endpoint_url is not None:
+            settings = replace(settings, endpoint_url=s3_endpoint_url)
+        return S3Source(bucket, prefix, settings=settings, retry_policy=retry_policy,
+                        spool_max_bytes=spool_max_bytes)
+    if uri.startswith("file:"):
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"{uri!r} names a remote host", hint="file URIs must be local: file:///abs/path")
+        return LocalFolderSource(Path(url2pathname(parsed.path)), spool_max_bytes=spool_max_bytes)
+    if "://" in uri:
+        # A typo'd or unsupported scheme (gs://, http://) must not silently become a local folder name.
+        raise ConfigError(f"unsupported source URI {uri!r}", hint="use a folder path, file:///path or s3://bucket/prefix")
+    return LocalFolderSource(Path(uri), spool_max_bytes=spool_max_bytes)

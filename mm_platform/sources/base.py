@@ -1,0 +1,181 @@
+"""What every media source offers: a deterministic listing and one streaming read that hashes as it goes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Self
+
+from mm_platform.errors import SourceChangedError
+from mm_platform.ids import media_id_for
+
+__all__ = ["DEFAULT_SPOOL_MAX_BYTES", "FetchedObject", "ObjectInfo", "Source", "spool_chunks"]
+
+DEFAULT_SPOOL_MAX_BYTES = 32 * 1024 * 1024
+"""Objects up to this size stay in memory; larger ones are spooled to a temporary file."""
+
+CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object version as a source listed it (no bytes read yet)."""
+
+    uri: str
+    """Where the object lives: ``file:///abs/path/x.jpg`` (percent-encoded) or ``s3://bucket/key``."""
+    source: str
+    """The root URI that was listed: ``file:///abs/root`` or ``s3://bucket/prefix``."""
+    key: str
+    """Local: the path relative to the source root, ``/``-separated. S3: the full object key."""
+    size_bytes: int
+    """Size in bytes at listing time; a read that returns another count fails."""
+    etag: str | None
+    """S3: the ETag without quotes. Local: the fingerprint ``<size>-<mtime_ns>`` (changes with the file)."""
+    version_id: str | None
+    """S3 VersionId from the listing on a versioned bucket; ``None`` otherwise."""
+    last_modified: datetime
+    """Last modification time, timezone-aware UTC."""
+
+    @cached_property  # hashed once: diffs of a million-object listing read it per object
+    def media_id(self) -> str:
+        """The stable id that follows this object's URI (see :func:`mm_platform.ids.media_id_for`)."""
+        return media_id_for(self.uri)
+
+
+class FetchedObject:
+    """The bytes of one object, read once, with their SHA-256; in memory when small, else in a temp file.
+
+    Close it (or use it as a context manager) to delete the temporary file.
+    """
+
+    def __init__(
+        self, info: ObjectInfo, sha256: str, size_bytes: int, *, data: bytes | None, path: Path | None
+    ) -> None:
+        if (data is None) == (path is None):
+            raise ValueError("exactly one of data and path must be given")
+        self.info = info
+        self.sha256 = sha256
+        self.size_bytes = size_bytes
+        self._data = data
+        self._path = path
+        self._closed = False
+
+    @property
+    def spooled_to_disk(self) -> bool:
+        """Whether the bytes live in a temporary file rather than in memory."""
+        return self._path is not None
+
+    def read_bytes(self) -> bytes:
+        """All the bytes (loads a spooled file into memory)."""
+        with self.open() as stream:
+            return stream.read()
+
+    def open(self) -> BinaryIO:
+        """A new, independent reader positioned at the start; closing it leaves this object usable."""
+        self._check_open()
+        if self._path is not None:
+            return open(self._path, "rb")
+        assert self._data is not None
+        return io.BytesIO(self._data)  # shares the immutable bytes until written: no copy
+
+    def close(self) -> None:
+        """Release the bytes and delete the temporary file, if any. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._data = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "disk" if self.spooled_to_disk else "memory"
+        return f"FetchedObject(uri={self.info.uri!r}, size_bytes={self.size_bytes}, in {where})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"FetchedObject for {self.info.uri} is closed")
+
+
+def spool_chunks(
+    info: ObjectInfo, chunks: Iterable[bytes], *, spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+) -> FetchedObject:
+    """Copy ``chunks`` into memory or a temp file, hashing them as they pass, and check the byte count.
+
+    Raises :class:`SourceChangedError` when the count differs from the listed size. Any error while reading
+    ``chunks`` removes the partial temp file and propagates, so a caller can retry from the start.
+    """
+    hasher = hashlib.sha256()
+    buffer = bytearray()
+    spill: tempfile._TemporaryFileWrapper[bytes] | None = None
+    size = 0
+    try:
+        for chunk in chunks:
+            hasher.update(chunk)
+            size += len(chunk)
+            if spill is not None:
+                spill.write(chunk)
+            elif len(buffer) + len(chunk) > spool_max_bytes:
+                # Past the threshold: move what we have to disk and keep streaming there.
+                spill = tempfile.NamedTemporaryFile(prefix="mmp-fetch-", delete=False)  # noqa: SIM115
+                spill.write(buffer)
+                spill.write(chunk)
+                buffer = bytearray()
+            else:
+                buffer += chunk
+        if size != info.size_bytes:
+            raise SourceChangedError(
+                f"read {size} bytes from {info.uri} but the listing said {info.size_bytes}",
+                hint="the object changed after it was listed; list the source again",
+            )
+    except BaseException:
+        if spill is not None:
+            spill.close()
+            os.unlink(spill.name)
+        raise
+    if spill is not None:
+        spill.close()
+        return FetchedObject(info, hasher.hexdigest(), size, data=None, path=Path(spill.name))
+    return FetchedObject(info, hasher.hexdigest(), size, data=bytes(buffer), path=None)
+
+
+class Source(ABC):
+    """A place media comes from. Implementations: a local folder, an S3 bucket/prefix."""
+
+    uri: str
+    """The root URI this source lists (``file:///abs/root`` or ``s3://bucket/prefix``)."""
+
+    @abstractmethod
+    def list_objects(self) -> Iterator[ObjectInfo]:
+        """Every object under the root, sorted by key, so two listings of the same state are identical."""
+
+    @abstractmethod
+    def fetch(self, obj: ObjectInfo) -> FetchedObject:
+        """Read ``obj``'s bytes once, hashing while streaming; raises a ``SourceError`` naming the object."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: most sources hold nothing
+        """Release connections or other resources held by the source (none by default)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
