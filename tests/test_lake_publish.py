@@ -191,3 +191,28 @@ def test_bad_rows_are_refused_with_the_table_and_column_named(lake: Lake) -> Non
     with pytest.raises(StageError, match="1 duplicate key"):
         lake.publish("b1", {"media": TableWrite(duplicated)})
     assert lake.snapshot().seq == 0
+
+
+def test_stage_writer_streams_chunks_into_one_atomic_publish(lake: Lake) -> None:
+    rows = partition_rows("big", 30)
+    writer = lake.publisher.stage_writer("big")
+    for start in range(0, 30, 7):  # chunks, as a streaming pipeline produces them
+        chunk = {name: table.slice(start, 7) for name, table in rows.items()}
+        if start == 28:  # a later chunk brings a new column: earlier chunks read it as null
+            chunk["metadata"] = chunk["metadata"].append_column("bit_depth", pa.array([8] * 2, pa.int64()))
+        for name, table in chunk.items():
+            writer.write(name, table, replace=(RowFilter("partition", ("big",)),))
+    stage = writer.finish()
+    assert lake.snapshot().seq == 0  # staged, not visible
+    lake.publish_stage(stage)
+    snap = lake.snapshot()
+    assert {n: snap.table(n).num_rows for n in ("media", "metadata", "embeddings")} == dict.fromkeys(
+        ("media", "metadata", "embeddings"), 30
+    )
+    assert snap.table("metadata").column("bit_depth").null_count == 28
+
+    duplicate = lake.publisher.stage_writer("dup")
+    duplicate.write("media", rows["media"].slice(0, 5))
+    with pytest.raises(StageError, match="1 duplicate key"):
+        duplicate.write("media", rows["media"].slice(4, 3))
+    duplicate.abandon()

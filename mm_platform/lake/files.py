@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mm_platform.lake.storage import LakeLocation
@@ -50,32 +49,35 @@ def _stat_value(value: Any) -> Any:
     return value
 
 
-def delta_stats(table: pa.Table) -> str:
-    """Statistics in the Delta log format, for the top-level primitive columns."""
+def delta_stats(metadata: pq.FileMetaData) -> str:
+    """Delta statistics (numRecords, minValues, maxValues, nullCount) for the flat columns of a file.
+
+    Taken from the statistics the Parquet writer already computed, so they cost nothing extra.
+    """
     min_values: dict[str, Any] = {}
     max_values: dict[str, Any] = {}
     null_count: dict[str, int] = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        kind = column.type
-        if pa.types.is_map(kind) or pa.types.is_struct(kind):
-            continue  # Delta nests these; we keep stats for flat columns only.
-        null_count[name] = column.null_count
-        if not (
-            pa.types.is_integer(kind)
-            or pa.types.is_floating(kind)
-            or pa.types.is_string(kind)
-            or pa.types.is_timestamp(kind)
-            or pa.types.is_date(kind)
-        ):
-            continue
-        if column.null_count == len(column):
-            continue
-        bounds = pc.min_max(column).as_py()
-        low, high = _stat_value(bounds["min"]), _stat_value(bounds["max"])
-        if low is not None and high is not None:
-            min_values[name], max_values[name] = low, high
+    for group_index in range(metadata.num_row_groups):
+        group = metadata.row_group(group_index)
+        for column_index in range(group.num_columns):
+            column = group.column(column_index)
+            name = column.path_in_schema
+            stats = column.statistics
+            if "." in name or stats is None:
+                continue  # nested (list, map, struct) columns keep no Delta stats here
+            if not stats.has_null_count:
+                null_count.pop(name, None)
+            else:
+                null_count[name] = null_count.get(name, 0) + stats.null_count
+            if column.physical_type in ("BOOLEAN", "FIXED_LEN_BYTE_ARRAY") or not stats.has_min_max:
+                continue
+            low, high = _stat_value(stats.min), _stat_value(stats.max)
+            if isinstance(low, bytes) or low is None or high is None:
+                continue
+            min_values[name] = low if name not in min_values else min(min_values[name], low)
+            max_values[name] = high if name not in max_values else max(max_values[name], high)
     return json.dumps(
-        {"numRecords": table.num_rows, "minValues": min_values, "maxValues": max_values, "nullCount": null_count},
+        {"numRecords": metadata.num_rows, "minValues": min_values, "maxValues": max_values, "nullCount": null_count},
         default=str,
     )
 
@@ -89,7 +91,8 @@ def write_parquet_files(location: LakeLocation, table_name: str, rows: pa.Table,
             break
         rel = f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
         target = location.fs_path(table_name, rel)
-        pq.write_table(chunk, target, filesystem=location.fs, compression="zstd")
+        collector: list[pq.FileMetaData] = []
+        pq.write_table(chunk, target, filesystem=location.fs, compression="zstd", metadata_collector=collector)
         info = location.fs.get_file_info(target)
         adds.append(
             FileAdd(
@@ -97,7 +100,7 @@ def write_parquet_files(location: LakeLocation, table_name: str, rows: pa.Table,
                 size=int(info.size or 0),
                 modification_time=int(time.time() * 1000),
                 num_records=chunk.num_rows,
-                stats=delta_stats(chunk),
+                stats=delta_stats(collector[0]),
             )
         )
     return adds

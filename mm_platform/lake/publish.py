@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
@@ -27,19 +28,9 @@ from mm_platform.errors import AuditFailedError, PublishConflictError, StaleStag
 from mm_platform.lake import faults
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult, run_checks
 from mm_platform.lake.publish_log import ABORTED, INTENT, PUBLISHED, REJECTED, LogEntry, LogState, PublishLog
-from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.lake.snapshot import select_snapshot
-from mm_platform.lake.stage import (
-    Stage,
-    StagedTable,
-    TableWrite,
-    conform,
-    fingerprint,
-    load_stage,
-    replaced_rows,
-    save_stage,
-    stage_table,
-)
+from mm_platform.lake.stage import Stage, TableWrite, fingerprint, load_stage, replaced_rows
+from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.lake.storage import LakeLocation
 from mm_platform.log import get_logger, kv
 
@@ -63,12 +54,39 @@ class PublishResult:
     checks: Sequence[CheckResult] = field(default_factory=tuple)
 
 
+class StagedRows(Mapping[str, pa.Table]):
+    """The new rows of a stage per table, read from its staged files when a check asks for them."""
+
+    def __init__(self, location: LakeLocation, stage: Stage) -> None:
+        self.location = location
+        self.stage = stage
+        self._cache: dict[str, pa.Table] = {}
+
+    def dataset(self, name: str) -> ds.Dataset:
+        staged = self.stage.tables[name]
+        paths = [self.location.fs_path(name, path) for path in staged.new_row_files]
+        return ds.dataset(paths, schema=staged.schema, format="parquet", filesystem=self.location.fs)
+
+    def __getitem__(self, name: str) -> pa.Table:
+        if name not in self._cache:
+            if name not in self.stage.tables:
+                raise KeyError(name)
+            self._cache[name] = self.dataset(name).to_table()
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stage.tables)
+
+    def __len__(self) -> int:
+        return len(self.stage.tables)
+
+
 @dataclass
 class StagedPartition:
-    """A stage and the rows it holds (kept in memory for the audit)."""
+    """A stage and lazy access to the rows it holds (for the audit)."""
 
     stage: Stage
-    rows: dict[str, pa.Table]
+    rows: StagedRows
 
 
 class Publisher:
@@ -92,30 +110,18 @@ class Publisher:
         """Write the partition's files invisibly; reuse an existing stage with the same id."""
         stage_id = stage_id or fingerprint(partition, writes)
         existing = load_stage(self.location, stage_id)
-        if existing is not None:
-            return StagedPartition(existing, self._staged_rows(existing, writes))
-        tables: dict[str, StagedTable] = {}
-        for name in sorted(writes):
-            tables[name] = stage_table(self.location, name, writes[name], partition, stage_id)
-        stage = Stage(
-            stage_id=stage_id,
-            partition=partition,
-            kind="publish",
-            tables=tables,
-            run_id=run_id,
-            code_version=code_version,
-        )
-        save_stage(self.location, stage)
-        log.info("staged %s", kv(partition=partition, stage=stage_id, rows=sum(stage.row_counts().values())))
-        faults.fault_point("after_stage")
-        return StagedPartition(stage, self._staged_rows(stage, writes))
+        if existing is None:
+            writer = self.stage_writer(partition, run_id=run_id, code_version=code_version, stage_id=stage_id)
+            for name in sorted(writes):
+                writer.write(name, writes[name].rows, writes[name].replace)
+            existing = writer.finish()
+        return StagedPartition(existing, StagedRows(self.location, existing))
 
-    def _staged_rows(self, stage: Stage, writes: Mapping[str, TableWrite]) -> dict[str, pa.Table]:
-        rows = {}
-        for name, staged in stage.tables.items():
-            spec = DATA_TABLES[name]
-            rows[name] = conform(spec, staged.schema, writes[name].rows, stage.partition)[0]
-        return rows
+    def stage_writer(
+        self, partition: str, *, run_id: str = "", code_version: str = "", stage_id: str | None = None
+    ) -> StageWriter:
+        """For partitions too large for memory: write chunks, then ``finish()`` and publish the stage."""
+        return StageWriter(self.location, partition, run_id=run_id, code_version=code_version, stage_id=stage_id)
 
     def audit(self, staged: StagedPartition, checks: Sequence[AuditCheck]) -> list[CheckResult]:
         """Run the checks; on failure record a ``rejected`` event and raise."""

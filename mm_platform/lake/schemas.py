@@ -94,6 +94,7 @@ METADATA = TableSpec(
         pa.field("author", pa.string()),
         pa.field("encrypted", pa.bool_()),
         pa.field("text", pa.string()),
+        pa.field("text_chunks", pa.int64()),
     ),
 )
 

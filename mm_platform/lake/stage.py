@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from mm_platform.errors import StageError
-from mm_platform.lake.files import FileAdd, FileRemove, read_parquet_file, write_parquet_files
-from mm_platform.lake.schemas import TableSpec, table_spec
+from mm_platform.lake.files import FileAdd, FileRemove, read_parquet_file
+from mm_platform.lake.schemas import TableSpec
 from mm_platform.lake.storage import LakeLocation
 
 STAGES_DIR = "_stages"
@@ -55,6 +55,8 @@ class StagedTable:
     schema_ipc: str
     """The table schema after this commit (base64 Arrow IPC), evolved if the rows brought new columns."""
     replace: tuple[RowFilter, ...] = ()
+    new_row_files: tuple[str, ...] = ()
+    """The added files that hold the stage's new rows (the rest re-write surviving published rows)."""
 
     @property
     def schema(self) -> pa.Schema:
@@ -95,6 +97,7 @@ class Stage:
                 rows_added=raw["rows_added"],
                 schema_ipc=raw["schema_ipc"],
                 replace=tuple(RowFilter(r["column"], tuple(r["values"])) for r in raw.get("replace", ())),
+                new_row_files=tuple(raw.get("new_row_files", ())),
             )
         return cls(
             stage_id=doc["stage_id"],
@@ -122,18 +125,36 @@ def schema_to_ipc(schema: pa.Schema) -> str:
     return base64.b64encode(schema.serialize().to_pybytes()).decode()
 
 
+def _hash_array(digest: Any, array: pa.Array) -> None:
+    """Hash an array's buffers in place (no serialisation); offset and length pin the slice they hold."""
+    digest.update(f"{array.type}|{array.offset}|{len(array)}|".encode())
+    for buffer in array.buffers():
+        if buffer is not None:
+            digest.update(memoryview(buffer))
+    if pa.types.is_dictionary(array.type):
+        _hash_array(digest, array.dictionary)
+
+
+def hash_rows(digest: Any, rows: pa.Table) -> None:
+    """Feed a table's content into a running digest."""
+    for column in rows.columns:
+        for chunk in column.chunks:
+            _hash_array(digest, chunk)
+
+
 def fingerprint(partition: str, writes: Mapping[str, TableWrite], kind: str = "publish") -> str:
-    """A stage id that follows the content: the same rows for the same partition give the same id."""
+    """A stage id that follows the content: the same rows for the same partition give the same id.
+
+    Equal ids imply equal rows (buffers, offsets and lengths all hashed); differently chunked copies of the
+    same rows may get different ids, which only costs a new stage, never a wrong no-op.
+    """
     digest = hashlib.sha256(f"{kind}\0{partition}".encode())
     for name in sorted(writes):
         write = writes[name]
-        digest.update(f"\0{name}\0".encode())
+        digest.update(f"\0{name}\0{write.rows.schema}\0".encode())
         for row_filter in write.replace:
             digest.update(f"{row_filter.column}={','.join(sorted(row_filter.values))};".encode())
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, write.rows.schema) as writer:
-            writer.write_table(write.rows)
-        digest.update(sink.getvalue())
+        hash_rows(digest, write.rows)
     return digest.hexdigest()[:24]
 
 
@@ -174,19 +195,6 @@ def conform(spec: TableSpec, current: pa.Schema, rows: pa.Table, partition: str)
                 hint=f"the table needs: {', '.join(f.name for f in target if not f.nullable)}",
             )
     return pa.Table.from_arrays(columns, schema=target), target
-
-
-def check_unique_key(spec: TableSpec, rows: pa.Table, partition: str) -> None:
-    if rows.num_rows == 0:
-        return
-    keys = rows.select(list(spec.key))
-    distinct = keys.group_by(list(spec.key)).aggregate([]).num_rows
-    if distinct != rows.num_rows:
-        raise StageError(
-            f"table {spec.name}, partition {partition}: {rows.num_rows - distinct} duplicate key(s) "
-            f"on ({', '.join(spec.key)})",
-            hint="each key may appear once per partition",
-        )
 
 
 def _may_contain(low: Any, high: Any, sorted_values: Sequence[str]) -> bool:
@@ -239,27 +247,3 @@ def replaced_rows(
         if hits < content.num_rows:
             survivors.append(content.filter(pc.invert(mask)))
     return removes, survivors
-
-
-def stage_table(
-    location: LakeLocation, table_name: str, write: TableWrite, partition: str, stage_id: str
-) -> StagedTable:
-    """Write one table's part of a stage: new rows (+ rewritten survivors) as files; removes recorded."""
-    spec = table_spec(table_name)
-    dt = DeltaTable(location.uri(table_name), storage_options=dict(location.storage_options))
-    current = pa.schema(dt.schema().to_arrow())
-    rows, target = conform(spec, current, write.rows, partition)
-    check_unique_key(spec, rows, partition)
-    removes, survivors = replaced_rows(location, table_name, dt, write.replace)
-    adds = write_parquet_files(location, table_name, rows, stage_id)
-    for kept in survivors:
-        adds += write_parquet_files(location, table_name, conform(spec, target, kept, partition)[0], stage_id)
-    return StagedTable(
-        table=table_name,
-        base_version=dt.version(),
-        adds=tuple(adds),
-        removes=tuple(removes),
-        rows_added=rows.num_rows,
-        schema_ipc=schema_to_ipc(target),
-        replace=tuple(write.replace),
-    )
