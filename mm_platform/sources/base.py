@@ -122,23 +122,28 @@ def spool_chunks(
     ``chunks`` removes the partial temp file and propagates, so a caller can retry from the start.
     """
     hasher = hashlib.sha256()
-    buffer = bytearray()
+    held: list[bytes] = []  # chunks kept as they came: joined once at the end, never grown chunk by chunk
+    held_bytes = 0
     spill: tempfile._TemporaryFileWrapper[bytes] | None = None
     size = 0
     try:
+        if info.size_bytes > spool_max_bytes:
+            # The listing already says it will not fit in memory: stream straight to disk.
+            spill = tempfile.NamedTemporaryFile(prefix="mmp-fetch-", delete=False)  # noqa: SIM115
         for chunk in chunks:
             hasher.update(chunk)
             size += len(chunk)
             if spill is not None:
                 spill.write(chunk)
-            elif len(buffer) + len(chunk) > spool_max_bytes:
+            elif held_bytes + len(chunk) > spool_max_bytes:
                 # Past the threshold: move what we have to disk and keep streaming there.
                 spill = tempfile.NamedTemporaryFile(prefix="mmp-fetch-", delete=False)  # noqa: SIM115
-                spill.write(buffer)
+                spill.writelines(held)
                 spill.write(chunk)
-                buffer = bytearray()
+                held = []
             else:
-                buffer += chunk
+                held.append(chunk)
+                held_bytes += len(chunk)
         if size != info.size_bytes:
             raise SourceChangedError(
                 f"read {size} bytes from {info.uri} but the listing said {info.size_bytes}",
@@ -152,7 +157,9 @@ def spool_chunks(
     if spill is not None:
         spill.close()
         return FetchedObject(info, hasher.hexdigest(), size, data=None, path=Path(spill.name))
-    return FetchedObject(info, hasher.hexdigest(), size, data=bytes(buffer), path=None)
+    # One chunk (most files) is kept as is: no copy at all.
+    data = held[0] if len(held) == 1 and type(held[0]) is bytes else b"".join(held)
+    return FetchedObject(info, hasher.hexdigest(), size, data=data, path=None)
 
 
 class Source(ABC):

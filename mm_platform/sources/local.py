@@ -39,6 +39,10 @@ class LocalFolderSource(Source):
         self.root = path.resolve()
         self.uri = self.root.as_uri()
         self.spool_max_bytes = spool_max_bytes
+        # fetch checks containment on strings: pathlib's resolve/is_relative_to cost more than hashing a
+        # small file.
+        self._root_str = str(self.root)
+        self._root_prefix = os.path.join(self._root_str, "")
 
     def list_objects(self) -> Iterator[ObjectInfo]:
         return self._walk(self.root, "")
@@ -46,21 +50,21 @@ class LocalFolderSource(Source):
     def fetch(self, obj: ObjectInfo) -> FetchedObject:
         if obj.source != self.uri:
             raise SourceError(f"{obj.uri} was listed by {obj.source}, not by this source ({self.uri})")
-        path = self.root / obj.key
-        real = path.resolve()
-        if not real.is_relative_to(self.root):
+        path = os.path.join(self._root_str, obj.key)
+        real = os.path.realpath(path)
+        if not real.startswith(self._root_prefix):
             raise SourceError(
                 f"refusing to read {path}: it links to {real}, outside the source folder {self.root}",
                 hint="copy the file into the folder, or add the folder it lives in as a source",
             )
-        if path.is_symlink() and not real.exists():
-            raise SourceError(f"cannot read {path}: it is a broken symlink to {real}",
-                              hint="fix or remove the link")
         try:
             with open(real, "rb") as stream:
                 return spool_chunks(obj, iter(lambda: stream.read(CHUNK_BYTES), b""),
                                     spool_max_bytes=self.spool_max_bytes)
         except FileNotFoundError as exc:
+            if os.path.islink(path):
+                raise SourceError(f"cannot read {path}: it is a broken symlink to {real}",
+                                  hint="fix or remove the link") from exc
             raise SourceChangedError(f"{path} was deleted after it was listed",
                                      hint="list the source again") from exc
         except OSError as exc:
