@@ -12,7 +12,7 @@ from mm_platform.orchestration import LakeResource, MediaSourceResource
     group_name="media",
     code_version=REGISTER_VERSION,
     kinds={"deltalake", "python"},
-    description="One row per source object version in the `media` table (plus `quarantine` for unreadable ones).",
+    description="Registers, probes, derives and embeds the source's objects; publishes all tables at once.",
 )
 def raw_media(
     context: dg.AssetExecutionContext, lake: LakeResource, source: MediaSourceResource
@@ -22,11 +22,13 @@ def raw_media(
         metadata={
             "partition": report.partition,
             "objects": report.objects,
-            "media_rows": report.media_rows,
+            "analyzed": report.analyzed,
+            "reused": report.reused,
             "quarantined": report.quarantined,
-            "publish_seq": report.publish.seq,
-            "noop": report.publish.noop,
-            "table_versions": dict(report.publish.table_versions),
+            "rows": dict(report.rows),
+            "model_calls": dict(report.model_calls),
+            "publish_seq": report.publish.seq if report.publish else None,
+            "table_versions": dict(report.publish.table_versions) if report.publish else {},
             **{f"seconds_{step}": round(seconds, 3) for step, seconds in report.timings_s.items()},
         }
     )
