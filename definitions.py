@@ -1,16 +1,21 @@
-"""The one place that builds the Dagster ``Definitions``: assets, checks, sensors and resources."""
-
-from __future__ import annotations
+"""The one place that builds the Dagster ``Definitions``: assets, checks, sensors, jobs and resources."""
 
 import dagster as dg
 
 from assets import all_assets
-from mm_platform.orchestration import LakeResource, MediaSourceResource
-from sensors import all_sensors
+from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
+from sensors import all_jobs, all_sensors
 
 defs = dg.Definitions(
     assets=all_assets,
-    sensors=all_sensors,  # type: ignore[arg-type]
-    resources={"lake": LakeResource(), "source": MediaSourceResource()},
+    sensors=all_sensors,
+    jobs=all_jobs,
+    # A batch is one staging step and one publish step; in-process keeps the models loaded across both.
     executor=dg.in_process_executor,
+    resources={
+        "lake": LakeResource(),
+        "source": MediaSourceResource(),
+        "s3_source": MediaSourceResource(uri=None),
+        "pipeline": PipelineResource(),
+    },
 )

@@ -1,7 +1,9 @@
 """Dagster assets: thin adapters over the mm_platform core, one module per layer."""
 
-from assets.media import raw_media
+from assets.partitions import ingest_batches
+from assets.pipeline import staged_batch
+from assets.publish import published_snapshot
 
-all_assets = [raw_media]
+all_assets = [staged_batch, published_snapshot]
 
-__all__ = ["all_assets"]
+__all__ = ["all_assets", "ingest_batches"]

@@ -135,5 +135,95 @@ def recover(ctx: click.Context) -> None:
     click.echo("nothing to recover" if seq is None else f"rolled publish {seq} forward")
 
 
+@main.command()
+@click.argument("source_uri", metavar="SOURCE")
+@click.option("--max-objects", type=int, default=1000, show_default=True, help="Objects per batch (partition).")
+@click.option("--reconcile/--no-reconcile", default=True, show_default=True, help="Erase objects gone from SOURCE.")
+@click.option("--definitions", default="definitions.py", show_default=True, help="The Dagster code location.")
+@click.option("--plan-only", is_flag=True, help="Create the batches (partitions) but run nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_handle_errors
+def ingest(
+    ctx: click.Context,
+    source_uri: str,
+    max_objects: int,
+    reconcile: bool,
+    definitions: str,
+    plan_only: bool,
+    as_json: bool,
+) -> None:
+    """Discover new, changed and deleted objects in SOURCE (a folder or s3://bucket/prefix), create batches,
+    and materialize them through Dagster (stage → audit → publish)."""
+    import pyarrow.compute as pc
+    from tqdm import tqdm
+
+    from mm_platform.ingest.batches import save_manifest
+    from mm_platform.ingest.discovery import DiscoveryCursor, decide
+    from mm_platform.orchestration.runner import PARTITIONS, instance_for, load_definitions, run_batches
+    from mm_platform.sources import S3Settings, source_from_uri
+
+    env = ctx.obj["env"]
+    lake = Lake.open(ctx.obj["lake_uri"], env)
+    settings = S3Settings.from_env(env) if source_uri.startswith("s3://") else None
+    source = source_from_uri(source_uri, s3_settings=settings)
+    media = lake.snapshot().table(
+        "media",
+        columns=["media_id", "uri", "etag", "version_id", "content_sha256", "status"],
+        filter=pc.field("status") != "deleted",
+    )
+    batches, _ = decide(
+        source.uri, source.list_objects(), media, DiscoveryCursor(), reconcile=reconcile, max_objects=max_objects
+    )
+    for batch in batches:
+        save_manifest(lake.location, batch)
+    os.environ["MM_LAKE"] = lake.location.root  # the code location's resources read it when the run starts
+    instance = instance_for(env.get("DAGSTER_HOME"))
+    if plan_only:
+        if batches:
+            instance.add_dynamic_partitions(PARTITIONS, [b.batch_id for b in batches])
+        plan = [{"batch": b.batch_id, "kind": b.kind, "objects": len(b.objects) + len(b.deleted)} for b in batches]
+        _emit(
+            as_json,
+            plan,
+            "\n".join(f"{p['batch']}  {p['kind']}  {p['objects']} object(s)" for p in plan) or "nothing new",
+        )
+        return
+    defs = load_definitions(definitions)
+    runs = []
+    progress = tqdm(total=len(batches), desc="batches", unit="batch", disable=as_json or not batches)
+    for run in run_batches(defs, instance, batches):
+        runs.append(run)
+        progress.update()
+    progress.close()
+    batch_summaries: list[dict[str, Any]] = [
+        {
+            "batch": r.batch_id,
+            "run_id": r.run_id,
+            "success": r.success,
+            "publish_seq": r.publish_seq,
+            "objects": r.metadata.get("raw_media", {}).get("objects"),
+            "quarantined": r.metadata.get("raw_media", {}).get("quarantined"),
+            "failed_checks": r.failed_checks,
+        }
+        for r in runs
+    ]
+    summary = {
+        "lake": lake.location.root,
+        "source": source.uri,
+        "batches": batch_summaries,
+        "snapshot": lake.snapshot().to_dict(),
+    }
+    lines = [f"{source.uri} → {lake.location.root}: {len(runs)} batch(es)"]
+    for b in batch_summaries:
+        state = f"published as snapshot {b['publish_seq']}" if b["success"] else f"FAILED {b['failed_checks']}"
+        lines.append(f"  {b['batch']}: {b['objects'] or 0} object(s), {b['quarantined'] or 0} quarantined, {state}")
+    if not runs:
+        lines.append("  nothing new: the lake is up to date")
+    _emit(as_json, summary, "\n".join(lines))
+    if any(not r.success for r in runs):
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -1,5 +1,8 @@
 """Dagster sensors: thin wrappers over pure decision functions in the core."""
 
-all_sensors: list[object] = []
+from sensors.discovery import folder_media_sensor, ingest_job, s3_media_sensor
 
-__all__ = ["all_sensors"]
+all_sensors = [s3_media_sensor, folder_media_sensor]
+all_jobs = [ingest_job]
+
+__all__ = ["all_jobs", "all_sensors"]

@@ -10,7 +10,6 @@ orange.jpg first for "an orange" among a handful of images. Torch runs on one th
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from mm_platform.embed import (
     short_label,
 )
 from mm_platform.errors import ConfigError
+from tests.tiny_clip import build_tiny_clip
 
 FRUIT = ("orange.jpg", "apple.jpg", "fruits.jpg")
 HANDFUL = (*FRUIT, "chelsea.png", "rocket.jpg", "squirrel_cls.jpg", "coffee.png")
@@ -144,41 +144,9 @@ def test_clip_that_is_not_on_disk_fails_fast_without_downloading() -> None:
 # -- tiny CLIP ----------------------------------------------------------------------------------------
 
 
-def _build_tiny_clip(root: Path) -> Path:
-    """A randomly initialised CLIP in sentence-transformers' CLIP layout, built offline in a few ms.
-
-    The tokenizer is byte-level BPE with no merges: the 256 byte symbols (with and without the
-    end-of-word marker) plus CLIP's two special tokens is all ``CLIPTokenizer`` needs.
-    """
-    import torch
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-
-    symbols = list(bytes_to_unicode().values())
-    tokens = [*symbols, *(s + "</w>" for s in symbols), "<|startoftext|>", "<|endoftext|>"]
-    vocab = {token: i for i, token in enumerate(tokens)}
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    special = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"]}
-    tiny = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
-    config = CLIPConfig(
-        text_config={**tiny, **special, "pad_token_id": special["eos_token_id"], "vocab_size": len(vocab)},
-        vision_config={**tiny, "image_size": 32, "patch_size": 8},
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    module_dir = root / "0_CLIPModel"
-    CLIPModel(config).save_pretrained(module_dir)
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(module_dir)
-    modules = [{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}]
-    (root / "modules.json").write_text(json.dumps(modules))
-    return root
-
-
 @pytest.fixture(scope="module")
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 def test_tiny_clip_embeds_text_and_images_into_one_space(tiny_clip_dir: Path, shared_media: Path) -> None:

@@ -35,12 +35,13 @@ from mm_platform.ingest.rows import (
     metadata_row,
     quarantine_row,
 )
-from mm_platform.lake import Lake, PublishResult, RowFilter
+from mm_platform.lake import AuditCheck, Lake, PublishResult, RowFilter
 from mm_platform.lake.schemas import DATA_TABLES
+from mm_platform.lake.stage import Stage
 from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.log import get_logger, kv
 from mm_platform.media import MediaRejected, ProbePool
-from mm_platform.sources import ObjectInfo, Source
+from mm_platform.sources import DeletedMedia, ObjectInfo, Source
 
 log = get_logger("mm_platform.ingest.process")
 TABLES = ("media", "metadata", "derived", "embeddings", "quarantine")
@@ -61,6 +62,7 @@ class BatchReport:
     items_embedded: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    stage: Stage | None = None
     publish: PublishResult | None = None
 
 
@@ -89,7 +91,37 @@ class BatchProcessor:
     def models(self) -> dict[str, ModelRef]:
         return {role: ModelRef(e.model_id, e.revision) for role, e in self.embedders.items()}
 
-    def run(self, source: Source, objects: Sequence[ObjectInfo], partition: str, run_id: str) -> BatchReport:
+    def run(
+        self,
+        source: Source,
+        objects: Sequence[ObjectInfo],
+        partition: str,
+        run_id: str,
+        checks: Sequence[AuditCheck] = (),
+    ) -> BatchReport:
+        """Stage the batch, audit it with ``checks`` (raising ``AuditFailedError``) and publish it."""
+        report = self.stage(source, objects, partition, run_id)
+        assert report.stage is not None
+        started = perf_counter()
+        results = self.lake.publisher.audit(self.lake.publisher.staged(report.stage), checks)
+        audited = perf_counter()
+        report.publish = self.lake.publisher.publish(report.stage, results)
+        report.timings_s.update({"audit": audited - started, "publish": perf_counter() - audited})
+        log.info(
+            "batch %s",
+            kv(
+                partition=partition,
+                objects=report.objects,
+                analyzed=report.analyzed,
+                reused=report.reused,
+                quarantined=report.quarantined,
+                seq=report.publish.seq,
+            ),
+        )
+        return report
+
+    def stage(self, source: Source, objects: Sequence[ObjectInfo], partition: str, run_id: str) -> BatchReport:
+        """Process the batch into an invisible stage (nothing is published)."""
         started = perf_counter()
         report = BatchReport(partition=partition, objects=len(objects))
         calls_before = {role: e.calls for role, e in self.embedders.items()}
@@ -184,23 +216,27 @@ class BatchProcessor:
         out["media"] = media_rows
         flush_rows()
         progress.close()
-        stage = writer.finish()
-        staged = perf_counter()
-        report.publish = self.lake.publish_stage(stage)
+        report.stage = writer.finish()
         report.model_calls = {role: e.calls - calls_before[role] for role, e in self.embedders.items()}
         report.items_embedded = {role: e.items_encoded - items_before[role] for role, e in self.embedders.items()}
-        report.timings_s = {"process": staged - started, "publish": perf_counter() - staged}
-        log.info(
-            "batch %s",
-            kv(
-                partition=partition,
-                objects=report.objects,
-                analyzed=report.analyzed,
-                reused=report.reused,
-                quarantined=report.quarantined,
-                seq=report.publish.seq,
-            ),
-        )
+        report.timings_s = {"process": perf_counter() - started}
+        return report
+
+    def stage_erasure(self, deleted: Sequence[DeletedMedia], partition: str, run_id: str) -> BatchReport:
+        """Stage the removal of deleted objects' rows from every table; their media rows say ``deleted``."""
+        started = perf_counter()
+        report = BatchReport(partition=partition, objects=len(deleted))
+        ids = tuple(d.media_id for d in deleted)
+        replace = (RowFilter("partition", (partition,)), RowFilter("media_id", ids))
+        writer = self.lake.publisher.stage_writer(partition, run_id=run_id, code_version=self.code_version())
+        media = self.lake.snapshot().table("media", filter=pc.field("media_id").isin(pa.array(ids, pa.string())))
+        tombstones = [dict(row, status="deleted", partition=partition, run_id=run_id) for row in media.to_pylist()]
+        writer.write("media", pa.Table.from_pylist(tombstones, schema=media.schema), replace)
+        for name in _RESULT_TABLES:
+            writer.write(name, pa.Table.from_pylist([], schema=DATA_TABLES[name].schema), replace)
+        report.rows["media"] = len(tombstones)
+        report.stage = writer.finish()
+        report.timings_s = {"process": perf_counter() - started}
         return report
 
     def code_version(self) -> str:

@@ -117,14 +117,20 @@ class Publisher:
             existing = writer.finish()
         return StagedPartition(existing, StagedRows(self.location, existing))
 
+    def staged(self, stage: Stage) -> StagedPartition:
+        """A stage with lazy access to its rows, for an audit."""
+        return StagedPartition(stage, StagedRows(self.location, stage))
+
     def stage_writer(
         self, partition: str, *, run_id: str = "", code_version: str = "", stage_id: str | None = None
     ) -> StageWriter:
         """For partitions too large for memory: write chunks, then ``finish()`` and publish the stage."""
         return StageWriter(self.location, partition, run_id=run_id, code_version=code_version, stage_id=stage_id)
 
-    def audit(self, staged: StagedPartition, checks: Sequence[AuditCheck]) -> list[CheckResult]:
-        """Run the checks; on failure record a ``rejected`` event and raise."""
+    def audit(
+        self, staged: StagedPartition, checks: Sequence[AuditCheck], *, raise_on_failure: bool = True
+    ) -> list[CheckResult]:
+        """Run the checks; on failure record a ``rejected`` event and raise (or return the results)."""
         state = self.log.load()
         context = AuditContext(
             partition=staged.stage.partition, staged=staged.rows, base=select_snapshot(self.location, state)
@@ -144,6 +150,8 @@ class Publisher:
                 code_version=staged.stage.code_version,
             )
             self._append_unordered(entry)
+            if not raise_on_failure:
+                return results
             raise AuditFailedError(
                 f"partition {staged.stage.partition}: {len(failures)} audit check(s) failed — {entry.message}",
                 partition=staged.stage.partition,

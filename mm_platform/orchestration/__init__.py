@@ -1,5 +1,5 @@
-"""The only core package that imports Dagster: resources and result helpers for ``assets/`` and ``sensors/``."""
+"""The only core package that imports Dagster: resources, partitions and result helpers for assets/sensors."""
 
-from mm_platform.orchestration.resources import LakeResource, MediaSourceResource
+from mm_platform.orchestration.resources import LakeResource, MediaSourceResource, PipelineResource
 
-__all__ = ["LakeResource", "MediaSourceResource"]
+__all__ = ["LakeResource", "MediaSourceResource", "PipelineResource"]

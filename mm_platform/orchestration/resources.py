@@ -1,17 +1,26 @@
-"""Dagster resources: typed wrappers that hand plain core objects (a Lake, a Source) to assets."""
+"""Dagster resources: typed wrappers that hand plain core objects (a Lake, a Source, a processor) to assets.
+
+Swapped by configuration or subclassing, never by mocking. Unset fields fall back to environment variables
+when a run starts (never at import time).
+"""
 
 from __future__ import annotations
 
 import os
+from functools import cache
+from typing import Any
 
 import dagster as dg
 
-from mm_platform.lake import Lake
+from mm_platform.config import PipelineConfig
+from mm_platform.embed import Embedder, embedder_for
+from mm_platform.ingest.process import BatchProcessor
+from mm_platform.lake import AuditCheck, Lake
 from mm_platform.sources import S3Settings, Source, source_from_uri
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Where the lake lives. Unset fields fall back to MM_LAKE / AWS_* when a run starts, not at import."""
+    """Where the lake lives."""
 
     uri: str | None = None
     """A local folder or ``s3://bucket/prefix``; default: ``$MM_LAKE`` or ``./lake``."""
@@ -27,8 +36,47 @@ class MediaSourceResource(dg.ConfigurableResource):
     uri: str | None = None
     """Default: ``$MM_SOURCE`` or the demo media shipped in ``demo/media``."""
 
-    def get_source(self) -> Source:
-        env = dict(os.environ)
-        uri = self.uri or env.get("MM_SOURCE", "demo/media")
-        settings = S3Settings.from_env(env) if uri.startswith("s3://") else None
+    def resolved_uri(self) -> str:
+        return self.uri or os.environ.get("MM_SOURCE", "demo/media")
+
+    def get_source(self, uri: str | None = None) -> Source:
+        uri = uri or self.resolved_uri()
+        settings = S3Settings.from_env(dict(os.environ)) if uri.startswith("s3://") else None
         return source_from_uri(uri, s3_settings=settings)
+
+
+@cache
+def _embedder(spec: str, modality: str) -> Embedder[Any]:
+    # One model per process and spec, shared by every run and asset in it.
+    return embedder_for(spec, modality)  # type: ignore[arg-type]
+
+
+class PipelineResource(dg.ConfigurableResource):
+    """Which models embed, and how a batch is processed. A model change makes the embeddings stale."""
+
+    image_model: str = "efficientnet-lite0"
+    text_model: str = "minilm"
+    workers: int = 2
+    timeout_s: float = 60.0
+    chunk_size: int = 32
+
+    def config(self) -> PipelineConfig:
+        return PipelineConfig(
+            image_model=self.image_model,
+            text_model=self.text_model,
+            workers=self.workers,
+            timeout_s=self.timeout_s,
+            chunk_size=self.chunk_size,
+        )
+
+    def embedders(self) -> dict[str, Embedder[Any]]:
+        return {"image": _embedder(self.image_model, "image"), "text": _embedder(self.text_model, "text")}
+
+    def processor(self, lake: Lake) -> BatchProcessor:
+        return BatchProcessor(lake, self.config(), self.embedders())
+
+    def checks(self) -> list[AuditCheck]:
+        from mm_platform.quality import default_checks
+
+        embedders = self.embedders()
+        return default_checks({e.model_id: e.dim for e in embedders.values()})

@@ -53,8 +53,7 @@ def source_from_uri(
         settings = s3_settings or S3Settings()
         if s3_endpoint_url is not None:
             settings = replace(settings, endpoint_url=s3_endpoint_url)
-        return S3Source(bucket, prefix, settings=settings, retry_policy=retry_policy,
-                        spool_max_bytes=spool_max_bytes)
+        return S3Source(bucket, prefix, settings=settings, retry_policy=retry_policy, spool_max_bytes=spool_max_bytes)
     if uri.startswith("file:"):
         parsed = urlparse(uri)
         if parsed.netloc not in ("", "localhost"):
@@ -62,5 +61,7 @@ def source_from_uri(
         return LocalFolderSource(Path(url2pathname(parsed.path)), spool_max_bytes=spool_max_bytes)
     if "://" in uri:
         # A typo'd or unsupported scheme (gs://, http://) must not silently become a local folder name.
-        raise ConfigError(f"unsupported source URI {uri!r}", hint="use a folder path, file:///path or s3://bucket/prefix")
+        raise ConfigError(
+            f"unsupported source URI {uri!r}", hint="use a folder path, file:///path or s3://bucket/prefix"
+        )
     return LocalFolderSource(Path(uri), spool_max_bytes=spool_max_bytes)

@@ -61,9 +61,7 @@ def object_uri_prefix(source_uri: str) -> str:
     return source_uri if source_uri.endswith("/") else source_uri + "/"
 
 
-def diff_listing(
-    listing: Iterable[ObjectInfo], published_media: pa.Table, *, source: Source | str
-) -> ListingDiff:
+def diff_listing(listing: Iterable[ObjectInfo], published_media: pa.Table, *, source: Source | str) -> ListingDiff:
     """Sort ``listing`` against ``published_media`` (columns ``media_id, uri, etag, version_id, status``).
 
     ``source`` is the listed source (or its URI): only active rows under it can be reported deleted, so rows
@@ -74,7 +72,8 @@ def diff_listing(
     missing = [name for name in _REQUIRED_COLUMNS if name not in published_media.column_names]
     if missing:
         raise ConfigError(f"published media table lacks columns {missing}")
-    active = published_media.filter(pc.equal(published_media["status"], "active"))
+    # Quarantined objects are registered too: only deleted rows count as absent.
+    active = published_media.filter(pc.not_equal(published_media["status"], "deleted"))
     ids: list[str] = active["media_id"].to_pylist()
     etags: list[str | None] = active["etag"].to_pylist()
     versions: list[str | None] = active["version_id"].to_pylist()
@@ -96,8 +95,6 @@ def diff_listing(
     under_root = pc.starts_with(active["uri"], pattern=source_uri_prefix).to_pylist()
     uris: list[str] = active["uri"].to_pylist()
     result.deleted.extend(
-        DeletedMedia(media_id=ids[row], uri=uris[row])
-        for row in range(len(ids))
-        if under_root[row] and not seen[row]
+        DeletedMedia(media_id=ids[row], uri=uris[row]) for row in range(len(ids)) if under_root[row] and not seen[row]
     )
     return result

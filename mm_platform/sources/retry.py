@@ -109,7 +109,11 @@ def call_with_retry(
             delay = policy.delay_s(attempt)
             log.warning(
                 "retrying op=%s target=%s attempt=%d delay_s=%.3f error=%s",
-                operation, what, attempt, delay, error.message,
+                operation,
+                what,
+                attempt,
+                delay,
+                error.message,
             )
             sleep(delay)
     raise AssertionError("unreachable: the loop returns or raises")

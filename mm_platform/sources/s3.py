@@ -38,14 +38,28 @@ __all__ = ["S3Settings", "S3Source", "parse_s3_uri"]
 
 S3Client = Any  # boto3 clients are generated at runtime; no stubs are installed
 
-_THROTTLE_OR_TIMEOUT_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded",
-    "TooManyRequestsException", "InternalError", "ServiceUnavailable",
-})
-_ACCESS_CODES = frozenset({
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "InvalidToken",
-    "ExpiredToken",
-})
+_THROTTLE_OR_TIMEOUT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+_ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+        "InvalidToken",
+        "ExpiredToken",
+    }
+)
 _GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "PreconditionFailed", "412"})
 _CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     bex.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError
@@ -109,7 +123,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ConfigError(f"{uri!r} is not an S3 URI", hint="write it as s3://bucket/prefix")
-    return parsed.netloc, uri[len(f"s3://{parsed.netloc}/"):]
+    return parsed.netloc, uri[len(f"s3://{parsed.netloc}/") :]
 
 
 class S3Source(Source):
@@ -216,7 +230,8 @@ class S3Source(Source):
         if self.versioned is not None:
             return self.versioned
         answer = self._call(
-            "GetBucketVersioning", lambda: self.client.get_bucket_versioning(Bucket=self.bucket),
+            "GetBucketVersioning",
+            lambda: self.client.get_bucket_versioning(Bucket=self.bucket),
             what=self.uri,
         )
         # "Suspended" buckets still hold versions; listing versions keeps their ids right.
@@ -236,9 +251,7 @@ class S3Source(Source):
     def _list_latest_versions(self) -> Iterator[ObjectInfo]:
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix, "MaxKeys": self.page_size}
         while True:
-            page = self._call(
-                "ListObjectVersions", partial(self.client.list_object_versions, **params), what=self.uri
-            )
+            page = self._call("ListObjectVersions", partial(self.client.list_object_versions, **params), what=self.uri)
             # Deleted keys have a delete marker as their latest version, so none of their Versions is latest.
             for item in page.get("Versions", []):
                 if item.get("IsLatest"):
@@ -272,8 +285,10 @@ class S3Source(Source):
             if code in _THROTTLE_OR_TIMEOUT_CODES or status >= 500 or status == 429:
                 return TransientSourceError(detail)
             if code == "NoSuchBucket":
-                return SourceError(f"bucket {self.bucket!r} does not exist{where}",
-                                   hint="check the bucket name in the source URI and the S3 endpoint/region")
+                return SourceError(
+                    f"bucket {self.bucket!r} does not exist{where}",
+                    hint="check the bucket name in the source URI and the S3 endpoint/region",
+                )
             if code in _ACCESS_CODES or status == 403:
                 return SourceError(
                     f"access to bucket {self.bucket!r}{where} was denied ({code or status})",
@@ -289,8 +304,10 @@ class S3Source(Source):
         if isinstance(exc, _CONNECTION_ERRORS):
             return TransientSourceError(f"{operation} on {what}{where}: connection failed: {exc}")
         if isinstance(exc, bex.NoCredentialsError):
-            return SourceError(f"no S3 credentials found for bucket {self.bucket!r}",
-                               hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            return SourceError(
+                f"no S3 credentials found for bucket {self.bucket!r}",
+                hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            )
         if isinstance(exc, bex.BotoCoreError):
             return SourceError(f"{operation} on {what}{where} failed: {exc}")
         return None

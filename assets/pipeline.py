@@ -1,0 +1,71 @@
+"""Stage and audit one ingest batch: raw media → metadata → derived data → embeddings (nothing published yet).
+
+One multi-asset, because one pass over the bytes produces all four tables (decode overlaps embedding);
+each table is its own asset with its own blocking checks, so a failure names the layer it concerns.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.checks import STAGED_CHECKS
+from assets.partitions import ingest_batches
+from mm_platform.ingest.analyze import ANALYZE_VERSION
+from mm_platform.ingest.steps import stage_batch
+from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
+from mm_platform.orchestration.results import ASSET_TABLES, TABLE_ASSETS, check_result, staged_metadata
+from mm_platform.quality import CHECK_TABLES
+
+GROUP = "media_pipeline"
+STAGED_ASSETS = [
+    dg.AssetSpec(
+        "raw_media",
+        group_name=GROUP,
+        code_version="register-1",
+        kinds={"deltalake", "s3"},
+        description="Object versions registered by reference: size, ETag, VersionId, SHA-256, type.",
+    ),
+    dg.AssetSpec(
+        "media_metadata",
+        deps=["raw_media"],
+        group_name=GROUP,
+        code_version=f"analyze-{ANALYZE_VERSION}",
+        kinds={"deltalake"},
+        description="Metadata probed from content: EXIF/GPS, codecs, pages, text.",
+    ),
+    dg.AssetSpec(
+        "derived_media",
+        deps=["media_metadata"],
+        group_name=GROUP,
+        code_version=f"analyze-{ANALYZE_VERSION}",
+        kinds={"deltalake"},
+        description="Thumbnails, video keyframes, text chunks and model labels.",
+    ),
+    dg.AssetSpec(
+        "embeddings",
+        deps=["derived_media"],
+        group_name=GROUP,
+        code_version="models-from-config",
+        kinds={"deltalake", "pytorch"},
+        description="Vectors per media and derived subject, per model.",
+    ),
+]
+
+
+@dg.multi_asset(specs=STAGED_ASSETS, check_specs=STAGED_CHECKS, partitions_def=ingest_batches, can_subset=False)
+def staged_batch(
+    context: dg.AssetExecutionContext, lake: LakeResource, source: MediaSourceResource, pipeline: PipelineResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    the_lake = lake.get_lake()
+    staged = stage_batch(
+        the_lake,
+        pipeline.processor(the_lake),
+        source.get_source,
+        context.partition_key,
+        context.run.run_id,
+        pipeline.checks(),
+    )
+    for asset in ASSET_TABLES:
+        yield dg.MaterializeResult(asset_key=asset, metadata=staged_metadata(staged.report, asset))
+    for result in staged.checks:
+        yield check_result(result, TABLE_ASSETS[CHECK_TABLES[result.name]])

@@ -1,0 +1,22 @@
+"""Publish an audited batch: one atomic publish across every table (write–audit–publish, step 3)."""
+
+import dagster as dg
+
+from assets.partitions import ingest_batches
+from mm_platform.ingest.steps import publish_batch
+from mm_platform.orchestration import LakeResource
+from mm_platform.orchestration.results import publish_metadata
+
+
+@dg.asset(
+    deps=["raw_media", "media_metadata", "derived_media", "embeddings"],
+    partitions_def=ingest_batches,
+    group_name="media_pipeline",
+    code_version="publish-1",
+    kinds={"deltalake"},
+    description="The batch's stage committed to every table in one publish; readers see all of it or none.",
+)
+def published_snapshot(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    the_lake = lake.get_lake()
+    result = publish_batch(the_lake, context.partition_key)
+    return dg.MaterializeResult(metadata=publish_metadata(result, the_lake.snapshot(result.seq), context.partition_key))

@@ -1,0 +1,72 @@
+"""The two steps of a batch as the orchestrator runs them: stage + audit, then publish.
+
+Between them the stage is invisible; a pointer (``_batches/<id>.stage.json``) tells the publish step which
+stage the audit passed, so the publish step can run in another process or another run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mm_platform.errors import AuditFailedError, ConfigError
+from mm_platform.ingest.batches import BATCHES_DIR, BatchManifest, load_manifest
+from mm_platform.ingest.process import BatchProcessor, BatchReport
+from mm_platform.lake import AuditCheck, CheckResult, Lake, PublishResult
+from mm_platform.lake.stage import load_stage
+from mm_platform.sources import Source
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """A processed, audited, not yet published batch."""
+
+    manifest: BatchManifest
+    report: BatchReport
+    checks: list[CheckResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def _pointer(batch_id: str) -> str:
+    return f"{BATCHES_DIR}/{batch_id}.stage.json"
+
+
+def stage_batch(
+    lake: Lake,
+    processor: BatchProcessor,
+    source_for: Callable[[str], Source],
+    batch_id: str,
+    run_id: str,
+    checks: Sequence[AuditCheck],
+) -> StagedBatch:
+    """Process the batch into a stage and audit it; a failed audit is recorded in the publish log."""
+    manifest = load_manifest(lake.location, batch_id)
+    if manifest.kind == "erasure":
+        report = processor.stage_erasure(manifest.deleted, batch_id, run_id)
+    else:
+        report = processor.stage(source_for(manifest.source), manifest.objects, batch_id, run_id)
+    assert report.stage is not None
+    results = lake.publisher.audit(lake.publisher.staged(report.stage), checks, raise_on_failure=False)
+    passed = all(r.passed for r in results)
+    lake.location.write_json(
+        _pointer(batch_id), {"stage_id": report.stage.stage_id, "run_id": run_id, "passed": passed}
+    )
+    return StagedBatch(manifest, report, results)
+
+
+def publish_batch(lake: Lake, batch_id: str) -> PublishResult:
+    """Publish the stage that the batch's audit passed."""
+    pointer = lake.location.read_json(_pointer(batch_id))
+    if pointer is None:
+        raise ConfigError(f"batch {batch_id} has not been staged", hint="materialize its staged assets first")
+    if not pointer["passed"]:
+        raise AuditFailedError(
+            f"batch {batch_id}: its audit failed; nothing is published", partition=batch_id, failures=[]
+        )
+    stage = load_stage(lake.location, pointer["stage_id"])
+    if stage is None:
+        raise ConfigError(f"batch {batch_id}: stage {pointer['stage_id']} is gone", hint="stage the batch again")
+    return lake.publish_stage(stage)

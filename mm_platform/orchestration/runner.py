@@ -1,0 +1,82 @@
+"""Run ingest batches through Dagster from plain Python (used by ``mmp ingest``): the runs, events and
+checks land in the Dagster instance exactly as if the UI or a sensor had launched them."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from mm_platform.errors import ConfigError
+from mm_platform.ingest.batches import BatchManifest
+
+PARTITIONS = "ingest_batches"
+JOB = "ingest_job"
+
+
+def load_definitions(path: str | Path) -> dg.Definitions:
+    """Import the deployment's ``definitions.py`` (the code location workspace.yaml names)."""
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise ConfigError(f"no Dagster definitions at {file}", hint="run from the project folder or pass --definitions")
+    spec = importlib.util.spec_from_file_location("mmp_definitions", file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.path.insert(0, str(file.parent))
+    spec.loader.exec_module(module)
+    defs = getattr(module, "defs", None)
+    if not isinstance(defs, dg.Definitions):
+        raise ConfigError(f"{file} defines no `defs = dg.Definitions(...)`")
+    return defs
+
+
+def instance_for(dagster_home: str | None) -> dg.DagsterInstance:
+    """The persistent instance under DAGSTER_HOME (created with the project's dagster.yaml if new)."""
+    home = Path(dagster_home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and Path("dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """The outcome of one batch's run."""
+
+    batch_id: str
+    run_id: str
+    success: bool
+    publish_seq: int | None
+    metadata: dict[str, Any]
+    failed_checks: list[str]
+
+
+def run_batches(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[BatchManifest]) -> Iterator[BatchRun]:
+    """Materialize each batch's partition (stage, audit, publish) through the ingest job."""
+    job = defs.resolve_job_def(JOB)
+    if batches:
+        instance.add_dynamic_partitions(PARTITIONS, [b.batch_id for b in batches])
+    for batch in batches:
+        result = job.execute_in_process(instance=instance, partition_key=batch.batch_id, raise_on_error=False)
+        metadata: dict[str, Any] = {}
+        seq: int | None = None
+        for event in result.get_asset_materialization_events():
+            materialization = event.step_materialization_data.materialization
+            values = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            metadata[materialization.asset_key.to_user_string()] = values
+            if materialization.asset_key.to_user_string() == "published_snapshot":
+                seq = int(str(values["publish_seq"])) if values.get("publish_seq") is not None else None
+        failed = [
+            e.asset_check_evaluation_data.check_name
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+        ]
+        yield BatchRun(batch.batch_id, result.run_id, result.success, seq, metadata, failed)
