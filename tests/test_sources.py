@@ -1,20 +1,22 @@
 """Media sources: local-folder and S3 listings, single-pass hashed reads, retries, and the listing diff.
 
 Covers: ids; the local listing of the shared media (count = os.walk, hashes = hashlib) and its edge cases
-(hidden entries, symlinks, unreadable files, spooling to disk, files changed after listing); S3 listing with
-real paging and versioned buckets on a real moto_server; new / overwritten / deleted objects found by
-``diff_listing``; 503, SlowDown, AccessDenied and dropped connections injected by a proxy on 127.0.0.1, with
-attempt counts asserted; retries running out; a missing bucket; ``source_from_uri`` and settings from env.
+(hidden entries, symlinks, unreadable files, large files read in place and checked, files changed after
+listing); spooling to disk; S3 listing with real paging and versioned buckets on a real moto_server; new /
+overwritten / deleted objects found by ``diff_listing``; 503, SlowDown, AccessDenied and dropped connections
+injected by a proxy on 127.0.0.1, with attempt counts asserted; retries running out; a missing bucket;
+``source_from_uri`` and settings from env.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from mm_platform.sources import (
     diff_listing,
     source_from_uri,
 )
+from mm_platform.sources.base import spool_chunks
 from tests.fault_proxy import FaultProxy, fault_proxy
 from tests.services import S3Endpoint
 
@@ -210,13 +213,12 @@ def test_local_unreadable_file_is_listed_and_fetch_names_it(tmp_path: Path) -> N
 
 
 def test_large_objects_spool_to_disk(tmp_path: Path) -> None:
+    """The spool S3 fetches use: past ``spool_max_bytes`` the bytes go to a temp file, deleted on close."""
     data = os.urandom(300_000)
-    (tmp_path / "big.bin").write_bytes(data)
-    (tmp_path / "small.bin").write_bytes(b"tiny")
-    source = LocalFolderSource(tmp_path, spool_max_bytes=64 * 1024)
-    big, small = list(source.list_objects())
-    fetched = source.fetch(big)
-    assert fetched.spooled_to_disk and fetched.sha256 == sha256_of(data)
+    info = ObjectInfo("s3://b/big.bin", "s3://b", "big.bin", len(data), "etag", None, datetime.now(UTC))
+    chunks = (data[i : i + 50_000] for i in range(0, len(data), 50_000))
+    fetched = spool_chunks(info, chunks, spool_max_bytes=64 * 1024)
+    assert fetched.spooled_to_disk and not fetched.read_in_place and fetched.sha256 == sha256_of(data)
     with fetched.open() as first, fetched.open() as second:  # independent readers
         assert first.read(10) == data[:10] and second.read() == data
     assert fetched.read_bytes() == data
@@ -224,8 +226,54 @@ def test_large_objects_spool_to_disk(tmp_path: Path) -> None:
     assert spool_path is not None and spool_path.exists()
     fetched.close()
     assert not spool_path.exists()
-    with source.fetch(small) as fetched_small:
+    small = ObjectInfo("s3://b/small.bin", "s3://b", "small.bin", 4, "etag", None, datetime.now(UTC))
+    with spool_chunks(small, [b"ti", b"ny"], spool_max_bytes=64 * 1024) as fetched_small:
         assert not fetched_small.spooled_to_disk and fetched_small.read_bytes() == b"tiny"
+
+
+def test_large_local_files_are_read_in_place_and_checked(tmp_path: Path) -> None:
+    """Local files over ``spool_max_bytes`` are not copied: reads re-open them and refuse a changed file."""
+    data = os.urandom(300_000)
+    (tmp_path / "big.bin").write_bytes(data)
+    (tmp_path / "small.bin").write_bytes(b"tiny")
+    source = LocalFolderSource(tmp_path, spool_max_bytes=64 * 1024)
+    big, small = list(source.list_objects())
+    spool_dir = Path(tempfile.gettempdir())
+    spooled_before = set(spool_dir.glob("mmp-fetch-*"))
+    fetched = source.fetch(big)
+    assert fetched.read_in_place and not fetched.spooled_to_disk and fetched._path is None
+    assert set(spool_dir.glob("mmp-fetch-*")) == spooled_before, "no temp copy may be written"
+    assert fetched.sha256 == sha256_of(data) and fetched.size_bytes == len(data)
+    with fetched.open() as first, fetched.open() as second:  # independent readers
+        assert first.read(10) == data[:10] and second.read() == data
+    assert fetched.read_bytes() == data
+
+    # Same size, new bytes, mtime moved on: the hash no longer describes the file.
+    (tmp_path / "big.bin").write_bytes(os.urandom(len(data)))
+    os.utime(tmp_path / "big.bin", ns=(0, (tmp_path / "big.bin").stat().st_mtime_ns + 1))
+    with pytest.raises(SourceChangedError, match="big.bin.*changed after it was fetched"):
+        fetched.open()
+    with pytest.raises(SourceChangedError):
+        fetched.read_bytes()
+    # Replaced atomically (new inode) with the old mtime restored: still caught.
+    refetched = source.fetch(big)  # the listed size still matches
+    replacement = tmp_path / "replacement.tmp"
+    replacement.write_bytes(os.urandom(len(data)))
+    stat = (tmp_path / "big.bin").stat()
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    replacement.replace(tmp_path / "big.bin")
+    with pytest.raises(SourceChangedError):
+        refetched.open()
+    (tmp_path / "big.bin").unlink()
+    with pytest.raises(SourceChangedError, match="deleted"):
+        refetched.read_bytes()
+    fetched.close()
+    with pytest.raises(ValueError, match="closed"):
+        fetched.open()
+
+    with source.fetch(small) as fetched_small:
+        assert not fetched_small.read_in_place and not fetched_small.spooled_to_disk
+        assert fetched_small.read_bytes() == b"tiny"
 
 
 def test_source_from_uri_and_settings(tmp_path: Path) -> None:

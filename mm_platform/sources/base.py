@@ -15,13 +15,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
-from mm_platform.errors import SourceChangedError
+from mm_platform.errors import SourceChangedError, SourceError
 from mm_platform.ids import media_id_for
 
-__all__ = ["DEFAULT_SPOOL_MAX_BYTES", "FetchedObject", "ObjectInfo", "Source", "spool_chunks"]
+__all__ = [
+    "DEFAULT_SPOOL_MAX_BYTES",
+    "FetchedObject",
+    "ObjectInfo",
+    "PinnedFile",
+    "Source",
+    "check_listed_size",
+    "spool_chunks",
+]
 
 DEFAULT_SPOOL_MAX_BYTES = 32 * 1024 * 1024
-"""Objects up to this size stay in memory; larger ones are spooled to a temporary file."""
+"""Objects up to this size stay in memory; larger ones are spooled to a temporary file (S3) or re-read in
+place (local files, see :class:`PinnedFile`)."""
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -51,37 +60,119 @@ class ObjectInfo:
         return media_id_for(self.uri)
 
 
-class FetchedObject:
-    """The bytes of one object, read once, with their SHA-256; in memory when small, else in a temp file.
+@dataclass(frozen=True)
+class PinnedFile:
+    """A local file that was hashed in place, and the version of it that was hashed.
 
-    Close it (or use it as a context manager) to delete the temporary file.
+    Copying a large local file to a temp file only to read it again later costs a full extra write; the
+    file itself is as good a copy, provided any change to it is noticed. So each later read re-opens the
+    path and compares (size, mtime_ns, inode) of the opened file with the values seen while hashing: a
+    write changes the size or mtime, and an atomic replace (write + rename) changes the inode.
+    """
+
+    path: str
+    """The resolved path that was read."""
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def from_stat(cls, path: str, stat: os.stat_result) -> PinnedFile:
+        return cls(path, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+    def matches(self, stat: os.stat_result) -> bool:
+        """Whether ``stat`` (of an opened file) describes the version that was hashed."""
+        return (stat.st_size, stat.st_mtime_ns, stat.st_ino) == (self.size, self.mtime_ns, self.inode)
+
+    def open(self, uri: str) -> BinaryIO:
+        """The file opened for reading; raises :class:`SourceChangedError` if it is not the hashed version."""
+        try:
+            stream = open(self.path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+        except FileNotFoundError as exc:
+            raise self._changed(uri, "was deleted") from exc
+        except OSError as exc:
+            raise SourceError(
+                f"cannot re-read {self.path} ({uri}): {exc.strerror or exc}",
+                hint="check that the file is still readable",
+            ) from exc
+        if not self.matches(os.fstat(stream.fileno())):  # fstat of the open file: no race with a rename
+            stream.close()
+            raise self._changed(uri, "changed")
+        return stream
+
+    def check_unchanged(self, stream: BinaryIO, uri: str) -> None:
+        """Raise :class:`SourceChangedError` if the file behind ``stream`` changed while it was read."""
+        if not self.matches(os.fstat(stream.fileno())):
+            raise self._changed(uri, "changed while it was read")
+
+    def _changed(self, uri: str, what: str) -> SourceChangedError:
+        return SourceChangedError(
+            f"{self.path} ({uri}) {what} after it was fetched and hashed",
+            hint="the hash no longer describes the file; list the source again",
+        )
+
+
+class FetchedObject:
+    """The bytes of one object, read once, with their SHA-256.
+
+    They are held in memory when small; a large S3 object is spooled to a temp file, and a large local file
+    is not copied at all: it is re-read in place and checked against the version that was hashed
+    (:class:`PinnedFile`). Close the object (or use it as a context manager) to delete the temporary file.
     """
 
     def __init__(
-        self, info: ObjectInfo, sha256: str, size_bytes: int, *, data: bytes | None, path: Path | None
+        self,
+        info: ObjectInfo,
+        sha256: str,
+        size_bytes: int,
+        *,
+        data: bytes | None = None,
+        path: Path | None = None,
+        pinned: PinnedFile | None = None,
     ) -> None:
-        if (data is None) == (path is None):
-            raise ValueError("exactly one of data and path must be given")
+        """Give exactly one of ``data`` (in memory), ``path`` (a temp file this object owns and deletes) and
+        ``pinned`` (a source file it only reads)."""
+        if sum(backing is not None for backing in (data, path, pinned)) != 1:
+            raise ValueError("exactly one of data, path and pinned must be given")
         self.info = info
         self.sha256 = sha256
         self.size_bytes = size_bytes
         self._data = data
         self._path = path
+        self._pinned = pinned
         self._closed = False
 
     @property
     def spooled_to_disk(self) -> bool:
-        """Whether the bytes live in a temporary file rather than in memory."""
+        """Whether the bytes were copied to a temporary file (not in memory, not read in place)."""
         return self._path is not None
 
+    @property
+    def read_in_place(self) -> bool:
+        """Whether reads go back to the source file itself (a large local file, never copied)."""
+        return self._pinned is not None
+
     def read_bytes(self) -> bytes:
-        """All the bytes (loads a spooled file into memory)."""
+        """All the bytes (loads a spooled or pinned file into memory).
+
+        Raises :class:`SourceChangedError` if a pinned source file changed since it was hashed, even while
+        this read was under way.
+        """
         with self.open() as stream:
-            return stream.read()
+            data = stream.read()
+            if self._pinned is not None:
+                self._pinned.check_unchanged(stream, self.info.uri)
+            return data
 
     def open(self) -> BinaryIO:
-        """A new, independent reader positioned at the start; closing it leaves this object usable."""
+        """A new, independent reader positioned at the start; closing it leaves this object usable.
+
+        For a pinned source file, raises :class:`SourceChangedError` if the file changed since it was hashed.
+        A change made while the caller reads from the returned stream is not detected (``read_bytes`` is).
+        """
         self._check_open()
+        if self._pinned is not None:
+            return self._pinned.open(self.info.uri)
         if self._path is not None:
             return open(self._path, "rb")
         assert self._data is not None
@@ -93,6 +184,7 @@ class FetchedObject:
             return
         self._closed = True
         self._data = None
+        self._pinned = None  # not ours to delete: only forget it
         if self._path is not None:
             self._path.unlink(missing_ok=True)
 
@@ -105,12 +197,21 @@ class FetchedObject:
         self.close()
 
     def __repr__(self) -> str:
-        where = "disk" if self.spooled_to_disk else "memory"
+        where = "source file" if self.read_in_place else "disk" if self.spooled_to_disk else "memory"
         return f"FetchedObject(uri={self.info.uri!r}, size_bytes={self.size_bytes}, in {where})"
 
     def _check_open(self) -> None:
         if self._closed:
             raise ValueError(f"FetchedObject for {self.info.uri} is closed")
+
+
+def check_listed_size(info: ObjectInfo, size: int) -> None:
+    """Raise :class:`SourceChangedError` when ``size`` bytes were read but the listing said otherwise."""
+    if size != info.size_bytes:
+        raise SourceChangedError(
+            f"read {size} bytes from {info.uri} but the listing said {info.size_bytes}",
+            hint="the object changed after it was listed; list the source again",
+        )
 
 
 def spool_chunks(
@@ -144,11 +245,7 @@ def spool_chunks(
             else:
                 held.append(chunk)
                 held_bytes += len(chunk)
-        if size != info.size_bytes:
-            raise SourceChangedError(
-                f"read {size} bytes from {info.uri} but the listing said {info.size_bytes}",
-                hint="the object changed after it was listed; list the source again",
-            )
+        check_listed_size(info, size)
     except BaseException:
         if spill is not None:
             spill.close()

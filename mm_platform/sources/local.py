@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from mm_platform.sources.base import (
     DEFAULT_SPOOL_MAX_BYTES,
     FetchedObject,
     ObjectInfo,
+    PinnedFile,
     Source,
+    check_listed_size,
     spool_chunks,
 )
 
@@ -26,6 +29,9 @@ log = logging.getLogger("mm_platform.sources")
 class LocalFolderSource(Source):
     """Every non-hidden file under ``root``.
 
+    Files up to ``spool_max_bytes`` are read into memory; larger ones are hashed in place and not copied:
+    the fetched object re-reads the file and fails if it changed since (see :class:`PinnedFile`).
+
     Symlinked directories are not followed (no loops, no duplicates). Files and symlinks that cannot be read
     are still listed, and :meth:`fetch` raises :class:`SourceError` for them, so the pipeline can quarantine
     them with a reason instead of losing them silently. That includes symlinks that lead outside the root.
@@ -34,8 +40,9 @@ class LocalFolderSource(Source):
     def __init__(self, root: Path | str, *, spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES) -> None:
         path = Path(root).expanduser()
         if not path.is_dir():
-            raise ConfigError(f"source folder {path} does not exist or is not a folder",
-                              hint="check the path given as the source")
+            raise ConfigError(
+                f"source folder {path} does not exist or is not a folder", hint="check the path given as the source"
+            )
         self.root = path.resolve()
         self.uri = self.root.as_uri()
         self.spool_max_bytes = spool_max_bytes
@@ -58,18 +65,22 @@ class LocalFolderSource(Source):
                 hint="copy the file into the folder, or add the folder it lives in as a source",
             )
         try:
+            if obj.size_bytes > self.spool_max_bytes:
+                return _hash_in_place(obj, real)
             with open(real, "rb") as stream:
-                return spool_chunks(obj, iter(lambda: stream.read(CHUNK_BYTES), b""),
-                                    spool_max_bytes=self.spool_max_bytes)
+                return spool_chunks(
+                    obj, iter(lambda: stream.read(CHUNK_BYTES), b""), spool_max_bytes=self.spool_max_bytes
+                )
         except FileNotFoundError as exc:
             if os.path.islink(path):
-                raise SourceError(f"cannot read {path}: it is a broken symlink to {real}",
-                                  hint="fix or remove the link") from exc
-            raise SourceChangedError(f"{path} was deleted after it was listed",
-                                     hint="list the source again") from exc
+                raise SourceError(
+                    f"cannot read {path}: it is a broken symlink to {real}", hint="fix or remove the link"
+                ) from exc
+            raise SourceChangedError(f"{path} was deleted after it was listed", hint="list the source again") from exc
         except OSError as exc:
-            raise SourceError(f"cannot read {path}: {exc.strerror or exc}",
-                              hint="check that the file exists and is readable") from exc
+            raise SourceError(
+                f"cannot read {path}: {exc.strerror or exc}", hint="check that the file exists and is readable"
+            ) from exc
 
     def _walk(self, folder: Path, key_prefix: str) -> Iterator[ObjectInfo]:
         try:
@@ -111,3 +122,22 @@ class LocalFolderSource(Source):
             version_id=None,
             last_modified=datetime.fromtimestamp(stat.st_mtime_ns / 1e9, tz=UTC),
         )
+
+
+def _hash_in_place(obj: ObjectInfo, path: str) -> FetchedObject:
+    """Hash a large file in one pass without keeping or copying its bytes; later reads re-open it.
+
+    The version is taken from the open file before the read and checked again after it, so the hash is
+    known to describe exactly the (size, mtime_ns, inode) that later reads will insist on.
+    """
+    with open(path, "rb", buffering=0) as stream:  # unbuffered: readinto fills our buffer directly
+        pinned = PinnedFile.from_stat(path, os.fstat(stream.fileno()))
+        hasher = hashlib.sha256()
+        view = memoryview(bytearray(CHUNK_BYTES))  # one buffer reused: no allocation per chunk
+        size = 0
+        while count := stream.readinto(view):
+            hasher.update(view[:count])
+            size += count
+        check_listed_size(obj, size)
+        pinned.check_unchanged(stream, obj.uri)
+    return FetchedObject(obj, hasher.hexdigest(), size, pinned=pinned)
