@@ -3,7 +3,8 @@
 import dagster as dg
 
 from assets import all_assets
-from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
+from assets.pipeline import PIPELINE
+from mm_platform.orchestration import LakeResource, MediaSourceResource
 from sensors import all_jobs, all_sensors
 
 defs = dg.Definitions(
@@ -16,6 +17,6 @@ defs = dg.Definitions(
         "lake": LakeResource(),
         "source": MediaSourceResource(),
         "s3_source": MediaSourceResource(uri=None),
-        "pipeline": PipelineResource(),
+        "pipeline": PIPELINE,
     },
 )

@@ -17,6 +17,9 @@ from mm_platform.orchestration.results import ASSET_TABLES, TABLE_ASSETS, check_
 from mm_platform.quality import CHECK_TABLES
 
 GROUP = "media_pipeline"
+# The deployment's model choice. It is part of the embeddings' code version, so changing a model here shows
+# the embeddings (and what depends on them) as stale in the UI.
+PIPELINE = PipelineResource()
 STAGED_ASSETS = [
     dg.AssetSpec(
         "raw_media",
@@ -45,7 +48,7 @@ STAGED_ASSETS = [
         "embeddings",
         deps=["derived_media"],
         group_name=GROUP,
-        code_version="models-from-config",
+        code_version=f"image={PIPELINE.image_model};text={PIPELINE.text_model}",
         kinds={"deltalake", "pytorch"},
         description="Vectors per media and derived subject, per model.",
     ),

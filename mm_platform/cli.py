@@ -127,6 +127,27 @@ def vacuum(ctx: click.Context, keep_last: int | None, min_age_hours: float, dry_
 
 
 @main.command()
+@click.option(
+    "--min-files", type=int, default=8, show_default=True, help="Compact a table with at least this many small files."
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_handle_errors
+def compact(ctx: click.Context, min_files: int, as_json: bool) -> None:
+    """Rewrite small files into large ones, in one publish (rows unchanged)."""
+    report = _lake(ctx).compact(min_files=min_files)
+    text = (
+        "nothing to compact"
+        if report.publish_seq is None
+        else (
+            f"published snapshot {report.publish_seq}: "
+            + ", ".join(f"{t} {report.files_before[t]}→{report.files_after[t]} files" for t in report.files_before)
+        )
+    )
+    _emit(as_json, report.__dict__, text)
+
+
+@main.command()
 @click.pass_context
 @_handle_errors
 def recover(ctx: click.Context) -> None:

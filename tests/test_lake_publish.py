@@ -216,3 +216,17 @@ def test_stage_writer_streams_chunks_into_one_atomic_publish(lake: Lake) -> None
     with pytest.raises(StageError, match="1 duplicate key"):
         duplicate.write("media", rows["media"].slice(4, 3))
     duplicate.abandon()
+
+
+def test_compaction_rewrites_small_files_in_one_publish(lake: Lake) -> None:
+    for i in range(10):
+        lake.publish(f"b{i}", partition_writes(f"b{i}", 5, seed=i))
+    before = snapshot_content(lake.snapshot())
+    report = lake.compact(min_files=4)
+    assert report.publish_seq == 11
+    assert report.files_before["media"] == 10 and report.files_after["media"] == 1
+    assert snapshot_content(lake.snapshot()) == before  # same rows, fewer files
+    assert snapshot_content(lake.snapshot(seq=10)) == before  # the old layout stays readable
+    lake.publish("b3", partition_writes("b3", 2, seed=99))  # replacing a partition inside a compacted file
+    assert partition_counts(lake.snapshot(), "media")["b3"] == 2
+    assert sum(partition_counts(lake.snapshot(), "media").values()) == 47

@@ -11,7 +11,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from mm_platform.errors import LakeNotFoundError
 from mm_platform.lake.audit import AuditCheck
-from mm_platform.lake.maintenance import VacuumReport, vacuum
+from mm_platform.lake.maintenance import CompactionReport, VacuumReport, plan_compaction, vacuum
 from mm_platform.lake.publish import Publisher, PublishResult, StagedPartition
 from mm_platform.lake.publish_log import LogState, PublishLog
 from mm_platform.lake.schemas import DATA_TABLES
@@ -127,6 +127,14 @@ class Lake:
         self, *, keep_last: int | None = None, min_age_hours: float = 1.0, dry_run: bool = False
     ) -> VacuumReport:
         return vacuum(self.location, keep_last=keep_last, min_age_hours=min_age_hours, dry_run=dry_run)
+
+    def compact(self, *, small_file_bytes: int = 32 * 1024 * 1024, min_files: int = 8) -> CompactionReport:
+        """Rewrite small files into large ones in one publish (rows unchanged); readers see either layout."""
+        before = {name: len(self.snapshot().file_uris(name)) for name in DATA_TABLES}
+        stage = plan_compaction(self.location, small_file_bytes=small_file_bytes, min_files=min_files)
+        seq = None if stage is None else self.publisher.publish(stage).seq
+        after = {name: len(self.snapshot().file_uris(name)) for name in DATA_TABLES}
+        return CompactionReport(files_before=before, files_after=after, publish_seq=seq)
 
     def status(self) -> dict[str, Any]:
         state = self.log.load()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
+import pyarrow as pa
 from deltalake import DeltaTable
 
+from mm_platform.lake.files import FileRemove
 from mm_platform.lake.publish_log import VACUUMED, LogEntry, PublishLog
 from mm_platform.lake.schemas import DATA_TABLES
-from mm_platform.lake.stage import STAGES_DIR
+from mm_platform.lake.stage import STAGES_DIR, Stage
 from mm_platform.lake.storage import LakeLocation
 from mm_platform.log import get_logger, kv
 
@@ -80,3 +83,59 @@ def _prune_stage_manifests(location: LakeLocation, state: object) -> None:
         stage_id = info.base_name.removesuffix(".json")
         if stage_id in finished and stage_id not in keep:
             location.delete_file(f"{STAGES_DIR}/{info.base_name}")
+
+
+@dataclass(frozen=True)
+class CompactionReport:
+    """Files rewritten per table by one compaction, and the publish that made it visible."""
+
+    files_before: dict[str, int]
+    files_after: dict[str, int]
+    publish_seq: int | None
+
+
+def plan_compaction(
+    location: LakeLocation, *, small_file_bytes: int = 32 * 1024 * 1024, min_files: int = 8
+) -> Stage | None:
+    """A stage that rewrites each table's small files into few large ones (same rows), or None.
+
+    Many publishes leave many small files; readers open every one. Compaction is published like any other
+    change (one atomic publish), so a reader's snapshot never mixes compacted and uncompacted files.
+    """
+    from mm_platform.lake.files import read_parquet_file, write_parquet_files
+    from mm_platform.lake.stage import StagedTable, save_stage, schema_to_ipc
+
+    tables: dict[str, StagedTable] = {}
+    options = dict(location.storage_options)
+    tag = f"compact-{uuid.uuid4().hex[:12]}"
+    for name in DATA_TABLES:
+        dt = DeltaTable(location.uri(name), storage_options=options)
+        actions = pa.table(dt.get_add_actions(flatten=False)).select(["path", "size_bytes"]).to_pylist()
+        small = [a for a in actions if a["size_bytes"] < small_file_bytes]
+        if len(small) < min_files:
+            continue
+        schema = pa.schema(dt.schema().to_arrow())
+        parts = [read_parquet_file(location, name, a["path"]) for a in small]
+        rows = pa.concat_tables(
+            [p.select(schema.names) if set(schema.names) <= set(p.column_names) else _widen(p, schema) for p in parts]
+        )
+        adds = write_parquet_files(location, name, rows, tag)
+        tables[name] = StagedTable(
+            table=name,
+            base_version=dt.version(),
+            adds=tuple(adds),
+            removes=tuple(FileRemove(a["path"], a["size_bytes"]) for a in small),
+            rows_added=0,
+            schema_ipc=schema_to_ipc(schema),
+        )
+    if not tables:
+        return None
+    stage = Stage(stage_id=tag, partition="compaction", kind="compact", tables=tables, message="compact small files")
+    save_stage(location, stage)
+    return stage
+
+
+def _widen(part: pa.Table, schema: pa.Schema) -> pa.Table:
+    """An older file lacks columns added later by schema evolution: they read as nulls."""
+    columns = [part.column(f.name) if f.name in part.column_names else pa.nulls(part.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
