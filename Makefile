@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint services bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,14 +24,19 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster asset materialize -f definitions.py --select '*'
+	$(BIN)/mmp ingest demo/media
 	$(BIN)/mmp status
 
 lint: $(STAMP)
 	$(BIN)/ruff check mm_platform assets sensors tests benchmarks definitions.py
 	$(BIN)/mypy mm_platform assets sensors definitions.py
 
-test: $(STAMP) lint
+# PostgreSQL on 127.0.0.1:5432 (the Dagster instance tests) and headless Chromium (the UI screenshot); idempotent.
+services:
+	scripts/ensure_postgres.sh
+	scripts/ensure_chromium.sh
+
+test: $(STAMP) lint services
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
