@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from mm_platform.errors import MMPlatformError
+from mm_platform.cli_common import _emit, _handle_errors, _lake
 from mm_platform.lake import Lake
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handle_errors(func: F) -> F:
-    """A user sees what failed and what to do, not a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except MMPlatformError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _emit(as_json: bool, payload: Any, text: str) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
 
 
 @click.group()
@@ -50,10 +25,6 @@ def _emit(as_json: bool, payload: Any, text: str) -> None:
 def main(ctx: click.Context, lake_uri: str) -> None:
     """mm-platform: a versioned record of your media, its metadata, derived data and embeddings."""
     ctx.obj = {"lake_uri": lake_uri, "env": dict(os.environ)}
-
-
-def _lake(ctx: click.Context, create: bool = False) -> Lake:
-    return Lake.open(ctx.obj["lake_uri"], ctx.obj["env"], create=create)
 
 
 @main.command()
@@ -244,6 +215,14 @@ def ingest(
     _emit(as_json, summary, "\n".join(lines))
     if any(not r.success for r in runs):
         sys.exit(1)
+
+
+# Command groups that live in their own modules (imported last: they use the helpers above).
+from mm_platform.cli_reprocess import activate_model_command, reprocess_command, stale_command  # noqa: E402
+
+main.add_command(stale_command)
+main.add_command(reprocess_command)
+main.add_command(activate_model_command)
 
 
 if __name__ == "__main__":

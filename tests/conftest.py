@@ -39,3 +39,24 @@ def shared_media() -> Path:
     if not SHARED_MEDIA.is_dir():
         pytest.fail(f"shared test media not found at {SHARED_MEDIA}; set MMP_SHARED_MEDIA")
     return SHARED_MEDIA
+
+
+def _lakes_under(root: Path) -> list[Path]:
+    return [log.parent.parent for log in root.rglob("_publish_log/_delta_log")]
+
+
+@pytest.fixture(autouse=True)
+def active_model_invariant(tmp_path: Path) -> Iterator[None]:
+    """After every test, in every lake it left: for the active model of each modality, every active media
+    item of that modality has exactly one vector whose content hash matches its media row."""
+    yield
+    from mm_platform.lake import Lake
+    from mm_platform.quality.invariants import model_coverage
+    from mm_platform.reprocess import active_models
+
+    for root in _lakes_under(tmp_path):
+        snapshot = Lake.open(str(root), create=False).snapshot()
+        for role, model in active_models(snapshot).items():
+            if model is not None:
+                coverage = model_coverage(snapshot, role, model)
+                assert coverage.passed, f"invariant broken in {root}: {coverage.detail}"

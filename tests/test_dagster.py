@@ -254,7 +254,7 @@ def test_dagster_asset_materialize_with_a_partition(media_folder: Path, tmp_path
         [
             sys.executable,
             "-m",
-            "mm_platform.cli",
+            "mm_platform",
             "--lake",
             str(tmp_path / "lake"),
             "ingest",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any, cast
 
@@ -33,10 +34,12 @@ from mm_platform.ingest.rows import (
     label_rows,
     mean_vector,
     metadata_row,
+    producer_key,
     quarantine_row,
 )
 from mm_platform.lake import AuditCheck, Lake, PublishResult, RowFilter
 from mm_platform.lake.schemas import DATA_TABLES
+from mm_platform.lake.snapshot import Snapshot
 from mm_platform.lake.stage import Stage
 from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.log import get_logger, kv
@@ -98,9 +101,11 @@ class BatchProcessor:
         partition: str,
         run_id: str,
         checks: Sequence[AuditCheck] = (),
+        *,
+        shadow: bool = False,
     ) -> BatchReport:
         """Stage the batch, audit it with ``checks`` (raising ``AuditFailedError``) and publish it."""
-        report = self.stage(source, objects, partition, run_id)
+        report = self.stage(source, objects, partition, run_id, shadow=shadow)
         assert report.stage is not None
         started = perf_counter()
         results = self.lake.publisher.audit(self.lake.publisher.staged(report.stage), checks)
@@ -120,16 +125,30 @@ class BatchProcessor:
         )
         return report
 
-    def stage(self, source: Source, objects: Sequence[ObjectInfo], partition: str, run_id: str) -> BatchReport:
-        """Process the batch into an invisible stage (nothing is published)."""
+    def stage(
+        self, source: Source, objects: Sequence[ObjectInfo], partition: str, run_id: str, *, shadow: bool = False
+    ) -> BatchReport:
+        """Process the batch into an invisible stage (nothing is published).
+
+        ``shadow``: only the configured models' vectors and labels are (re)built, beside other models' rows,
+        which stay untouched (re-embedding with a new model without disturbing the active one).
+        """
         started = perf_counter()
         report = BatchReport(partition=partition, objects=len(objects))
         calls_before = {role: e.calls for role, e in self.embedders.items()}
         items_before = {role: e.items_encoded for role, e in self.embedders.items()}
         reuse = ReuseIndex.load(self.lake.snapshot(), self.models())
         writer = self.lake.publisher.stage_writer(partition, run_id=run_id, code_version=self.code_version())
-        replace = (RowFilter("partition", (partition,)), RowFilter("media_id", tuple(o.media_id for o in objects)))
-        for name in TABLES:
+        ids = tuple(o.media_id for o in objects)
+        if shadow:
+            models = [e.model_id for e in self.embedders.values()]
+            own = tuple(producer_key(media_id, model) for media_id in ids for model in models)
+            tables: tuple[str, ...] = ("derived", "embeddings")
+            replace: tuple[RowFilter, ...] = (RowFilter("producer_key", own),)
+        else:
+            tables = TABLES
+            replace = (RowFilter("partition", (partition,)), RowFilter("media_id", ids))
+        for name in tables:
             writer.write(name, pa.Table.from_pylist([], schema=DATA_TABLES[name].schema), replace)
         out: dict[str, list[dict[str, object]]] = defaultdict(list)
         media_rows: list[dict[str, object]] = []  # written last, once quarantine decisions are known
@@ -164,7 +183,10 @@ class BatchProcessor:
                     row = media_row(info, fetched, partition, run_id)
                     media_rows.append(row)
                     sha = fetched.sha256
-                    if sha in reuse.complete or sha in reuse.quarantined or sha in analyzed_first:
+                    # (A shadow batch re-embeds duplicates separately: copying a keyframe vector needs the
+                    # keyframe rows, which a shadow batch does not write.)
+                    seen_in_batch = sha in analyzed_first and not shadow
+                    if sha in reuse.complete or sha in reuse.quarantined or seen_in_batch:
                         copies[sha].append(info.media_id)
                         report.reused += 1
                         progress.update()
@@ -197,9 +219,10 @@ class BatchProcessor:
                     report.reasons[outcome.reason.value] = report.reasons.get(outcome.reason.value, 0) + 1
                 else:
                     analysis = cast(Analysis, outcome)
-                    out["metadata"].append(metadata_row(info.media_id, sha, analysis, run_id, partition))
-                    lineage = Lineage(sha, ANALYZE_PRODUCER, ANALYZE_VERSION, run_id, partition)
-                    out["derived"] += [derived_row(info.media_id, artifact, lineage) for artifact in analysis.derived]
+                    if not shadow:
+                        out["metadata"].append(metadata_row(info.media_id, sha, analysis, run_id, partition))
+                        lineage = Lineage(sha, ANALYZE_PRODUCER, ANALYZE_VERSION, run_id, partition)
+                        out["derived"] += [derived_row(info.media_id, a, lineage) for a in analysis.derived]
                     pending.append(_Pending(info.media_id, sha, analysis))
                     report.analyzed += 1
                 progress.update()
@@ -210,10 +233,15 @@ class BatchProcessor:
         self._embed(pending, out, run_id, partition)
         pending.clear()
         flush_rows()
-        self._copy(reuse, writer, out, copies, analyzed_first, partition, media_status, report)
+        self._copy(reuse, writer, out, copies, analyzed_first, partition, media_status, report, shadow)
         for row in media_rows:
             row["status"] = media_status.get(str(row["media_id"]), row["status"])
         out["media"] = media_rows
+        if shadow:  # registration, metadata and quarantine verdicts stay as published
+            for name in ("media", "metadata", "quarantine"):
+                out[name].clear()
+        else:
+            self._first_active_models(reuse.snapshot, writer, run_id, partition)
         flush_rows()
         progress.close()
         report.stage = writer.finish()
@@ -221,6 +249,26 @@ class BatchProcessor:
         report.items_embedded = {role: e.items_encoded - items_before[role] for role, e in self.embedders.items()}
         report.timings_s = {"process": perf_counter() - started}
         return report
+
+    def _first_active_models(self, snapshot: Snapshot, writer: StageWriter, run_id: str, partition: str) -> None:
+        """The first batch names the active model per role explicitly (later switches: activate_model)."""
+        chosen = {r["key"] for r in snapshot.table("settings", columns=["key"]).to_pylist()}
+        rows = [
+            {
+                "key": f"active_model.{role}",
+                "value": embedder.model_id,
+                "updated_at": datetime.now(UTC),
+                "source_content_sha256": None,
+                "producer": "pipeline",
+                "producer_version": ANALYZE_VERSION,
+                "run_id": run_id,
+                "partition": partition,
+            }
+            for role, embedder in self.embedders.items()
+            if f"active_model.{role}" not in chosen
+        ]
+        if rows:
+            writer.write("settings", pa.Table.from_pylist(rows, schema=DATA_TABLES["settings"].schema))
 
     def stage_erasure(self, deleted: Sequence[DeletedMedia], partition: str, run_id: str) -> BatchReport:
         """Stage the removal of deleted objects' rows from every table; their media rows say ``deleted``."""
@@ -306,6 +354,7 @@ class BatchProcessor:
         partition: str,
         media_status: dict[str, str],
         report: BatchReport,
+        shadow: bool = False,
     ) -> None:
         """Results for contents seen before (published, or earlier in this batch) copied under new ids."""
         if not copies:
@@ -314,7 +363,10 @@ class BatchProcessor:
         for sha, media_ids in copies.items():
             if sha in analyzed_first:
                 first = pc.field("media_id") == analyzed_first[sha]
-                source_rows = {name: writer.read(name, first).to_pylist() for name in _RESULT_TABLES}
+                source_rows = {
+                    name: writer.read(name, first).to_pylist()
+                    for name in (("derived", "embeddings") if shadow else _RESULT_TABLES)
+                }
                 if analyzed_first[sha] in media_status:
                     for media_id in media_ids:
                         media_status[media_id] = media_status[analyzed_first[sha]]
@@ -323,8 +375,11 @@ class BatchProcessor:
                 if source_rows.get("quarantine") and not source_rows.get("metadata"):
                     for media_id in media_ids:
                         media_status[media_id] = "quarantined"
+            models = {e.model_id for e in self.embedders.values()}
             for media_id in media_ids:
                 for name, rows in rekey(source_rows, media_id, partition).items():
+                    if shadow:  # only the configured models' rows; the rest of the media stays as published
+                        rows = [r for r in rows if name in ("derived", "embeddings") and r["producer"] in models]
                     out[name] += rows
                     if name == "quarantine":
                         report.quarantined += len(rows)

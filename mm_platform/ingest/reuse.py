@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from mm_platform.ids import derived_id_for
 from mm_platform.ingest.analyze import ANALYZE_VERSION
+from mm_platform.ingest.rows import producer_key
 from mm_platform.lake import Snapshot
 
 EMBEDDABLE = {"image": "image", "video": "image", "document": "text", "text": "text"}
@@ -92,13 +93,22 @@ def rekey(
             str(row["producer"]),
             str(row["producer_version"]),
         )
+        new["producer_key"] = producer_key(media_id, str(row["producer"]))
         derived_ids[row["derived_id"]] = str(new["derived_id"])
         out["derived"].append(new)
     for row in rows.get("embeddings", []):
         subject = (
             media_id if row["subject_kind"] == "media" else derived_ids.get(row["subject_id"], str(row["subject_id"]))
         )
-        out["embeddings"].append(dict(row, subject_id=subject, media_id=media_id, partition=partition))
+        out["embeddings"].append(
+            dict(
+                row,
+                subject_id=subject,
+                media_id=media_id,
+                partition=partition,
+                producer_key=producer_key(media_id, str(row["producer"])),
+            )
+        )
     for name in ("metadata", "quarantine"):
         out[name] = [dict(row, media_id=media_id, partition=partition) for row in rows.get(name, [])]
     return out

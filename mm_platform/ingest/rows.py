@@ -32,6 +32,11 @@ class Lineage:
         return dict(self.__dict__)
 
 
+def producer_key(media_id: str, producer: str) -> str:
+    """The rows one producer made for one media item (replaced together when that producer re-runs)."""
+    return f"{media_id}|{producer}"
+
+
 def metadata_row(media_id: str, sha256: str, analysis: Analysis, run_id: str, partition: str) -> dict[str, object]:
     fields = dict(analysis.probed.fields)
     row: dict[str, object] = {
@@ -69,6 +74,7 @@ def derived_row(
         "label": label,
         "score": score,
         "params": None,
+        "producer_key": producer_key(media_id, lineage.producer),
         **lineage.as_dict(),
     }
 
@@ -108,6 +114,7 @@ def embedding_row(
         "dim": int(vector.shape[0]),
         "normalized": True,
         "vector": vector.astype(np.float32),
+        "producer_key": producer_key(media_id, lineage.producer),
         **lineage.as_dict(),
     }
 

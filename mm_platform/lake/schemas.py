@@ -117,6 +117,7 @@ DERIVED = TableSpec(
         pa.field("label", pa.string()),
         pa.field("score", pa.float64()),
         pa.field("params", pa.string()),
+        pa.field("producer_key", pa.string()),
     ),
 )
 
@@ -134,6 +135,7 @@ EMBEDDINGS = TableSpec(
         pa.field("dim", pa.int32(), nullable=False),
         pa.field("normalized", pa.bool_(), nullable=False),
         pa.field("vector", pa.list_(pa.float32()), nullable=False),
+        pa.field("producer_key", pa.string()),
     ),
 )
 
@@ -151,6 +153,21 @@ QUARANTINE = TableSpec(
         pa.field("quarantined_at", TS, nullable=False),
     ),
 )
+
+SETTINGS = TableSpec(
+    name="settings",
+    key=("key",),
+    description="Lake-wide choices that belong to a snapshot, e.g. the active embedding model per modality.",
+    schema=_with_lineage(
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("value", pa.string(), nullable=False),
+        pa.field("updated_at", TS, nullable=False),
+    ),
+)
+
+# `producer_key` (media_id|producer) lets one producer's rows be replaced without touching another's:
+# a new embedding model's vectors are written beside the old model's, keyed by model.
+PRODUCER_KEY = "producer_key"
 
 PUBLISH_LOG = TableSpec(
     name="_publish_log",
@@ -174,7 +191,9 @@ PUBLISH_LOG = TableSpec(
     ),
 )
 
-DATA_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (MEDIA, METADATA, DERIVED, EMBEDDINGS, QUARANTINE)}
+DATA_TABLES: dict[str, TableSpec] = {
+    spec.name: spec for spec in (MEDIA, METADATA, DERIVED, EMBEDDINGS, QUARANTINE, SETTINGS)
+}
 
 
 def register_table(spec: TableSpec) -> None:

@@ -1,0 +1,5 @@
+"""``python -m mm_platform`` is ``mmp``."""
+
+from mm_platform.cli import main
+
+main()
