@@ -15,6 +15,7 @@ from mm_platform.ingest.steps import stage_batch
 from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
 from mm_platform.orchestration.results import ASSET_TABLES, TABLE_ASSETS, check_result, staged_metadata
 from mm_platform.quality import CHECK_TABLES
+from mm_platform.reprocess import stale_report
 
 GROUP = "media_pipeline"
 # The deployment's model choice. It is part of the embeddings' code version, so changing a model here shows
@@ -60,15 +61,21 @@ def staged_batch(
     context: dg.AssetExecutionContext, lake: LakeResource, source: MediaSourceResource, pipeline: PipelineResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     the_lake = lake.get_lake()
+    processor = pipeline.processor(the_lake)
     staged = stage_batch(
         the_lake,
-        pipeline.processor(the_lake),
+        processor,
         source.get_source,
         context.partition_key,
         context.run.run_id,
         pipeline.checks(),
     )
+    # What the configured models and extractors would redo across the whole lake (mmp stale).
+    stale = [str(item) for item in stale_report(the_lake.snapshot(), processor.models())]
     for asset in ASSET_TABLES:
-        yield dg.MaterializeResult(asset_key=asset, metadata=staged_metadata(staged.report, asset))
+        metadata = staged_metadata(staged.report, asset)
+        if asset == "embeddings":
+            metadata["stale_in_lake"] = dg.MetadataValue.json(stale)
+        yield dg.MaterializeResult(asset_key=asset, metadata=metadata)
     for result in staged.checks:
         yield check_result(result, TABLE_ASSETS[CHECK_TABLES[result.name]])
