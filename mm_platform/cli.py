@@ -224,6 +224,11 @@ main.add_command(stale_command)
 main.add_command(reprocess_command)
 main.add_command(activate_model_command)
 
+from mm_platform.cli_snapshots import diff_command, export_command, verify_export_command  # noqa: E402
+
+for _command in (diff_command, export_command, verify_export_command):
+    main.add_command(_command)
+
 
 if __name__ == "__main__":
     main()

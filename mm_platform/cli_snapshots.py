@@ -1,0 +1,113 @@
+"""``mmp diff``, ``mmp export`` and ``mmp verify-export``: commands over whole snapshots.
+
+Plain click commands; ``mm_platform.cli`` attaches them to the ``mmp`` group. The helpers of ``cli`` are
+imported when a command runs, not at import time: ``cli`` imports this module at its end, and a top-level
+import back into a half-initialised ``cli`` would fail whenever this module is imported first.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["diff_command", "export_command", "verify_export_command"]
+
+
+def _cli_errors(func: F) -> F:
+    """``mm_platform.cli``'s error handling (message, hint, exit code 2), resolved at call time."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mm_platform.cli import _handle_errors
+
+        return _handle_errors(func)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _emit(as_json: bool, payload: Any, text: str) -> None:
+    from mm_platform.cli import _emit as emit
+
+    emit(as_json, payload, text)
+
+
+@click.command("diff")
+@click.argument("a", type=int)
+@click.argument("b", type=int)
+@click.option("--ignore-column", "ignore_columns", multiple=True, help="Leave this column out (repeatable).")
+@click.option("--sample", "sample_size", type=int, default=10, show_default=True, help="Keys listed per category.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_cli_errors
+def diff_command(
+    ctx: click.Context, a: int, b: int, ignore_columns: tuple[str, ...], sample_size: int, as_json: bool
+) -> None:
+    """Rows added, changed and removed per table from snapshot A to snapshot B (matched by each table's key)."""
+    from mm_platform.cli import _lake
+    from mm_platform.snapshots import diff_snapshots
+
+    diff = diff_snapshots(_lake(ctx), a, b, ignore_columns=ignore_columns, sample_size=sample_size)
+    lines = [f"snapshot {a} → {b}", f"{'table':<12} {'added':>8} {'changed':>8} {'removed':>8}  versions"]
+    for t in diff.tables.values():
+        versions = f"{t.version_a}→{t.version_b}" if t.compared else f"{t.version_a} (unchanged)"
+        lines.append(f"{t.table:<12} {t.added:>8} {t.changed:>8} {t.removed:>8}  {versions}")
+    for t in diff.tables.values():
+        for category, keys in (("added", t.added_keys), ("changed", t.changed_keys), ("removed", t.removed_keys)):
+            if keys:
+                shown = ", ".join(k[t.key[0]] if len(t.key) == 1 else "/".join(map(str, k.values())) for k in keys)
+                lines.append(f"  {t.table} {category}: {shown}")
+        if t.changed_columns:
+            lines.append(f"  {t.table} columns: " + ", ".join(f"{c}={n}" for c, n in t.changed_columns.items()))
+    _emit(as_json, diff.to_dict(), "\n".join(lines))
+
+
+@click.command("export")
+@click.option("--snapshot", "seq", type=int, default=None, help="Snapshot to export (default: the latest).")
+@click.option("--to", "target", type=click.Path(file_okay=False, path_type=Path), required=True, help="New folder.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_cli_errors
+def export_command(ctx: click.Context, seq: int | None, target: Path, as_json: bool) -> None:
+    """Write a snapshot's tables as Parquet plus manifest.json pinning every source object version."""
+    from mm_platform.cli import _lake
+    from mm_platform.snapshots import export_snapshot
+
+    manifest = export_snapshot(_lake(ctx), seq, target)
+    summary = {
+        "seq": manifest.seq,
+        "folder": str(target),
+        "table_versions": manifest.table_versions,
+        "rows": {name: t.rows for name, t in manifest.tables.items()},
+        "objects": len(manifest.objects),
+    }
+    rows = ", ".join(f"{name}={t.rows}" for name, t in manifest.tables.items())
+    _emit(as_json, summary, f"exported snapshot {manifest.seq} to {target}: {rows}; {len(manifest.objects)} object(s)")
+
+
+@click.command("verify-export")
+@click.argument("export_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--workers", type=int, default=4, show_default=True, help="Objects read in parallel.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_cli_errors
+def verify_export_command(ctx: click.Context, export_dir: Path, workers: int, as_json: bool) -> None:
+    """Check that the sources still hold every object an export pins (exit code 1 if not)."""
+    from mm_platform.snapshots import verify_export
+
+    report = verify_export(export_dir, ctx.obj["env"], workers=workers)
+    lines = [
+        f"snapshot {report.seq} export at {report.export_dir}: {report.objects_checked} object(s) checked, "
+        + ("all match" if report.passed else f"{len(report.problems)} problem(s)")
+    ]
+    lines += [f"  {p.status:<8} {p.key}: {p.detail}" for p in report.problems]
+    lines += [f"  file     {problem}" for problem in report.file_problems]
+    _emit(as_json, report.to_dict(), "\n".join(lines))
+    if not report.passed:
+        sys.exit(1)
