@@ -24,10 +24,12 @@ def discover(
 ) -> dg.SensorResult:
     the_lake = lake.get_lake()
     cursor = DiscoveryCursor.from_json(context.cursor)
-    media = the_lake.snapshot().table("media", columns=MEDIA_COLUMNS, filter=pc.field("status") != "deleted")
+    snapshot = the_lake.snapshot()
+    media = snapshot.table("media", columns=MEDIA_COLUMNS, filter=pc.field("status") != "deleted")
+    erased = frozenset(snapshot.table("erasures", columns=["media_id"]).column("media_id").to_pylist())
     listing = source.get_source(uri).list_objects()
     reconcile = cursor.ticks % RECONCILE_EVERY_TICKS == 0
-    batches, next_cursor = decide(uri, listing, media, cursor, reconcile=reconcile)
+    batches, next_cursor = decide(uri, listing, media, cursor, reconcile=reconcile, erased=erased)
     for batch in batches:
         save_manifest(the_lake.location, batch)
     context.log.info(f"{len(batches)} new batch(es) from {uri} (reconcile={reconcile})")

@@ -56,10 +56,16 @@ def decide(
     *,
     reconcile: bool = False,
     max_objects: int = DEFAULT_MAX_OBJECTS,
+    erased: frozenset[str] = frozenset(),
 ) -> tuple[list[BatchManifest], DiscoveryCursor]:
-    """The batches to create and run on this tick, and the next cursor."""
+    """The batches to create and run on this tick, and the next cursor.
+
+    ``erased``: media ids erased on request (GDPR); they are never ingested again, even if still at the source.
+    """
     diff = diff_listing(listing, published_media, source=source)
-    fresh = [o for o in [*diff.new, *diff.changed] if cursor.requested.get(o.uri) != _version(o)]
+    fresh = [
+        o for o in [*diff.new, *diff.changed] if cursor.requested.get(o.uri) != _version(o) and o.media_id not in erased
+    ]
     # Keep only what is still pending: an object published at the requested version is done.
     pending = {o.uri: _version(o) for o in [*diff.new, *diff.changed] if o.uri in cursor.requested}
     pending.update({o.uri: _version(o) for o in fresh})

@@ -1,5 +1,6 @@
 """The lake: Delta tables, the write–audit–publish protocol, snapshots and maintenance."""
 
+from mm_platform.lake import erasure as erasure  # registers the `erasures` table before any Lake.open
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
 from mm_platform.lake.lake import Lake
 from mm_platform.lake.maintenance import VacuumReport

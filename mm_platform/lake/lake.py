@@ -9,7 +9,7 @@ from typing import Any
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from mm_platform.errors import LakeNotFoundError
+from mm_platform.errors import ConfigError, LakeNotFoundError
 from mm_platform.lake.audit import AuditCheck
 from mm_platform.lake.maintenance import CompactionReport, VacuumReport, plan_compaction, vacuum
 from mm_platform.lake.publish import Publisher, PublishResult, StagedPartition
@@ -32,10 +32,9 @@ class Lake:
     def open(cls, uri: str, env: Mapping[str, str] | None = None, *, create: bool = True) -> Lake:
         """Open (and by default create) the lake at a local path or ``s3://bucket/prefix``."""
         lake = cls(LakeLocation.from_uri(uri, env))
-        if create:
-            lake.ensure_tables()
-        elif not lake.exists():
+        if not create and not lake.exists():
             raise LakeNotFoundError(f"no lake at {lake.location.root}", hint="publish something, or check --lake")
+        lake.ensure_tables()  # tables added by newer versions appear (empty) in older lakes
         return lake
 
     def exists(self) -> bool:
@@ -106,8 +105,16 @@ class Lake:
 
     def rollback(self, seq: int, *, run_id: str = "", reason: str = "") -> PublishResult:
         """Publish a new snapshot whose tables equal snapshot ``seq``'s (history is not rewritten)."""
+        state = self.log.load()
+        erasures = [e.publish_seq or 0 for e in state.published() if e.kind == "erase"]
+        if erasures and seq < max(erasures):
+            raise ConfigError(
+                f"cannot roll back to snapshot {seq}: erasure publish {max(erasures)} came after it",
+                hint="erased objects must not come back; roll back to a snapshot at or after the erasure",
+            )
         target = self.snapshot(seq=seq)
-        restore = {name: target.version_of(name) for name in DATA_TABLES}
+        # The erasure audit trail is never rolled back.
+        restore = {name: target.version_of(name) for name in DATA_TABLES if name != "erasures"}
         stage = Stage(
             stage_id=f"rollback-{seq}-{self.log.load().next_seq()}",
             partition=f"rollback:{seq}",

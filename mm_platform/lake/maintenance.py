@@ -39,7 +39,8 @@ def vacuum(
     """
     publish_log = PublishLog(location)
     state = publish_log.load()
-    published = state.published()
+    # Snapshots below the horizon are expired (e.g. by an erasure): their files are not kept.
+    published = [e for e in state.published() if (e.publish_seq or 0) >= state.vacuum_horizon()]
     retained = published if keep_last is None else published[-keep_last:] if keep_last > 0 else []
     horizon = retained[0].publish_seq if retained and retained[0].publish_seq is not None else state.next_seq()
     expired_below = max(horizon if keep_last is not None else 0, state.vacuum_horizon())

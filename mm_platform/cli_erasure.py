@@ -1,0 +1,85 @@
+"""``mmp erase`` and ``mmp vacuum-erased``: click commands that ``mm_platform.cli`` attaches to its group.
+
+The helpers of ``mm_platform.cli`` are imported when a command runs, so either module may import the other.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(func: F) -> F:
+    """``mm_platform.cli._handle_errors``, looked up at call time (no import cycle)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mm_platform.cli import _handle_errors
+
+        return _handle_errors(func)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.command("erase")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why (recorded in the `erasures` audit table), e.g. a request id.")
+@click.option("--requested-by", default="", help="Who asked for the erasure (recorded in the audit table).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_guarded
+def erase_command(ctx: click.Context, targets: tuple[str, ...], reason: str, requested_by: str, as_json: bool) -> None:
+    """Remove every row of the objects TARGET… (URIs or media ids) from every table, in one publish.
+
+    An audit row per object goes to `erasures` (what, when, why; never the URI or content). Older snapshots
+    still hold the rows until `mmp vacuum-erased` removes them from history.
+    """
+    from mm_platform.cli import _emit, _lake
+    from mm_platform.lake.erasure import erase
+
+    result = erase(_lake(ctx), targets, reason, requested_by)
+    rows = ", ".join(f"{name}={count}" for name, count in result.rows_removed.items())
+    text = (
+        f"published snapshot {result.seq}: erased {len(result.media_ids)} media (erasure {result.erasure_id}); "
+        f"rows removed: {rows}\n"
+        "older snapshots still hold them: run `mmp vacuum-erased` to remove them from history"
+    )
+    if result.shared_content:
+        text += f"\nnote: {result.shared_content} other media have identical bytes; their rows keep the content hash"
+    _emit(as_json, result.__dict__, text)
+
+
+@click.command("vacuum-erased")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_guarded
+def vacuum_erased_command(ctx: click.Context, as_json: bool) -> None:
+    """Make erased objects unreadable: expire older snapshots, delete their files and old Delta logs, verify.
+
+    Exits with code 2 when a file still names an erased object (the report lists it).
+    """
+    from mm_platform.cli import _emit, _lake
+    from mm_platform.lake.erasure import vacuum_erased
+
+    report = vacuum_erased(_lake(ctx))
+    text = (
+        f"{report.erased_media} erased media: deleted {sum(report.data_files_deleted.values())} data file(s), "
+        f"{sum(report.vacuumed_files.values())} other expired file(s), "
+        f"{sum(report.log_files_deleted.values())} log file(s), {report.manifests_deleted} manifest(s) "
+        f"({report.manifests_rewritten} rewritten), {report.index_files_deleted} index cache file(s); "
+        f"snapshots below {report.expired_below_seq} expired"
+    )
+    _emit(as_json, report.to_dict(), text)
+    if not report.complete:
+        for path in report.pending:
+            click.echo(f"pending: {path} (a retained snapshot or an in-flight publish uses it)", err=True)
+        for leftover in report.leftovers:
+            click.echo(f"still present: {leftover}", err=True)
+        click.echo("hint: finish or roll back the publish in flight, erase again if needed, then re-run", err=True)
+        sys.exit(2)
