@@ -78,4 +78,4 @@ def staged_batch(
             metadata["stale_in_lake"] = dg.MetadataValue.json(stale)
         yield dg.MaterializeResult(asset_key=asset, metadata=metadata)
     for result in staged.checks:
-        yield check_result(result, TABLE_ASSETS[CHECK_TABLES[result.name]])
+        yield check_result(result, TABLE_ASSETS[CHECK_TABLES[result.name]], context.partition_key)

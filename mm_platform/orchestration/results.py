@@ -29,7 +29,8 @@ ASSET_TABLES = {
 }
 
 
-def check_result(result: CheckResult, asset: str) -> dg.AssetCheckResult:
+def check_result(result: CheckResult, asset: str, partition: str) -> dg.AssetCheckResult:
+    """A check result; Dagster keeps checks per asset, not per partition, so the batch is in its metadata."""
     failing = [dict(row) for row in result.failing_rows][:10]
     return dg.AssetCheckResult(
         asset_key=asset,
@@ -38,6 +39,7 @@ def check_result(result: CheckResult, asset: str) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR,
         description=result.detail or None,
         metadata={
+            "partition": partition,
             "table": result.table or "",
             "detail": result.detail,
             "failing_rows": dg.MetadataValue.json(failing) if failing else dg.MetadataValue.text("none"),
