@@ -146,7 +146,11 @@ class PublishLog:
 
     def create(self) -> None:
         DeltaTable.create(
-            self.uri, schema=LOG_SCHEMA, mode="ignore", storage_options=dict(self.location.storage_options)
+            self.uri,
+            schema=LOG_SCHEMA,
+            mode="ignore",
+            storage_options=dict(self.location.storage_options),
+            configuration={"delta.checkpointInterval": "10"},  # see lake.TABLE_CONFIGURATION
         )
 
     def load(self, version: int | None = None) -> LogState:
