@@ -159,13 +159,21 @@ def ingest(
     lake = Lake.open(ctx.obj["lake_uri"], env)
     settings = S3Settings.from_env(env) if source_uri.startswith("s3://") else None
     source = source_from_uri(source_uri, s3_settings=settings)
-    media = lake.snapshot().table(
+    snapshot = lake.snapshot()
+    erased = frozenset(snapshot.table("erasures", columns=["media_id"]).column("media_id").to_pylist())
+    media = snapshot.table(
         "media",
         columns=["media_id", "uri", "etag", "version_id", "content_sha256", "status"],
         filter=pc.field("status") != "deleted",
     )
     batches, _ = decide(
-        source.uri, source.list_objects(), media, DiscoveryCursor(), reconcile=reconcile, max_objects=max_objects
+        source.uri,
+        source.list_objects(),
+        media,
+        DiscoveryCursor(),
+        reconcile=reconcile,
+        max_objects=max_objects,
+        erased=erased,
     )
     for batch in batches:
         save_manifest(lake.location, batch)
@@ -224,10 +232,14 @@ main.add_command(stale_command)
 main.add_command(reprocess_command)
 main.add_command(activate_model_command)
 
+from mm_platform.cli_erasure import erase_command, vacuum_erased_command  # noqa: E402
+from mm_platform.cli_search import lineage_command, search_command  # noqa: E402
 from mm_platform.cli_snapshots import diff_command, export_command, verify_export_command  # noqa: E402
 
-for _command in (diff_command, export_command, verify_export_command):
+for _command in (diff_command, export_command, verify_export_command, erase_command, vacuum_erased_command):
     main.add_command(_command)
+main.add_command(search_command, "search")
+main.add_command(lineage_command, "lineage")
 
 
 if __name__ == "__main__":

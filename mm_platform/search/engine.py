@@ -1,0 +1,119 @@
+"""``search``: top-k media for a text or image query in one snapshot, with an optional metadata filter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mm_platform.embed import embedder_for
+from mm_platform.errors import ConfigError, MMPlatformError
+from mm_platform.lake import Lake, Snapshot
+from mm_platform.search.active import ActiveModel, ActiveModels, active_models
+from mm_platform.search.bridge import bridge_scores
+from mm_platform.search.filters import compile_filter
+from mm_platform.search.hits import DEFAULT_METADATA, SearchHit, filter_schema, hydrate, matching_media
+from mm_platform.search.index_store import IndexConfig, open_index
+from mm_platform.search.routes import Query, Route, embed_query, plan_routes
+
+__all__ = ["SearchError", "search"]
+
+Ranked = tuple[str, float, str, str, float | None]
+"""(media_id, score, route, model_id, score on the scale common to routes)."""
+
+
+class SearchError(MMPlatformError):
+    """Nothing can be searched (no vectors for the query's kind in this snapshot)."""
+
+
+def search(
+    source: Lake | Snapshot,
+    query: Query,
+    *,
+    k: int = 10,
+    where: str | None = None,
+    seq: int | None = None,
+    image_model: str | None = None,
+    text_model: str | None = None,
+    columns: Sequence[str] = (),
+    thumbnails: bool = True,
+    config: IndexConfig | None = None,
+) -> list[SearchHit]:
+    """The ``k`` media most similar to ``query`` (text, or an image path / bytes / PIL image).
+
+    Reads one snapshot: ``source`` itself, or the lake's snapshot ``seq`` (default: the latest). ``where``
+    filters on media and metadata columns (``mm_platform.search.filters``). ``image_model`` / ``text_model``
+    (embedder specs, e.g. ``clip:<dir>``) pick other vectors than the active ones (``active_models``).
+    """
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, got {k}")
+    snapshot = _snapshot(source, seq)
+    parsed = compile_filter(where, filter_schema(snapshot)) if where is not None else None
+    routes = plan_routes(query, _models(snapshot, image_model, text_model))
+    if not routes:
+        kind = "text" if isinstance(query, str) else "image"
+        raise SearchError(
+            f"snapshot {snapshot.seq} has no media vectors a {kind} query can search",
+            hint="ingest media first (mmp ingest), or pick another --snapshot",
+        )
+    allowed_ids = matching_media(snapshot, parsed) if parsed is not None else None
+    merged = _merge([_run_route(snapshot, route, query, k, allowed_ids, config) for route in routes], k)
+    wanted = [*DEFAULT_METADATA, *(parsed.columns if parsed else ()), *columns]
+    return hydrate(snapshot, merged, columns=wanted, thumbnails=thumbnails)
+
+
+def _snapshot(source: Lake | Snapshot, seq: int | None) -> Snapshot:
+    if isinstance(source, Snapshot):
+        if seq is not None and seq != source.seq:
+            raise ConfigError(f"given snapshot {source.seq} but seq={seq}", hint="pass the Lake to choose by seq")
+        return source
+    return source.snapshot(seq=seq)
+
+
+def _models(snapshot: Snapshot, image_model: str | None, text_model: str | None) -> ActiveModels:
+    active = active_models(snapshot)
+    image = _override(active.image, image_model, "image")
+    text = _override(active.text, text_model, "text")
+    return ActiveModels(image, text)
+
+
+def _override(active: ActiveModel | None, spec: str | None, modality: str) -> ActiveModel | None:
+    if spec is None:
+        return active
+    embedder = embedder_for(spec, "image" if modality == "image" else "text")
+    return ActiveModel(embedder.model_id, embedder.revision, vectors=0, last_seq=0)
+
+
+def _run_route(
+    snapshot: Snapshot, route: Route, query: Query, k: int, allowed_ids: pa.Array | None, config: IndexConfig | None
+) -> list[Ranked]:
+    """The route's top ``k``, best first, each with its key on the common scale (see ``_merge``)."""
+    if not route.uses_vectors:
+        assert isinstance(query, str)
+        found = bridge_scores(snapshot, route.model.model_id, query)
+        ids, scores, cosines = found.media_ids, found.scores, found.cosines
+        if allowed_ids is not None:
+            keep = pc.is_in(ids, value_set=allowed_ids).to_numpy(zero_copy_only=False)
+            ids, scores, cosines = ids.filter(pa.array(keep)), scores[keep], cosines[keep]
+        order = np.argsort(-scores, kind="stable")[:k]
+        common = np.minimum.accumulate(cosines[order]) if len(order) else cosines[order]
+        return [
+            (str(ids[int(i)].as_py()), float(scores[i]), route.name, route.model.model_id, float(c))
+            for i, c in zip(order, common, strict=True)
+        ]
+    index = open_index(snapshot, route.model.model_id, config)
+    hits = index.search(embed_query(route, query), k, index.allowed(allowed_ids))
+    return [(media_id, score, route.name, route.model.model_id, score) for media_id, score in hits]
+
+
+def _merge(per_route: list[list[Ranked]], k: int) -> list[Ranked]:
+    """One list from the routes' lists. A route's own order is kept; routes interleave by a common scale:
+    the cosine between query and media in the text model's space (a document's text; an image's labels,
+    made non-increasing along the bridge's order). A CLIP route's cosine lives in CLIP's space, which is only
+    roughly comparable; with one route nothing is re-scaled."""
+    if len(per_route) == 1:
+        return [(*hit[:4], None) for hit in per_route[0][:k]]
+    merged = sorted((hit for hits in per_route for hit in hits), key=lambda hit: hit[4] or 0.0, reverse=True)
+    return merged[:k]

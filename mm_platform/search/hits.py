@@ -1,0 +1,117 @@
+"""Search results joined with their media row, selected metadata and thumbnail; the ``--where`` candidates."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mm_platform.lake import Snapshot
+from mm_platform.search.filters import ParsedFilter, compile_filter, searchable_schema
+
+__all__ = ["DEFAULT_METADATA", "SearchHit", "filter_schema", "hydrate", "matching_media"]
+
+DEFAULT_METADATA = ("mime_type", "width", "height", "format", "duration_s", "page_count", "title", "captured_at")
+"""Metadata columns every hit carries (plus those a filter names and those asked for)."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result."""
+
+    rank: int
+    """1-based position in the results."""
+    media_id: str
+    uri: str
+    key: str
+    score: float
+    """Similarity in the route's own scale: a cosine for vector routes, the label-bridge score otherwise."""
+    route: str
+    """How the query reached this media: ``clip``, ``label-bridge``, ``text`` or ``image``."""
+    model_id: str
+    modality: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    thumbnail: bytes | None = None
+    """JPEG bytes of the media's thumbnail (images and video), when it has one and it was asked for."""
+    fused_score: float | None = None
+    """When several routes answered (text → images and documents): the score that interleaved them."""
+
+    def to_dict(self, *, thumbnail: bool = False) -> dict[str, Any]:
+        """JSON-ready; the thumbnail as base64 only when asked (else its size in bytes)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "thumbnail"}
+        out["metadata"] = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in self.metadata.items()}
+        if thumbnail:
+            out["thumbnail_jpeg_base64"] = None if self.thumbnail is None else base64.b64encode(self.thumbnail).decode()
+        else:
+            out["thumbnail_bytes"] = None if self.thumbnail is None else len(self.thumbnail)
+        return out
+
+
+def filter_schema(snapshot: Snapshot) -> pa.Schema:
+    """The columns a ``--where`` filter may name: media's scalar columns, then metadata's (media wins a name)."""
+    return searchable_schema(snapshot.schema("media"), snapshot.schema("metadata"))
+
+
+def matching_media(snapshot: Snapshot, where: ParsedFilter | str) -> pa.Array:
+    """Ids of the active media whose media + metadata row satisfies the filter."""
+    schema = filter_schema(snapshot)
+    parsed = compile_filter(where, schema) if isinstance(where, str) else where
+    media_names = set(snapshot.schema("media").names)
+    media_cols = sorted(c for c in parsed.columns if c in media_names)
+    meta_cols = sorted(c for c in parsed.columns if c not in media_names)
+    active = pc.field("status") == "active"
+    table = snapshot.table("media", columns=["media_id", *media_cols], filter=active)
+    if meta_cols:
+        metadata = snapshot.table("metadata", columns=["media_id", *meta_cols])
+        table = table.join(metadata, "media_id", join_type="left outer")
+    return table.filter(parsed.expression).column("media_id").combine_chunks()
+
+
+def hydrate(
+    snapshot: Snapshot,
+    ranked: Sequence[tuple[str, float, str, str, float | None]],
+    *,
+    columns: Sequence[str] = DEFAULT_METADATA,
+    thumbnails: bool = True,
+) -> list[SearchHit]:
+    """Hits for ranked ``(media_id, score, route, model_id, fused)``, in order, joined with their rows."""
+    ids = pa.array([r[0] for r in ranked], pa.string())
+    in_ids = pc.field("media_id").isin(ids)
+    media = {r["media_id"]: r for r in snapshot.table("media", filter=in_ids).to_pylist()}
+    meta_names = snapshot.schema("metadata").names
+    wanted = [c for c in dict.fromkeys(columns) if c in meta_names and c != "media_id"]
+    metadata = {
+        r["media_id"]: r for r in snapshot.table("metadata", columns=["media_id", *wanted], filter=in_ids).to_pylist()
+    }
+    thumbs: dict[str, bytes] = {}
+    if thumbnails:
+        rows = snapshot.table(
+            "derived", columns=["media_id", "data"], filter=in_ids & (pc.field("kind") == "thumbnail")
+        ).to_pylist()
+        thumbs = {r["media_id"]: r["data"] for r in rows if r["data"] is not None}
+    hits: list[SearchHit] = []
+    for media_id, score, route, model_id, fused in ranked:
+        row = media.get(media_id)
+        if row is None:  # a vector whose media row is gone (cannot happen in a published snapshot)
+            continue
+        extra = metadata.get(media_id, {})
+        hits.append(
+            SearchHit(
+                rank=len(hits) + 1,
+                media_id=media_id,
+                uri=row["uri"],
+                key=row["key"],
+                score=score,
+                route=route,
+                model_id=model_id,
+                modality=row.get("modality"),
+                metadata={c: extra.get(c) for c in wanted},
+                thumbnail=thumbs.get(media_id),
+                fused_score=fused,
+            )
+        )
+    return hits
