@@ -14,6 +14,8 @@ MODULES = [
     "benchmarks.media_core",
     "benchmarks.pipeline",
     "benchmarks.dagster_overhead",
+    "benchmarks.incremental",
+    "benchmarks.search",
     "benchmarks.label_bridge_eval",
 ]
 
