@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,13 +15,15 @@ from mm_platform.errors import ConfigError, MMPlatformError
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.search.active import ActiveModel, ActiveModels, active_models
 from mm_platform.search.bridge import bridge_scores
-from mm_platform.search.filters import compile_filter
+from mm_platform.search.filters import ParsedFilter, compile_filter
 from mm_platform.search.hits import DEFAULT_METADATA, SearchHit, filter_schema, hydrate, matching_media
 from mm_platform.search.index_store import IndexConfig, open_index
 from mm_platform.search.routes import Query, Route, embed_query, plan_routes
 
 __all__ = ["SearchError", "search"]
 
+_MATCHING: OrderedDict[tuple[str, int, str], pa.Array] = OrderedDict()
+_LOCK = threading.Lock()
 Ranked = tuple[str, float, str, str, float | None]
 """(media_id, score, route, model_id, score on the scale common to routes)."""
 
@@ -58,10 +62,24 @@ def search(
             f"snapshot {snapshot.seq} has no media vectors a {kind} query can search",
             hint="ingest media first (mmp ingest), or pick another --snapshot",
         )
-    allowed_ids = matching_media(snapshot, parsed) if parsed is not None else None
+    allowed_ids = _matching(snapshot, parsed) if parsed is not None else None
     merged = _merge([_run_route(snapshot, route, query, k, allowed_ids, config) for route in routes], k)
     wanted = [*DEFAULT_METADATA, *(parsed.columns if parsed else ()), *columns]
     return hydrate(snapshot, merged, columns=wanted, thumbnails=thumbnails)
+
+
+def _matching(snapshot: Snapshot, parsed: ParsedFilter) -> pa.Array:
+    """The filter's media ids, remembered per (lake, snapshot, filter): a snapshot never changes."""
+    key = (snapshot.location.root, snapshot.seq, parsed.text)
+    with _LOCK:
+        if key in _MATCHING:
+            return _MATCHING[key]
+    ids = matching_media(snapshot, parsed)
+    with _LOCK:
+        _MATCHING[key] = ids
+        while len(_MATCHING) > 8:
+            _MATCHING.popitem(last=False)
+    return ids
 
 
 def _snapshot(source: Lake | Snapshot, seq: int | None) -> Snapshot:

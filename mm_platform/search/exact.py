@@ -19,9 +19,10 @@ __all__ = ["ExactIndex", "TopK", "exact_topk"]
 TopK = tuple[NDArray[np.float32], NDArray[np.int64]]
 """(scores, positions), each ``(queries, k)``, best first; positions are rows of the matrix, -1 if none."""
 
-# Up to 32 MiB of scores per chunk (at most 256k rows): big BLAS calls, bounded memory (measured: smaller
+# Up to 32 MiB of scores per chunk: few, big BLAS calls and bounded memory (measured: smaller
 # chunks cost up to 15% on a batch of 16 queries over 1M rows).
 _CHUNK_SCORES = 1 << 23
+_GATHER_ROWS = 1 << 16
 # Below this many (row x query) products one BLAS thread is faster: waking a second thread costs more than it
 # saves, and on a busy 2-core host a multi-threaded small product took 10-20x longer (benchmarks/search.py).
 _SINGLE_THREAD_BELOW = 1 << 18
@@ -36,7 +37,9 @@ def exact_topk(
     """The ``k`` rows of ``matrix`` with the highest inner product with each query (among ``rows`` if given)."""
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     total = matrix.shape[0] if rows is None else len(rows)
-    chunk = int(np.clip(_CHUNK_SCORES // max(len(queries), 1), 4096, 262_144))
+    chunk = max(_CHUNK_SCORES // max(len(queries), 1), 4096)
+    if rows is not None:
+        chunk = min(chunk, _GATHER_ROWS)  # a gather copies its rows: bound the copy
     best_scores: list[NDArray[np.float32]] = []
     best_rows: list[NDArray[np.int64]] = []
     with _threads_for(total * len(queries)):

@@ -23,6 +23,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,7 @@ class ModelIndex:
     def size(self) -> int:
         return int(self.live.sum())
 
-    @property
+    @cached_property
     def media_ids(self) -> pa.Array:
         return self.keys.column("media_id").combine_chunks()
 
