@@ -80,9 +80,9 @@ def main() -> None:
                 instance.add_dynamic_partitions("ingest_batches", [batch])
                 result = job.execute_in_process(instance=instance, partition_key=batch)
                 assert result.success
-                events = [e for e in result.all_events]
-                first_step = min(e.timestamp for e in events if e.event_type_value == "STEP_START")
-                done = max(e.timestamp for e in events if e.event_type_value == "RUN_SUCCESS")
+                records = [r for r in instance.all_logs(result.run_id) if r.dagster_event is not None]
+                first_step = min(r.timestamp for r in records if r.dagster_event.event_type_value == "STEP_START")
+                done = max(r.timestamp for r in records if r.dagster_event.event_type_value == "RUN_SUCCESS")
                 through_dagster.append(done - first_step)
     finally:
         shutil.rmtree(root, ignore_errors=True)
