@@ -81,8 +81,12 @@ def main() -> None:
                 result = job.execute_in_process(instance=instance, partition_key=batch)
                 assert result.success
                 records = [r for r in instance.all_logs(result.run_id) if r.dagster_event is not None]
-                first_step = min(r.timestamp for r in records if r.dagster_event.event_type_value == "STEP_START")
-                done = max(r.timestamp for r in records if r.dagster_event.event_type_value == "RUN_SUCCESS")
+                first_step = min(
+                    r.timestamp for r in records if r.dagster_event.event_type == dg.DagsterEventType.STEP_START
+                )
+                done = max(
+                    r.timestamp for r in records if r.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS
+                )
                 through_dagster.append(done - first_step)
     finally:
         shutil.rmtree(root, ignore_errors=True)
