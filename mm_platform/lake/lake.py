@@ -22,7 +22,9 @@ from mm_platform.lake.storage import LakeLocation
 
 # A checkpoint every 10 commits keeps log replay short: opening a table reads one checkpoint and at most
 # 9 JSON commits, however many publishes the lake has seen (delta-rs writes them after each commit).
-TABLE_CONFIGURATION = {"delta.checkpointInterval": "10"}
+# Statistics of every column are exposed, not only the first 32: the lineage columns (`partition`, `run_id`)
+# come last in wide tables such as `metadata`, and replacing a partition prunes files by them.
+TABLE_CONFIGURATION = {"delta.checkpointInterval": "10", "delta.dataSkippingNumIndexedCols": "-1"}
 
 
 class Lake:

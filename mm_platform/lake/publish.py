@@ -27,6 +27,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from mm_platform.errors import AuditFailedError, PublishConflictError, StaleStageError, StorageError
 from mm_platform.lake import faults
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult, run_checks
+from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.publish_log import ABORTED, INTENT, PUBLISHED, REJECTED, LogEntry, LogState, PublishLog
 from mm_platform.lake.snapshot import select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint, load_stage, replaced_rows
@@ -95,6 +96,7 @@ class Publisher:
     def __init__(self, location: LakeLocation) -> None:
         self.location = location
         self.log = PublishLog(location)
+        self.tables = LatestTables(location)
 
     # --- stage & audit -------------------------------------------------------------------------------
 
@@ -125,7 +127,9 @@ class Publisher:
         self, partition: str, *, run_id: str = "", code_version: str = "", stage_id: str | None = None
     ) -> StageWriter:
         """For partitions too large for memory: write chunks, then ``finish()`` and publish the stage."""
-        return StageWriter(self.location, partition, run_id=run_id, code_version=code_version, stage_id=stage_id)
+        return StageWriter(
+            self.location, partition, run_id=run_id, code_version=code_version, stage_id=stage_id, tables=self.tables
+        )
 
     def audit(
         self, staged: StagedPartition, checks: Sequence[AuditCheck], *, raise_on_failure: bool = True
@@ -232,10 +236,8 @@ class Publisher:
         return self._append_terminal(intent, PUBLISHED, versions)
 
     def _apply_table(self, name: str, stage: Stage, seq: int) -> int:
-        uri = self.location.uri(name)
-        options = dict(self.location.storage_options)
         for attempt in range(1, 50):
-            dt = DeltaTable(uri, storage_options=options)
+            dt = self.tables.latest(name)
             read_version = dt.version()
             applied = dt.transaction_version(APP_ID)
             if applied is not None and applied >= seq:
@@ -322,15 +324,13 @@ class Publisher:
             _backoff(attempt)
 
     def _current_versions(self, stage: Stage) -> dict[str, int]:
-        options = dict(self.location.storage_options)
         names = set(stage.tables) | set(stage.restore_versions)
-        return {name: DeltaTable(self.location.uri(name), storage_options=options).version() for name in names}
+        return {name: self.tables.latest(name).version() for name in names}
 
     def _check_fresh(self, stage: Stage) -> None:
         """Refuse a stage whose replaced rows changed since it was built (another publish touched them)."""
-        options = dict(self.location.storage_options)
         for name, staged in stage.tables.items():
-            dt = DeltaTable(self.location.uri(name), storage_options=options)
+            dt = self.tables.latest(name)
             if dt.version() == staged.base_version:
                 continue
             removes, _ = replaced_rows(self.location, name, dt, staged.replace)

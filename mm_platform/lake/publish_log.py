@@ -8,17 +8,21 @@ is ever open, and publish sequence numbers have no gaps.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
-from mm_platform.lake.files import delta_dataset, table_file_paths, write_parquet_files
+from mm_platform.lake.files import table_file_paths, write_parquet_files
+from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.schemas import PUBLISH_LOG
 from mm_platform.lake.storage import LakeLocation
 
@@ -132,7 +136,12 @@ class LogState:
 
 
 class PublishLog:
-    """Reads and appends the ``_publish_log`` table of one lake."""
+    """Reads and appends the ``_publish_log`` table of one lake.
+
+    The latest state is cached: a reload reads only the log files committed since (files are immutable and
+    each event lives in a file added by its own commit, or by a later compaction commit), so the cost of
+    following the log does not grow with its history.
+    """
 
     name = PUBLISH_LOG.name
     app_id = "mm_platform.publish_log"
@@ -140,8 +149,13 @@ class PublishLog:
     def __init__(self, location: LakeLocation) -> None:
         self.location = location
         self.uri = location.uri(self.name)
+        self._tables = LatestTables(location)
+        self._lock = threading.Lock()
+        self._cached: tuple[LogState, frozenset[str]] | None = None
 
     def _open(self, version: int | None = None) -> DeltaTable:
+        if version is None:
+            return self._tables.latest(self.name)
         return DeltaTable(self.uri, version=version, storage_options=dict(self.location.storage_options))
 
     def create(self) -> None:
@@ -154,14 +168,40 @@ class PublishLog:
         )
 
     def load(self, version: int | None = None) -> LogState:
-        dt = self._open(version)
-        rows = delta_dataset(self.location, dt).to_table().to_pylist()  # type: ignore[attr-defined]
-        entries = sorted((LogEntry.from_row(r) for r in rows), key=lambda e: e.log_version)
-        return LogState(version=dt.version(), entries=tuple(entries))
+        if version is not None:
+            dt = self._open(version)
+            return LogState(version=dt.version(), entries=tuple(self._read(table_file_paths(dt))))
+        dt = self._open()
+        latest, files = dt.version(), table_file_paths(dt)
+        with self._lock:
+            cached = self._cached
+        if cached is not None and cached[0].version == latest:
+            return cached[0]
+        if cached is not None and cached[0].version < latest:
+            base, known = cached
+            added = self._read([f for f in files if f not in known], after=base.version)
+            state = LogState(version=latest, entries=(*base.entries, *added))
+        else:
+            state = LogState(version=latest, entries=tuple(self._read(files)))
+        with self._lock:
+            if self._cached is None or self._cached[0].version < latest:
+                self._cached = (state, frozenset(files))
+        return state
+
+    def _read(self, files: list[str], after: int = -1) -> list[LogEntry]:
+        if not files:
+            return []
+        paths = [self.location.fs_path(self.name, f) for f in files]
+        table = ds.dataset(paths, schema=LOG_SCHEMA, format="parquet", filesystem=self.location.fs).to_table(
+            filter=pc.field("log_version") > after
+        )
+        return sorted((LogEntry.from_row(r) for r in table.to_pylist()), key=lambda e: e.log_version)
 
     def try_append(self, entry: LogEntry, state: LogState) -> LogState | None:
         """Append ``entry`` at exactly ``state.version + 1``; None when another writer got there first."""
-        dt = self._open(state.version)
+        dt = self._open()
+        if dt.version() != state.version:
+            return None  # the log moved on since ``state``: the caller decides again on the new state
         log_version = state.version + 1
         row = pa.Table.from_pylist([entry.to_row(log_version)], schema=LOG_SCHEMA)
         files = table_file_paths(dt)
@@ -191,4 +231,10 @@ class PublishLog:
                 self.location.delete_file(f"{self.name}/{add.path}")
             return None
         new_entry = LogEntry(**{**entry.__dict__, "log_version": log_version})
-        return LogState(version=log_version, entries=(*state.entries, new_entry))
+        new_state = LogState(version=log_version, entries=(*state.entries, new_entry))
+        # We know exactly what the commit holds: the next load need not read it back.
+        kept = frozenset() if removes else frozenset(files)
+        with self._lock:
+            if self._cached is None or self._cached[0].version < log_version:
+                self._cached = (new_state, kept | {a.path for a in adds})
+        return new_state

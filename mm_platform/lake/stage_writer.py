@@ -20,6 +20,7 @@ from deltalake import DeltaTable
 from mm_platform.errors import StageError
 from mm_platform.lake import faults
 from mm_platform.lake.files import FileAdd, write_parquet_files
+from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.schemas import TableSpec, table_spec
 from mm_platform.lake.stage import (
     RowFilter,
@@ -47,7 +48,9 @@ class _TableBuffer:
     pending: list[pa.Table] = field(default_factory=list)
     pending_bytes: int = 0
     adds: list[FileAdd] = field(default_factory=list)
-    keys: set[tuple[object, ...]] = field(default_factory=set)
+    keys: pa.Array | None = None
+    """The first write's keys; only a second write turns them into the set below (most stages write once)."""
+    seen: set[str] | None = None
     replace: dict[str, set[str]] = field(default_factory=dict)
     rows: int = 0
 
@@ -64,8 +67,10 @@ class StageWriter:
         run_id: str = "",
         code_version: str = "",
         stage_id: str | None = None,
+        tables: LatestTables | None = None,
     ) -> None:
         self.location = location
+        self.tables = tables or LatestTables(location)
         self.partition = partition
         self.kind = kind
         self.run_id = run_id
@@ -77,7 +82,7 @@ class StageWriter:
     def _buffer(self, name: str) -> _TableBuffer:
         if name not in self._tables:
             spec = table_spec(name)
-            dt = DeltaTable(self.location.uri(name), storage_options=dict(self.location.storage_options))
+            dt = self.tables.latest(name)
             self._tables[name] = _TableBuffer(spec=spec, dt=dt, target=pa.schema(dt.schema().to_arrow()))
         return self._tables[name]
 
@@ -90,7 +95,8 @@ class StageWriter:
             return
         conformed, buffer.target = conform(buffer.spec, buffer.target, rows, self.partition)
         self._check_keys(buffer, conformed)
-        hash_rows(buffer.digest, conformed)
+        if self.stage_id is None:  # a given id was already derived from the content by the caller
+            hash_rows(buffer.digest, conformed)
         buffer.rows += conformed.num_rows
         buffer.pending.append(conformed)
         buffer.pending_bytes += conformed.nbytes
@@ -98,11 +104,18 @@ class StageWriter:
             self._flush(name, buffer)
 
     def _check_keys(self, buffer: _TableBuffer, rows: pa.Table) -> None:
-        columns = [rows.column(k).to_pylist() for k in buffer.spec.key]
-        before = len(buffer.keys)
-        keys = list(zip(*columns, strict=True))
-        buffer.keys.update(keys)
-        duplicates = len(keys) - (len(buffer.keys) - before)
+        keys = _joined_keys(rows, buffer.spec.key)
+        duplicates = len(keys) - pc.count_distinct(keys).as_py()
+        if not duplicates:
+            if buffer.keys is None and buffer.seen is None:
+                buffer.keys = keys
+            else:
+                if buffer.seen is None:
+                    buffer.seen = set(buffer.keys.to_pylist()) if buffer.keys is not None else set()
+                    buffer.keys = None
+                new = keys.to_pylist()
+                duplicates = len(buffer.seen.intersection(new))
+                buffer.seen.update(new)
         if duplicates:
             raise StageError(
                 f"table {buffer.spec.name}, partition {self.partition}: {duplicates} duplicate key(s) "
@@ -182,3 +195,10 @@ class StageWriter:
             for add in buffer.adds:
                 self.location.delete_file(f"{name}/{add.path}")
         self._tables.clear()
+
+
+def _joined_keys(rows: pa.Table, key: Sequence[str]) -> pa.Array:
+    """One string per row that identifies it (key columns joined by a separator no key contains)."""
+    columns = [pc.cast(rows.column(k), pa.string()) for k in key]
+    joined = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, "\x1f")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
