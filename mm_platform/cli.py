@@ -241,6 +241,11 @@ for _command in (diff_command, export_command, verify_export_command, erase_comm
 main.add_command(search_command, "search")
 main.add_command(lineage_command, "lineage")
 
+from mm_platform.cli_annotate import annotate_command, annotations_command  # noqa: E402
+
+main.add_command(annotate_command)
+main.add_command(annotations_command)
+
 
 if __name__ == "__main__":
     main()

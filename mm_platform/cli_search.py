@@ -17,7 +17,11 @@ from mm_platform.cli_common import _handle_errors, _lake
 @click.argument("text", required=False)
 @click.option("--image", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by image.")
 @click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Number of results.")
-@click.option("--where", default=None, help="Filter on media/metadata columns: \"modality = 'image' and width > 400\".")
+@click.option(
+    "--where",
+    default=None,
+    help="Filter on media, metadata and label columns: \"modality = 'image' and width > 400\", \"label = 'cat'\".",
+)
 @click.option("--snapshot", "seq", type=int, default=None, help="Search this snapshot (default: the latest).")
 @click.option("--image-model", default=None, help="Embedder spec of the image vectors to search (default: active).")
 @click.option("--text-model", default=None, help="Embedder spec of the document vectors to search (default: active).")
@@ -72,6 +76,8 @@ def search_command(
     for hit in hits:
         shown = {c: v for c, v in hit.metadata.items() if v is not None}
         meta = " ".join(f"{c}={v}" for c, v in shown.items() if c in ("width", "height", "duration_s", *extra))
+        labels = sorted({str(a["label"]) for a in hit.annotations if a.get("label")})
+        meta += f" labels={','.join(labels)}" if labels else ""
         click.echo(f"{hit.rank:>3}  {hit.score:7.3f}  {hit.route:<12} {str(hit.modality):<9} {hit.key}  {meta}")
 
 

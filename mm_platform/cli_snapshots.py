@@ -54,10 +54,10 @@ def diff_command(
     from mm_platform.snapshots import diff_snapshots
 
     diff = diff_snapshots(_lake(ctx), a, b, ignore_columns=ignore_columns, sample_size=sample_size)
-    lines = [f"snapshot {a} → {b}", f"{'table':<12} {'added':>8} {'changed':>8} {'removed':>8}  versions"]
+    lines = [f"snapshot {a} → {b}", f"{'table':<18} {'added':>8} {'changed':>8} {'removed':>8}  versions"]
     for t in diff.tables.values():
         versions = f"{t.version_a}→{t.version_b}" if t.compared else f"{t.version_a} (unchanged)"
-        lines.append(f"{t.table:<12} {t.added:>8} {t.changed:>8} {t.removed:>8}  {versions}")
+        lines.append(f"{t.table:<18} {t.added:>8} {t.changed:>8} {t.removed:>8}  {versions}")
     for t in diff.tables.values():
         for category, keys in (("added", t.added_keys), ("changed", t.changed_keys), ("removed", t.removed_keys)):
             if keys:
@@ -65,7 +65,33 @@ def diff_command(
                 lines.append(f"  {t.table} {category}: {shown}")
         if t.changed_columns:
             lines.append(f"  {t.table} columns: " + ", ".join(f"{c}={n}" for c, n in t.changed_columns.items()))
-    _emit(as_json, diff.to_dict(), "\n".join(lines))
+    payload = diff.to_dict()
+    annotations = diff.tables.get("annotations")
+    if annotations is not None and not annotations.is_empty:
+        from mm_platform.annotations.query import label_changes
+
+        found = {
+            "added_keys": annotations.added_keys,
+            "changed_keys": annotations.changed_keys,
+            "removed_keys": annotations.removed_keys,
+        }
+        payload["annotation_changes"] = label_changes(_lake(ctx), a, b, found)
+        lines.append("annotation changes (which labels changed):")
+        lines += [f"  {_label_change(change)}" for change in payload["annotation_changes"]]
+    _emit(as_json, payload, "\n".join(lines))
+
+
+def _label_change(change: dict[str, Any]) -> str:
+    where = f"{change['change']:<8} {change['annotation_set']}  {change['media']}"
+    if change["annotation_key"]:
+        where += f" #{change['annotation_key']}"
+    fields = change["fields"]
+    if change["change"] == "changed":
+        shown = "; ".join(f"{c}: {was} → {now}" for c, (was, now) in fields.items())
+    else:
+        side = 1 if change["change"] == "added" else 0
+        shown = " ".join(f"{c}={v[side]}" for c, v in fields.items() if c not in ("producer", "value_type"))
+    return f"{where}  {shown}"
 
 
 @click.command("export")

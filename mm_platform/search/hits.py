@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mm_platform.annotations.query import annotations_of, label_rows, label_schema
 from mm_platform.lake import Snapshot
 from mm_platform.search.filters import ParsedFilter, compile_filter, searchable_schema
 
@@ -39,6 +40,8 @@ class SearchHit:
     """JPEG bytes of the media's thumbnail (images and video), when it has one and it was asked for."""
     fused_score: float | None = None
     """When several routes answered (text → images and documents): the score that interleaved them."""
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+    """The media's annotations (set, key, label, score, bbox, value, producer, revision, extra fields)."""
 
     def to_dict(self, *, thumbnail: bool = False) -> dict[str, Any]:
         """JSON-ready; the thumbnail as base64 only when asked (else its size in bytes)."""
@@ -52,22 +55,29 @@ class SearchHit:
 
 
 def filter_schema(snapshot: Snapshot) -> pa.Schema:
-    """The columns a ``--where`` filter may name: media's scalar columns, then metadata's (media wins a name)."""
-    return searchable_schema(snapshot.schema("media"), snapshot.schema("metadata"))
+    """The columns a ``--where`` filter may name: media's scalar columns, then metadata's, then the label
+    columns of annotations and model labels (``mm_platform.annotations.query``); the first wins a name."""
+    return searchable_schema(snapshot.schema("media"), snapshot.schema("metadata"), label_schema(snapshot))
 
 
 def matching_media(snapshot: Snapshot, where: ParsedFilter | str) -> pa.Array:
-    """Ids of the active media whose media + metadata row satisfies the filter."""
+    """Ids of the active media whose media + metadata row (and one of its label rows, when the filter names a
+    label column) satisfies the filter."""
     schema = filter_schema(snapshot)
     parsed = compile_filter(where, schema) if isinstance(where, str) else where
     media_names = set(snapshot.schema("media").names)
+    meta_names = set(snapshot.schema("metadata").names) - media_names
     media_cols = sorted(c for c in parsed.columns if c in media_names)
-    meta_cols = sorted(c for c in parsed.columns if c not in media_names)
+    meta_cols = sorted(c for c in parsed.columns if c in meta_names)
+    label_cols = sorted(c for c in parsed.columns if c not in media_names and c not in meta_names)
     active = pc.field("status") == "active"
     table = snapshot.table("media", columns=["media_id", *media_cols], filter=active)
     if meta_cols:
         metadata = snapshot.table("metadata", columns=["media_id", *meta_cols])
         table = table.join(metadata, "media_id", join_type="left outer")
+    if label_cols:  # one row per label: a media item matches when any of its rows does
+        table = table.join(label_rows(snapshot, label_cols), "media_id", join_type="left outer")
+        return pc.unique(table.filter(parsed.expression).column("media_id").combine_chunks())
     return table.filter(parsed.expression).column("media_id").combine_chunks()
 
 
@@ -93,6 +103,7 @@ def hydrate(
             "derived", columns=["media_id", "data"], filter=in_ids & (pc.field("kind") == "thumbnail")
         ).to_pylist()
         thumbs = {r["media_id"]: r["data"] for r in rows if r["data"] is not None}
+    annotations = annotations_of(snapshot, media)
     hits: list[SearchHit] = []
     for media_id, score, route, model_id, fused in ranked:
         row = media.get(media_id)
@@ -112,6 +123,7 @@ def hydrate(
                 metadata={c: extra.get(c) for c in wanted},
                 thumbnail=thumbs.get(media_id),
                 fused_score=fused,
+                annotations=annotations.get(media_id, []),
             )
         )
     return hits

@@ -1,0 +1,299 @@
+"""Read an annotation file (CSV, TSV, Parquet, JSON Lines, a JSON array), local or on S3, into numbered rows.
+
+The bytes are read once through the media sources (S3 reads pinned to the listed VersionId / ETag, local reads
+checked against the listed size and mtime) and hashed while streaming, so the revision records exactly which
+version of the file it came from. A record that cannot be parsed (a CSV row with the wrong number of fields,
+a JSON line that is not an object) becomes a ``malformed_row`` problem with its row and line number; the rest
+of the file is still read. A file that cannot be read at all is an error that names it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mm_platform.annotations.model import FileRow, FileVersion, RowProblem
+from mm_platform.errors import ConfigError, SourceError
+from mm_platform.sources import LocalFolderSource, ObjectInfo, S3Settings, S3Source, parse_s3_uri
+
+__all__ = [
+    "FORMATS",
+    "AnnotationFile",
+    "file_format",
+    "normalise_column",
+    "parse_annotation_bytes",
+    "read_annotation_file",
+]
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+}
+"""File extension → format."""
+
+
+@dataclass(frozen=True)
+class AnnotationFile:
+    """A parsed annotation file: its version, its columns and its rows (and the records that did not parse)."""
+
+    version: FileVersion
+    columns: tuple[str, ...]
+    """Normalised column names, in the order the file first names them."""
+    original_names: Mapping[str, str]
+    """Normalised name → the name in the file (``"Customer ID"`` → ``customer_id``)."""
+    rows: tuple[FileRow, ...]
+    malformed: tuple[RowProblem, ...]
+
+    @property
+    def row_count(self) -> int:
+        """Every record of the file, parsed or not: what a report's counts must add up to."""
+        return len(self.rows) + len(self.malformed)
+
+
+def file_format(uri: str) -> str:
+    suffix = Path(urlparse(uri).path if "://" in uri else uri).suffix.lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        raise ConfigError(
+            f"cannot tell the format of {uri}",
+            hint=f"name the file with one of {', '.join(sorted(FORMATS))}",
+        ) from None
+
+
+def read_annotation_file(location: str, *, s3_settings: S3Settings | None = None) -> AnnotationFile:
+    """Read ``location`` (a path, ``file://`` URI or ``s3://bucket/key``) and parse it by its extension."""
+    fmt = file_format(location)
+    uri, version, sha256, data = (
+        _fetch_s3(location, s3_settings) if location.startswith("s3://") else _fetch_local(location)
+    )
+    return parse_annotation_bytes(data, FileVersion(uri, version, sha256, len(data), fmt))
+
+
+def parse_annotation_bytes(data: bytes, version: FileVersion) -> AnnotationFile:
+    """Parse bytes already read (their version given) into rows."""
+    if version.format == "parquet":
+        return _parse_parquet(data, version)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{version.uri} is not UTF-8 text ({exc})", hint="save the file as UTF-8") from exc
+    if version.format in ("csv", "tsv"):
+        return _parse_csv(text, version, "\t" if version.format == "tsv" else ",")
+    if version.format == "json" and text.lstrip().startswith("["):
+        return _parse_json_array(text, version)
+    return _parse_json_lines(text, version)
+
+
+# --- fetching ------------------------------------------------------------------------------------------------
+
+
+def _local_path(location: str) -> Path:
+    if location.startswith("file:"):
+        parsed = urlparse(location)
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"{location!r} names a remote host", hint="file URIs must be local: file:///abs/path")
+        return Path(url2pathname(parsed.path))
+    if "://" in location:
+        raise ConfigError(f"unsupported file URI {location!r}", hint="use a path, file:///path or s3://bucket/key")
+    return Path(location).expanduser()
+
+
+def _fetch_local(location: str) -> tuple[str, str, str, bytes]:
+    """(file URI, version, SHA-256, bytes)."""
+    path = _local_path(location).resolve()
+    if not path.exists():
+        raise ConfigError(f"annotation file {path} does not exist", hint="check the path (or the S3 URI)")
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a file", hint="give one CSV, Parquet or JSON Lines file")
+    stat = path.stat()
+    info = ObjectInfo(
+        uri=path.as_uri(),
+        source=path.parent.as_uri(),
+        key=path.name,
+        size_bytes=stat.st_size,
+        etag=f"{stat.st_size}-{stat.st_mtime_ns}",  # what a folder listing (and so the sensor) sees
+        version_id=None,
+        last_modified=datetime.fromtimestamp(stat.st_mtime_ns / 1e9, tz=UTC),
+    )
+    with LocalFolderSource(path.parent).fetch(info) as fetched:
+        return info.uri, str(info.etag), fetched.sha256, fetched.read_bytes()
+
+
+def _fetch_s3(location: str, settings: S3Settings | None) -> tuple[str, str, str, bytes]:
+    """(object URI, VersionId or ETag, SHA-256, bytes), the bytes pinned to the listed version."""
+    bucket, key = parse_s3_uri(location)
+    if not key or key.endswith("/"):
+        raise ConfigError(f"{location} names no object", hint="give the file's full key: s3://bucket/path/file.csv")
+    with S3Source(bucket, key, settings=settings or S3Settings()) as source:
+        info = next((o for o in source.list_objects() if o.key == key), None)
+        if info is None:
+            raise SourceError(f"no object at {location}", hint="check the bucket and key (and the AWS_* settings)")
+        with source.fetch(info) as fetched:
+            version = info.version_id or info.etag or fetched.sha256
+            return info.uri, version, fetched.sha256, fetched.read_bytes()
+
+
+# --- parsing -------------------------------------------------------------------------------------------------
+
+
+def normalise_column(name: str) -> str:
+    """A column name usable in ``--where`` and as a Delta column: lower case, ``[a-z0-9_]``."""
+    clean = re.sub(r"[^0-9a-z_]+", "_", name.strip().lower()).strip("_")
+    if not clean or clean[0].isdigit():
+        clean = f"c_{clean}"
+    return clean
+
+
+class _Columns:
+    """Normalised names for the file's columns, refusing two names that normalise alike."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.names: dict[str, str] = {}  # original -> normalised
+        self.original: dict[str, str] = {}  # normalised -> original
+
+    def add(self, original: str) -> str:
+        if original in self.names:
+            return self.names[original]
+        name = normalise_column(original)
+        if name in self.original:
+            raise ConfigError(
+                f"{self.uri}: columns {self.original[name]!r} and {original!r} both read as {name!r}",
+                hint="rename one of them",
+            )
+        self.names[original] = name
+        self.original[name] = original
+        return name
+
+    def file(self, version: FileVersion, rows: list[FileRow], malformed: list[RowProblem]) -> AnnotationFile:
+        return AnnotationFile(version, tuple(self.original), dict(self.original), tuple(rows), tuple(malformed))
+
+
+def _parse_csv(text: str, version: FileVersion, delimiter: str) -> AnnotationFile:
+    columns = _Columns(version.uri)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header: list[str] | None = None
+    rows: list[FileRow] = []
+    malformed: list[RowProblem] = []
+    end = 0
+    try:
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if not record or (header is None and all(not cell.strip() for cell in record)):
+                continue  # a blank line is no record
+            if header is None:
+                header = [columns.add(cell) for cell in record]
+                continue
+            number = len(rows) + len(malformed) + 1
+            raw = _csv_line(record, delimiter)
+            if len(record) != len(header):
+                malformed.append(
+                    RowProblem(
+                        number,
+                        "malformed_row",
+                        f"{len(record)} fields where the header has {len(header)}",
+                        line=start,
+                        raw=raw,
+                    )
+                )
+                continue
+            values = {name: (cell if cell != "" else None) for name, cell in zip(header, record, strict=True)}
+            rows.append(FileRow(number, start, values, raw))
+    except csv.Error as exc:
+        raise ConfigError(f"{version.uri}: not readable as CSV near line {end + 1}: {exc}") from exc
+    return columns.file(version, rows, malformed)
+
+
+def _csv_line(record: list[str], delimiter: str) -> str:
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(record)
+    return out.getvalue()
+
+
+def _json_records(lines: Iterator[tuple[int | None, str]], version: FileVersion) -> AnnotationFile:
+    columns = _Columns(version.uri)
+    rows: list[FileRow] = []
+    malformed: list[RowProblem] = []
+    for line, text in lines:
+        number = len(rows) + len(malformed) + 1
+        try:
+            record = json.loads(text) if isinstance(text, str) else text
+        except json.JSONDecodeError as exc:
+            malformed.append(RowProblem(number, "malformed_row", f"not valid JSON: {exc.msg}", line=line, raw=text))
+            continue
+        if not isinstance(record, dict):
+            what = type(record).__name__
+            malformed.append(
+                RowProblem(number, "malformed_row", f"a JSON {what}, not an object", line=line, raw=_dump(record))
+            )
+            continue
+        values = {columns.add(str(k)): v for k, v in record.items()}
+        rows.append(FileRow(number, line, values, text if isinstance(text, str) else _dump(record)))
+    return columns.file(version, rows, malformed)
+
+
+def _parse_json_lines(text: str, version: FileVersion) -> AnnotationFile:
+    lines = ((number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip())
+    return _json_records(lines, version)
+
+
+def _parse_json_array(text: str, version: FileVersion) -> AnnotationFile:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{version.uri}: not valid JSON at line {exc.lineno}: {exc.msg}",
+            hint="a .json file holds one array of objects, or one object per line (JSON Lines)",
+        ) from exc
+    if not isinstance(items, list):
+        raise ConfigError(f"{version.uri}: a JSON {type(items).__name__}, not an array of objects")
+    return _json_records(((None, item) for item in items), version)
+
+
+def _parse_parquet(data: bytes, version: FileVersion) -> AnnotationFile:
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ConfigError(f"{version.uri} is not a readable Parquet file: {exc}") from exc
+    columns = _Columns(version.uri)
+    names = [columns.add(name) for name in table.column_names]
+    rows = []
+    for number, record in enumerate(table.to_pylist(), 1):
+        values = {name: _plain(record[original]) for name, original in zip(names, table.column_names, strict=True)}
+        rows.append(FileRow(number, None, values, _dump(values)))
+    return columns.file(version, rows, [])
+
+
+def _plain(value: Any) -> Any:
+    """Arrow values as JSON's: dates and times as ISO text, bytes as text (the rest already is)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,431 @@
+"""Turn file rows into annotation values, or into row problems with a row number and a reason.
+
+Column roles, by name (case and punctuation are normalised: ``"Customer ID"`` is ``customer_id``):
+
+* the key column (``--key-column``, else ``uri`` / ``key`` / ``sha256`` as ``--match`` says) names the media;
+* ``--id-column`` tells several annotations of one media apart (several boxes); without it, one per media;
+* ``label`` (text), ``score`` (a finite number), a box as ``bbox`` (``[x, y, w, h]`` or ``{"x":…}``; JSON text
+  in a CSV) or as ``bbox_x``, ``bbox_y``, ``bbox_w``, ``bbox_h`` (pixels, top-left origin), and ``value``
+  (any JSON) are the typed value;
+* every other column is an extra field: it becomes a column of ``annotations`` (schema evolution, no
+  migration). A column the table already has keeps its type, and a value that does not fit it is rejected;
+  a new column takes the narrowest type every value fits (text with leading zeros stays text).
+
+Checked per row, in this order, the first failure being the row's reason: a key (``missing_key``), a match
+(``unmatched``, ``ambiguous_key``, a malformed SHA-256 is ``wrong_type``), typed values (``wrong_type``),
+something to attach (``empty_row``), the declared vocabulary (``label_not_in_vocabulary``), the box inside every
+matched image (``box_outside_image``), then one row per (media, annotation key) (``duplicate_key``: the first
+row that passed keeps the key). This is a loop per row on purpose: each row needs its own reason, and an
+annotation file is small next to the media it describes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from mm_platform.annotations.match import MatchOutcome, MediaTarget
+from mm_platform.annotations.model import MATCH_KINDS, AttachOptions, FileRow, MatchKind, RowProblem
+from mm_platform.annotations.read import AnnotationFile, normalise_column
+from mm_platform.annotations.schema import ANNOTATIONS
+from mm_platform.errors import ConfigError
+
+__all__ = ["Accepted", "ColumnPlan", "Validated", "plan_columns", "validate_rows"]
+
+KEY_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "uri": ("uri", "media_uri", "url"),
+    "key": ("key", "object_key", "path", "file", "filename"),
+    "sha256": ("sha256", "content_sha256"),
+}
+BOX_PARTS = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
+VALUE_ROLES = ("label", "score", "bbox", *BOX_PARTS, "value")
+_INT = re.compile(r"^[+-]?(0|[1-9][0-9]*)$")
+_TRUE, _FALSE = frozenset({"true", "yes"}), frozenset({"false", "no"})
+
+
+class _WrongType(ValueError):
+    """A value that does not fit its column's type (the message is the row's detail)."""
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """What each column of the file is used for."""
+
+    match: MatchKind
+    key: str
+    id: str | None
+    roles: tuple[str, ...]
+    """The value columns present (``label``, ``score``, ``bbox``, ``bbox_*``, ``value``)."""
+    extras: Mapping[str, pa.DataType]
+    """Extra columns and the type they are stored with (the table's type, or inferred from the file)."""
+    new_extras: tuple[str, ...]
+    """Extra columns ``annotations`` does not have yet: schema evolution adds them."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A row that passed: its annotation values and the media it attaches to."""
+
+    row: FileRow
+    targets: tuple[MediaTarget, ...]
+    annotation_key: str
+    match_value: str
+    values: dict[str, Any]
+    """``value_type``, ``label``, ``score``, ``bbox``, ``value_json`` and the extras, typed."""
+
+
+@dataclass
+class Validated:
+    """Every row of a file, either accepted or rejected — nothing else."""
+
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[RowProblem] = field(default_factory=list)
+
+
+def plan_columns(file: AnnotationFile, options: AttachOptions, table: pa.Schema) -> ColumnPlan:
+    """Decide the key column, the match kind and the extras; a wrong option is a ConfigError naming the columns."""
+    columns = list(file.columns)
+    known = ", ".join(file.original_names[c] for c in columns) or "none"
+    key = _resolve_column(options.key_column, columns, "--key-column", known) if options.key_column else None
+    match: str | None = options.match
+    if key is None:
+        candidates = KEY_CANDIDATES[match] if match else [c for kind in MATCH_KINDS for c in KEY_CANDIDATES[kind]]
+        key = next((c for c in candidates if c in columns), None)
+        if key is None:
+            wanted = " / ".join(candidates)
+            raise ConfigError(
+                f"{file.version.uri} has no key column ({wanted}); its columns: {known}",
+                hint="name the column that identifies the media with --key-column (and what it holds with --match)",
+            )
+        match = match or next(kind for kind in MATCH_KINDS if key in KEY_CANDIDATES[kind])
+    elif match is None:
+        match = _infer_match([r.values.get(key) for r in file.rows])
+    id_column = _resolve_column(options.id_column, columns, "--id-column", known) if options.id_column else None
+    if id_column == key:
+        raise ConfigError(
+            "--id-column must differ from the key column", hint="the id tells annotations of one media apart"
+        )
+    roles = tuple(c for c in VALUE_ROLES if c in columns)
+    present_parts = [c for c in BOX_PARTS if c in columns]
+    if present_parts and len(present_parts) < len(BOX_PARTS):
+        missing = ", ".join(c for c in BOX_PARTS if c not in columns)
+        raise ConfigError(f"{file.version.uri}: a box needs {', '.join(BOX_PARTS)}; missing {missing}")
+    if "bbox" in columns and present_parts:
+        raise ConfigError(f"{file.version.uri}: give a box as bbox or as {', '.join(BOX_PARTS)}, not both")
+    used = {key, id_column, *roles}
+    reserved = set(ANNOTATIONS.schema.names)
+    extras: dict[str, pa.DataType] = {}
+    new: list[str] = []
+    for column in columns:
+        if column in used:
+            continue
+        if column in reserved:
+            raise ConfigError(
+                f"{file.version.uri}: column {file.original_names[column]!r} is a name annotations reserve",
+                hint=f"rename it; reserved: {', '.join(sorted(reserved))}",
+            )
+        if column in table.names:
+            extras[column] = table.field(column).type
+        else:
+            extras[column] = _infer_type([r.values.get(column) for r in file.rows])
+            new.append(column)
+    assert match in MATCH_KINDS
+    return ColumnPlan(match, key, id_column, roles, extras, tuple(new))  # type: ignore[arg-type]
+
+
+def _resolve_column(given: str, columns: Sequence[str], option: str, known: str) -> str:
+    name = given if given in columns else normalise_column(given)
+    if name not in columns:
+        raise ConfigError(f"{option} {given!r} is not a column of the file", hint=f"its columns: {known}")
+    return name
+
+
+def _infer_match(values: Sequence[Any]) -> str:
+    """What a ``--key-column`` holds, when ``--match`` is not given: URIs, SHA-256s, else object keys."""
+    texts = [str(v).strip() for v in values if v is not None]
+    if texts and all(t.startswith(("s3://", "file:/")) for t in texts):
+        return "uri"
+    if texts and all(re.fullmatch(r"[0-9a-fA-F]{64}", t) for t in texts):
+        return "sha256"
+    return "key"
+
+
+def _infer_type(values: Sequence[Any]) -> pa.DataType:
+    """The narrowest of bool, int64, float64 and string that every (non-null) value of a new column fits."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return pa.string()
+    if all(isinstance(v, str) for v in present):  # CSV text
+        lowered = [v.strip().lower() for v in present]
+        if all(v in _TRUE | _FALSE for v in lowered):
+            return pa.bool_()
+        if all(_INT.match(v) for v in lowered):
+            return pa.int64()
+        if all(_is_decimal(v) for v in lowered):
+            return pa.float64()
+        return pa.string()
+    if all(isinstance(v, bool) for v in present):
+        return pa.bool_()
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pa.int64()
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return pa.float64()
+    return pa.string()
+
+
+def _is_decimal(text: str) -> bool:
+    if re.match(r"^[+-]?0[0-9]", text):  # leading zeros: an identifier, not a number
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --- per row -------------------------------------------------------------------------------------------------
+
+
+Lookup = Callable[[MatchKind, str], MatchOutcome]
+
+
+def validate_rows(
+    file: AnnotationFile, plan: ColumnPlan, lookup: Lookup, vocabulary: Sequence[str] | None
+) -> Validated:
+    """Every row of ``file`` accepted or rejected (the file's malformed records are rejected as they are)."""
+    result = Validated(rejected=list(file.malformed))
+    allowed = None if vocabulary is None else frozenset(vocabulary)
+    owners: dict[tuple[str, str], int] = {}
+    for row in file.rows:
+        outcome = _check_row(row, plan, lookup, allowed)
+        if isinstance(outcome, RowProblem):
+            result.rejected.append(outcome)
+            continue
+        clash = next(
+            (
+                owners[(t.media_id, outcome.annotation_key)]
+                for t in outcome.targets
+                if (t.media_id, outcome.annotation_key) in owners
+            ),
+            None,
+        )
+        if clash is not None:
+            result.rejected.append(_duplicate(row, outcome, clash, plan))
+            continue
+        for target in outcome.targets:
+            owners[(target.media_id, outcome.annotation_key)] = row.row
+        result.accepted.append(outcome)
+    result.rejected.sort(key=lambda p: p.row)
+    return result
+
+
+def _problem(row: FileRow, reason: str, detail: str, media_id: str | None = None) -> RowProblem:
+    return RowProblem(row.row, reason, detail, line=row.line, media_id=media_id, raw=row.raw)
+
+
+def _duplicate(row: FileRow, accepted: Accepted, first: int, plan: ColumnPlan) -> RowProblem:
+    what = f"annotation id {accepted.annotation_key!r} for " if plan.id else ""
+    hint = "" if plan.id else "; to attach several annotations per media, give each an id (--id-column)"
+    return _problem(
+        row,
+        "duplicate_key",
+        f"{what}{accepted.match_value!r} repeats row {first} (same media){hint}",
+        accepted.targets[0].media_id,
+    )
+
+
+def _check_row(row: FileRow, plan: ColumnPlan, lookup: Lookup, allowed: frozenset[str] | None) -> Accepted | RowProblem:
+    raw_key = row.values.get(plan.key)
+    if raw_key is None or (isinstance(raw_key, str) and not raw_key.strip()):
+        return _problem(row, "missing_key", f"no value in the key column {plan.key!r}")
+    if not isinstance(raw_key, str):
+        return _problem(row, "wrong_type", f"{plan.key} must be text, got {_describe(raw_key)}")
+    match_value = raw_key.strip()
+    found = lookup(plan.match, match_value)
+    if found.reason is not None:
+        return _problem(row, found.reason, found.detail)
+    media_id = found.targets[0].media_id
+    try:
+        annotation_key = _annotation_key(row, plan)
+        values = _typed_values(row, plan)
+    except _WrongType as exc:
+        return _problem(row, "wrong_type", str(exc), media_id)
+    if values["value_type"] is None:
+        return _problem(row, "empty_row", "the row holds no label, score, box, value or extra field", media_id)
+    label = values.get("label")
+    if allowed is not None and label is not None and label not in allowed:
+        shown = ", ".join(sorted(allowed)[:20]) + (" …" if len(allowed) > 20 else "")
+        return _problem(
+            row, "label_not_in_vocabulary", f"label {label!r} is not in the set's vocabulary ({shown})", media_id
+        )
+    box = values.get("bbox")
+    if box is not None:
+        for target in found.targets:
+            outside = _box_problem(box, target)
+            if outside:
+                return _problem(row, "box_outside_image", outside, target.media_id)
+    return Accepted(row, found.targets, annotation_key, match_value, values)
+
+
+def _annotation_key(row: FileRow, plan: ColumnPlan) -> str:
+    if plan.id is None:
+        return ""
+    value = row.values.get(plan.id)
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int):
+        raise _WrongType(f"{plan.id} must be text or an integer, got {_describe(value)}")
+    return str(value).strip()
+
+
+def _typed_values(row: FileRow, plan: ColumnPlan) -> dict[str, Any]:
+    get = row.values.get
+    values: dict[str, Any] = {"label": None, "score": None, "bbox": None, "value_json": None}
+    label = get("label")
+    if label is not None:
+        if not isinstance(label, str):
+            raise _WrongType(f"label must be text, got {_describe(label)}")
+        values["label"] = label.strip() or None
+    if get("score") is not None:
+        values["score"] = _number(get("score"), "score", finite=True)
+    if "bbox" in plan.roles and get("bbox") is not None:
+        values["bbox"] = _box(get("bbox"))
+    elif "bbox_x" in plan.roles and any(get(c) is not None for c in BOX_PARTS):
+        empty = [c for c in BOX_PARTS if get(c) is None]
+        if empty:
+            raise _WrongType(f"a box needs all of {', '.join(BOX_PARTS)}; {', '.join(empty)} empty")
+        values["bbox"] = _box([get(c) for c in BOX_PARTS])
+    if get("value") is not None:
+        values["value_json"] = _json_value(get("value"))
+    extras = {name: _convert(get(name), kind, name) for name, kind in plan.extras.items()}
+    values.update(extras)
+    if values["bbox"] is not None:
+        values["value_type"] = "box"
+    elif values["label"] is not None:
+        values["value_type"] = "label"
+    elif values["score"] is not None:
+        values["value_type"] = "score"
+    elif values["value_json"] is not None:
+        values["value_type"] = "json"
+    elif any(v is not None for v in extras.values()):
+        values["value_type"] = "fields"
+    else:
+        values["value_type"] = None
+    return values
+
+
+def _number(value: Any, name: str, *, finite: bool = False) -> float:
+    if isinstance(value, bool):
+        raise _WrongType(f"{name} must be a number, got {_describe(value)}")
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _WrongType(f"{name} must be a number, got {value!r}") from None
+    elif isinstance(value, int | float):
+        number = float(value)
+    else:
+        raise _WrongType(f"{name} must be a number, got {_describe(value)}")
+    if finite and not math.isfinite(number):
+        raise _WrongType(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _box(value: Any) -> dict[str, float]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise _WrongType(f'bbox must be [x, y, w, h] or {{"x", "y", "w", "h"}}, got {value!r}') from None
+    if isinstance(value, dict):
+        names = {k.lower(): v for k, v in value.items()}
+        names.setdefault("w", names.get("width"))
+        names.setdefault("h", names.get("height"))
+        if any(names.get(k) is None for k in "xywh"):
+            raise _WrongType(f"bbox needs x, y, w and h, got {json.dumps(value)}")
+        parts = [names[k] for k in "xywh"]
+    elif isinstance(value, list) and len(value) == 4:
+        parts = value
+    else:
+        raise _WrongType(f'bbox must be [x, y, w, h] or {{"x", "y", "w", "h"}}, got {_describe(value)}')
+    x, y, w, h = (_number(p, "a box coordinate", finite=True) for p in parts)
+    if w <= 0 or h <= 0:
+        raise _WrongType(f"a box needs a positive width and height, got w={w:g}, h={h:g}")
+    return {"x": x, "y": y, "w": w, "h": h}
+
+
+def _box_problem(box: Mapping[str, float], target: MediaTarget) -> str:
+    where = f"box (x={box['x']:g}, y={box['y']:g}, w={box['w']:g}, h={box['h']:g})"
+    if target.width is None or target.height is None:
+        return f"{where} on {target.key}, which has no image size ({target.modality or 'unknown'} media)"
+    outside = []
+    if box["x"] < 0 or box["y"] < 0:
+        outside.append("starts left of or above the image")
+    if box["x"] + box["w"] > target.width:
+        outside.append(f"x + w = {box['x'] + box['w']:g} > width {target.width}")
+    if box["y"] + box["h"] > target.height:
+        outside.append(f"y + h = {box['y'] + box['h']:g} > height {target.height}")
+    if not outside:
+        return ""
+    return f"{where} is outside {target.key} ({target.width}×{target.height}): {'; '.join(outside)}"
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise _WrongType(f'value must be JSON, got {value!r} (quote text: "…")') from None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _convert(value: Any, kind: pa.DataType, name: str) -> Any:
+    """``value`` as a value of ``kind`` (text parsed), or ``_WrongType`` naming the column."""
+    if value is None:
+        return None
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return (
+            value
+            if isinstance(value, str)
+            else (json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value))
+        )
+    text = value.strip().lower() if isinstance(value, str) else None
+    if pa.types.is_boolean(kind):
+        if isinstance(value, bool):
+            return value
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise _WrongType(f"{name} holds true/false; got {_describe(value)}")
+    if pa.types.is_integer(kind):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if text is not None and _INT.match(text):
+            return int(text)
+        raise _WrongType(f"{name} holds integers; got {_describe(value)}")
+    if pa.types.is_floating(kind):
+        return _number(value, name)
+    if pa.types.is_timestamp(kind) and isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise _WrongType(f"{name} holds times; got {value!r}") from None
+    try:
+        return pa.scalar(value, type=kind).as_py()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        raise _WrongType(f"{name} holds {kind}; got {_describe(value)}") from None
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "true/false", int: "a number", float: "a number", dict: "an object", list: "a list"}.get(
+        type(value), type(value).__name__
+    )
+    return f"{kind} {json.dumps(value, default=str)}" if value is not None else "nothing"

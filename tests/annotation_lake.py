@@ -1,0 +1,48 @@
+"""A small lake of real media (from ../shared/media) for the annotation tests, built once per module."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from mm_platform.ingest.batches import ingest_batches
+from mm_platform.ingest.process import BatchProcessor
+from mm_platform.lake import Lake
+from mm_platform.sources import LocalFolderSource
+
+MEDIA = (
+    "images/orange.jpg",
+    "images/apple.jpg",
+    "images/chelsea.png",
+    "images/baboon.jpg",
+    "images/butterfly.jpg",
+    "images/fruits.jpg",
+    "images/fruits_really_a_jpeg.png",  # the same bytes as fruits.jpg under another key
+)
+QUARANTINED = "images/empty.jpg"  # from malformed/empty.jpg: zero bytes, quarantined at ingest
+
+
+def build_media_lake(shared_media: Path, root: Path) -> tuple[Path, Path]:
+    """Ingest the media into ``root/lake`` through the real pipeline; returns (media folder, lake folder)."""
+    media = root / "media"
+    for name in MEDIA:
+        (media / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_media / name, media / name)
+    shutil.copy(shared_media / "malformed/empty.jpg", media / QUARANTINED)
+    lake = Lake.open(str(root / "lake"))
+    source = LocalFolderSource(media)
+    objects = list(source.list_objects())
+    (batch,) = ingest_batches(source.uri, objects)
+    BatchProcessor(lake).run(source, objects, batch.batch_id, "run-ingest")
+    return media, root / "lake"
+
+
+def copy_lake(lake_dir: Path, target: Path) -> Lake:
+    """A private copy of the module's lake (Delta tables keep relative paths, so a copy is a lake)."""
+    shutil.copytree(lake_dir, target)
+    return Lake.open(str(target))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
