@@ -5,6 +5,7 @@ import dagster as dg
 from assets import all_assets
 from assets.pipeline import PIPELINE
 from mm_platform.orchestration import LakeResource, MediaSourceResource
+from mm_platform.orchestration.annotations import AnnotationSourceResource
 from sensors import all_jobs, all_sensors
 
 defs = dg.Definitions(
@@ -18,5 +19,6 @@ defs = dg.Definitions(
         "source": MediaSourceResource(),
         "s3_source": MediaSourceResource(uri=None),
         "pipeline": PIPELINE,
+        "annotation_source": AnnotationSourceResource(),
     },
 )

@@ -1,9 +1,10 @@
 """Dagster assets: thin adapters over the mm_platform core, one module per layer."""
 
+from assets.annotations import annotation_set, annotation_sets, staged_annotation_set
 from assets.partitions import ingest_batches
 from assets.pipeline import staged_batch
 from assets.publish import published_snapshot
 
-all_assets = [staged_batch, published_snapshot]
+all_assets = [staged_batch, published_snapshot, staged_annotation_set, annotation_set]
 
-__all__ = ["all_assets", "ingest_batches"]
+__all__ = ["all_assets", "annotation_sets", "ingest_batches"]

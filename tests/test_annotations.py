@@ -4,14 +4,16 @@ row with its row number and reason (the counts add up to the file's rows); a sec
 both revisions stay readable by snapshot and the diff lists exactly the changed rows; `--where` joins human
 annotations and model labels, told apart by producer; search hits and exports carry annotations; the audit gate
 blocks a planted bad box; Parquet with several boxes per image and schema evolution; a file on S3 (versioned
-bucket) records its VersionId; CLI errors with hints."""
+bucket) records its VersionId; the Dagster sensor, asset and blocking checks; CLI errors with hints."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -390,3 +392,60 @@ def test_cli_errors_name_the_problem_and_the_fix(lake: Lake, tmp_path: Path) -> 
     assert strict.exit_code == 2 and "--strict" in strict.output
     listed = _cli(lake, "annotations")
     assert listed.exit_code == 0 and "no annotation sets" in listed.output
+
+
+# --- Dagster ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as inst:
+        yield inst
+
+
+def test_sensor_asset_and_blocking_checks_publish_a_dropped_file(
+    lake: Lake, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    from definitions import defs
+    from mm_platform.orchestration import LakeResource
+    from mm_platform.orchestration.annotations import AnnotationSourceResource
+    from sensors.annotations import annotation_file_sensor
+
+    graph = defs.resolve_asset_graph()
+    checks = [k for k in graph.asset_check_keys if k.asset_key.to_user_string() == "staged_annotation_set"]
+    assert {k.name for k in checks} >= {"annotation_boxes_inside_image", "annotation_labels_in_vocabulary"}
+    assert all(graph.get_check_spec(k).blocking for k in checks)
+
+    drop = tmp_path / "drop"
+    (drop / "teams").mkdir(parents=True)
+    _write(drop / "teams" / "pets.csv", FIRST)
+    (drop / "notes.txt").write_text("not an annotation file")
+    resources = {
+        "lake": LakeResource(uri=lake.location.root),
+        "annotation_source": AnnotationSourceResource(uri=str(drop)),
+    }
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        result = annotation_file_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    first = tick(None)
+    [request] = first.run_requests or []
+    assert request.partition_key == "teams.pets"
+    instance.add_dynamic_partitions("annotation_sets", ["teams.pets"])
+    job = dg.Definitions(
+        assets=defs.assets,
+        jobs=defs.jobs,
+        resources={**defs.resources, **resources},  # type: ignore[arg-type]
+    ).resolve_job_def("annotation_job")
+    run = job.execute_in_process(instance=instance, partition_key="teams.pets", run_config=request.run_config)
+    assert run.success
+    assert _labels(lake.snapshot(), "teams.pets") == FIRST
+    evaluations = [e for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len(evaluations) == len(checks) and all(e.asset_check_evaluation_data.passed for e in evaluations)  # type: ignore[union-attr]
+    assert not tick(first.cursor).run_requests  # the same version: nothing new
+    assert not tick(None).run_requests  # even with a lost cursor: the lake says it is attached
+    _write(drop / "teams" / "pets.csv", SECOND)
+    assert [r.partition_key for r in tick(first.cursor).run_requests or []] == ["teams.pets"]
