@@ -230,3 +230,69 @@ def test_compaction_rewrites_small_files_in_one_publish(lake: Lake) -> None:
     lake.publish("b3", partition_writes("b3", 2, seed=99))  # replacing a partition inside a compacted file
     assert partition_counts(lake.snapshot(), "media")["b3"] == 2
     assert sum(partition_counts(lake.snapshot(), "media").values()) == 47
+
+
+def test_a_publish_compacts_a_table_it_left_crowded_with_small_files(lake: Lake) -> None:
+    lake.publisher.auto_compact_files = 4
+    for i in range(4):
+        result = lake.publish(f"b{i}", partition_writes(f"b{i}", 5, seed=i))
+    assert result.seq == 4  # the publish itself keeps its number; the compaction came after it
+    snap = lake.snapshot()
+    assert snap.seq == 5 and snap.kind == "compact"
+    assert {name: len(snap.file_uris(name)) for name in ("media", "metadata", "embeddings")} == {
+        "media": 1,
+        "metadata": 1,
+        "embeddings": 1,
+    }
+    assert snapshot_content(snap) == snapshot_content(lake.snapshot(seq=4))
+    assert_no_duplicate_keys(snap)
+
+
+def test_the_latest_snapshot_comes_from_the_log_head_alone(lake_env: tuple[str, dict[str, str]]) -> None:
+    uri, env = lake_env
+    writer = Lake.open(uri, env)
+    assert Lake.open(uri, env).snapshot().seq == 0
+    writer.publish("b1", partition_writes("b1", 3))
+    writer.publish("b2", partition_writes("b2", 3, seed=2))
+    with pytest.raises(AuditFailedError):  # a rejection is the newest event: the head still names seq 2
+        writer.publish("bad", partition_writes("bad", 3), checks=[lambda _: CheckResult("no", passed=False)])
+    writer.rollback(1)
+
+    reader = Lake.open(uri, env)  # a fresh process's view: nothing cached
+    head = reader.log.head()
+    full = reader.log.load()
+    assert head.version == full.version
+    latest = full.latest_published()
+    assert head.latest is not None and latest is not None
+    fields = ("publish_seq", "kind", "partition", "stage_id", "table_versions", "created_at", "log_version")
+    assert {f: getattr(head.latest, f) for f in fields} == {f: getattr(latest, f) for f in fields}
+    assert reader.snapshot().to_dict() == reader.snapshot(seq=head.latest.publish_seq).to_dict()
+    assert reader.snapshot().seq == 3 and reader.snapshot().kind == "rollback"
+
+    writer.vacuum(keep_last=1, min_age_hours=0)  # the vacuum event is newest now
+    head = Lake.open(uri, env).log.head()
+    assert head.vacuum_horizon == Lake.open(uri, env).log.load().vacuum_horizon() == 3
+    assert Lake.open(uri, env).snapshot().seq == 3
+
+
+def test_recorded_table_states_match_the_delta_log(lake: Lake) -> None:
+    from mm_platform.lake.files import table_file_paths
+    from mm_platform.lake.table_state import read_state, state_path
+
+    for i in range(3):
+        lake.publish(f"b{i}", partition_writes(f"b{i}", 4, seed=i))
+    lake.publish("b1", partition_writes("b1", 2, seed=7))  # replaces files
+    lake.rollback(2)
+    lake.compact(min_files=2)
+    for snap in lake.snapshots():
+        for name in ("media", "metadata", "embeddings"):
+            recorded = read_state(lake.location, name, snap.version_of(name))
+            assert recorded is not None, f"{name}@{snap.version_of(name)} (snapshot {snap.seq}) has no record"
+            assert sorted(recorded[0]) == sorted(table_file_paths(snap.delta_table(name)))
+            assert recorded[1] == pa.schema(snap.delta_table(name).schema().to_arrow())
+    # Without its record a snapshot reads the same rows from the Delta log.
+    latest = lake.snapshot()
+    before = snapshot_content(latest)
+    for name in ("media", "metadata", "embeddings"):
+        lake.location.delete_file(state_path(name, latest.version_of(name)))
+    assert snapshot_content(lake.snapshot()) == before

@@ -56,6 +56,7 @@ from mm_platform.lake.snapshot import Snapshot, select_snapshot
 from mm_platform.lake.stage import STAGES_DIR, RowFilter, load_stage, save_stage
 from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.lake.storage import LakeLocation
+from mm_platform.lake.table_state import prune_states
 from mm_platform.log import get_logger, kv
 
 if TYPE_CHECKING:
@@ -328,6 +329,7 @@ def vacuum_erased(lake: Lake, *, verify: bool = True) -> ErasureVacuumReport:
         )
         vacuumed[name] = len({path.removeprefix(location.uri(name) + "/") for path in removed} - gone)
         log_files[name] = _purge_log(location, name, min(kept))
+        prune_states(location, name, kept)
     tokens.hashes -= _hashes_in_use(latest, tokens.hashes)
     manifests_deleted, manifests_rewritten = _scrub_manifests(location, tokens)
     report = ErasureVacuumReport(

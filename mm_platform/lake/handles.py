@@ -36,6 +36,7 @@ class LatestTables:
         handles[name] = dt
         return dt
 
-    def forget(self, name: str) -> None:
-        """Drop the handle (after a change made through another handle that might confuse it)."""
-        self._local.__dict__.get("handles", {}).pop(name, None)
+    def current(self, name: str) -> DeltaTable:
+        """The handle as this thread last saw it (e.g. right after committing through it), unrefreshed."""
+        handles: dict[str, DeltaTable] = self._local.__dict__.setdefault("handles", {})
+        return handles[name] if name in handles else self.latest(name)

@@ -6,9 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import pyarrow.fs as pafs
 from deltalake import DeltaTable
-from deltalake.exceptions import TableNotFoundError
 
 from mm_platform.errors import ConfigError, LakeNotFoundError
 from mm_platform.lake.audit import AuditCheck
@@ -16,7 +14,7 @@ from mm_platform.lake.maintenance import CompactionReport, VacuumReport, plan_co
 from mm_platform.lake.publish import Publisher, PublishResult, StagedPartition
 from mm_platform.lake.publish_log import LogState, PublishLog
 from mm_platform.lake.schemas import DATA_TABLES
-from mm_platform.lake.snapshot import Snapshot, select_snapshot
+from mm_platform.lake.snapshot import Snapshot, latest_snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint
 from mm_platform.lake.storage import LakeLocation
 
@@ -45,11 +43,7 @@ class Lake:
         return lake
 
     def exists(self) -> bool:
-        try:
-            DeltaTable(self.log.uri, storage_options=dict(self.location.storage_options))
-        except TableNotFoundError:
-            return False
-        return True
+        return self._table_exists(self.log.name)
 
     def ensure_tables(self) -> None:
         """Create any missing table (idempotent, safe to race). A stat per table: opening stays cheap."""
@@ -67,8 +61,7 @@ class Lake:
             self.log.create()
 
     def _table_exists(self, name: str) -> bool:
-        first_commit = self.location.fs_path(name, "_delta_log", "00000000000000000000.json")
-        return bool(self.location.fs.get_file_info(first_commit).type != pafs.FileType.NotFound)
+        return self.location.exists(f"{name}/_delta_log/00000000000000000000.json")
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -77,6 +70,8 @@ class Lake:
 
     def snapshot(self, seq: int | None = None, as_of: datetime | None = None) -> Snapshot:
         """The latest published snapshot, or one by sequence number or time."""
+        if seq is None and as_of is None:
+            return latest_snapshot(self.location, self.log.head())  # one commit read, not the whole log
         return select_snapshot(self.location, self.log.load(), seq=seq, as_of=as_of)
 
     def snapshots(self) -> list[Snapshot]:

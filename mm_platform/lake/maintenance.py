@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
 from deltalake import DeltaTable
 
 from mm_platform.lake.files import FileRemove
+from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.publish_log import VACUUMED, LogEntry, PublishLog
 from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.lake.stage import STAGES_DIR, Stage
 from mm_platform.lake.storage import LakeLocation
+from mm_platform.lake.table_state import prune_states
 from mm_platform.log import get_logger, kv
 
 log = get_logger("mm_platform.lake.maintenance")
@@ -57,6 +60,8 @@ def vacuum(
             full=True,
         )
         deleted[name] = len(removed)
+        if not dry_run:
+            prune_states(location, name, set(keep))
         log.info("vacuum %s", kv(table=name, deleted=len(removed), kept_versions=len(keep), dry_run=dry_run))
     if not dry_run:
         _prune_stage_manifests(location, state)
@@ -96,7 +101,12 @@ class CompactionReport:
 
 
 def plan_compaction(
-    location: LakeLocation, *, small_file_bytes: int = 32 * 1024 * 1024, min_files: int = 8
+    location: LakeLocation,
+    *,
+    small_file_bytes: int = 32 * 1024 * 1024,
+    min_files: int = 8,
+    tables: Iterable[str] | None = None,
+    handles: LatestTables | None = None,
 ) -> Stage | None:
     """A stage that rewrites each table's small files into few large ones (same rows), or None.
 
@@ -106,11 +116,11 @@ def plan_compaction(
     from mm_platform.lake.files import read_parquet_file, write_parquet_files
     from mm_platform.lake.stage import StagedTable, save_stage, schema_to_ipc
 
-    tables: dict[str, StagedTable] = {}
-    options = dict(location.storage_options)
+    staged: dict[str, StagedTable] = {}
+    handles = handles or LatestTables(location)
     tag = f"compact-{uuid.uuid4().hex[:12]}"
-    for name in DATA_TABLES:
-        dt = DeltaTable(location.uri(name), storage_options=options)
+    for name in DATA_TABLES if tables is None else tables:
+        dt = handles.latest(name)
         actions = pa.table(dt.get_add_actions(flatten=False)).select(["path", "size_bytes"]).to_pylist()
         small = [a for a in actions if a["size_bytes"] < small_file_bytes]
         if len(small) < min_files:
@@ -121,7 +131,7 @@ def plan_compaction(
             [p.select(schema.names) if set(schema.names) <= set(p.column_names) else _widen(p, schema) for p in parts]
         )
         adds = write_parquet_files(location, name, rows, tag)
-        tables[name] = StagedTable(
+        staged[name] = StagedTable(
             table=name,
             base_version=dt.version(),
             adds=tuple(adds),
@@ -129,9 +139,9 @@ def plan_compaction(
             rows_added=0,
             schema_ipc=schema_to_ipc(schema),
         )
-    if not tables:
+    if not staged:
         return None
-    stage = Stage(stage_id=tag, partition="compaction", kind="compact", tables=tables, message="compact small files")
+    stage = Stage(stage_id=tag, partition="compaction", kind="compact", tables=staged, message="compact small files")
     save_stage(location, stage)
     return stage
 

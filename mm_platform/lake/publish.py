@@ -19,12 +19,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
-from mm_platform.errors import AuditFailedError, PublishConflictError, StaleStageError, StorageError
+from mm_platform.errors import (
+    AuditFailedError,
+    MMPlatformError,
+    PublishConflictError,
+    StaleStageError,
+    StorageError,
+)
 from mm_platform.lake import faults
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult, run_checks
 from mm_platform.lake.handles import LatestTables
@@ -33,10 +40,15 @@ from mm_platform.lake.snapshot import select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint, load_stage, replaced_rows
 from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.lake.storage import LakeLocation
+from mm_platform.lake.table_state import record_state
 from mm_platform.log import get_logger, kv
 
 APP_ID = "mm_platform.publish"
 RETRY_BUDGET_S = 120.0
+# Past this many small files in a table, the publish that got it there compacts it (in a publish of its
+# own): a table's open cost follows its file count, and many small publishes must not slow every reader.
+AUTO_COMPACT_FILES = 64
+SMALL_FILE_BYTES = 32 * 1024 * 1024
 
 log = get_logger("mm_platform.lake.publish")
 
@@ -93,10 +105,11 @@ class StagedPartition:
 class Publisher:
     """Runs the protocol for one lake."""
 
-    def __init__(self, location: LakeLocation) -> None:
+    def __init__(self, location: LakeLocation, *, auto_compact_files: int | None = AUTO_COMPACT_FILES) -> None:
         self.location = location
         self.log = PublishLog(location)
         self.tables = LatestTables(location)
+        self.auto_compact_files = auto_compact_files
 
     # --- stage & audit -------------------------------------------------------------------------------
 
@@ -180,9 +193,9 @@ class Publisher:
             if intent is not None:
                 finished = self._finish(intent)
                 if intent.stage_id == stage.stage_id:
-                    return self._result(finished)
+                    return self._compacted_after(stage, self._result(finished))
                 continue
-            self._check_fresh(stage)
+            base_versions = self._check_fresh(stage)
             seq = state.next_seq()
             intent_entry = LogEntry(
                 event=INTENT,
@@ -190,7 +203,7 @@ class Publisher:
                 publish_seq=seq,
                 partition=stage.partition,
                 stage_id=stage.stage_id,
-                table_versions=self._current_versions(stage),
+                table_versions=base_versions,
                 row_counts=stage.row_counts(),
                 checks=[c.to_dict() for c in checks],
                 run_id=stage.run_id,
@@ -202,11 +215,36 @@ class Publisher:
                 continue
             log.info("intent %s", kv(seq=seq, partition=stage.partition, stage=stage.stage_id))
             faults.fault_point("after_intent")
-            return self._result(self._finish(intent_entry, stage))
+            return self._compacted_after(stage, self._result(self._finish(intent_entry, stage)))
         raise PublishConflictError(
             f"partition {stage.partition}: could not claim the publish log within {RETRY_BUDGET_S:.0f} s",
             hint="other publishers kept winning; run the publish again",
         )
+
+    def _compacted_after(self, stage: Stage, result: PublishResult) -> PublishResult:
+        """Compact the tables this publish left crowded with small files; never fails the publish itself."""
+        if self.auto_compact_files is None or stage.kind == "compact":
+            return result
+        crowded = []
+        for name in sorted(stage.tables):
+            sizes = pa.table(self.tables.current(name).get_add_actions(flatten=False)).column("size_bytes")
+            if (pc.sum(pc.less(sizes, SMALL_FILE_BYTES)).as_py() or 0) >= self.auto_compact_files:
+                crowded.append(name)
+        if not crowded:
+            return result
+        from mm_platform.lake.maintenance import plan_compaction
+
+        try:
+            plan = plan_compaction(
+                self.location, small_file_bytes=SMALL_FILE_BYTES, min_files=2, tables=crowded, handles=self.tables
+            )
+            if plan is not None:
+                self.publish(plan)
+                for name in plan.tables:  # readers load the compact state from one small checkpoint
+                    self.tables.latest(name).create_checkpoint()
+        except MMPlatformError as exc:  # another publisher compacted or changed the table first
+            log.warning("auto-compaction skipped %s", kv(tables=crowded, reason=str(exc)))
+        return result
 
     def recover(self) -> LogEntry | None:
         """Roll forward an intent whose publisher died; returns its published entry, if there was one."""
@@ -236,6 +274,14 @@ class Publisher:
         return self._append_terminal(intent, PUBLISHED, versions)
 
     def _apply_table(self, name: str, stage: Stage, seq: int) -> int:
+        """Commit the stage's files of one table (at most once per publish); returns the version it pins."""
+        version = self._commit_table(name, stage, seq)
+        dt = self.tables.latest(name)  # a commit through the handle does not move the handle
+        if dt.version() == version:  # readers of this version skip the Delta log replay
+            record_state(self.location, name, dt)
+        return version
+
+    def _commit_table(self, name: str, stage: Stage, seq: int) -> int:
         for attempt in range(1, 50):
             dt = self.tables.latest(name)
             read_version = dt.version()
@@ -323,15 +369,17 @@ class Publisher:
                 return
             _backoff(attempt)
 
-    def _current_versions(self, stage: Stage) -> dict[str, int]:
-        names = set(stage.tables) | set(stage.restore_versions)
-        return {name: self.tables.latest(name).version() for name in names}
+    def _check_fresh(self, stage: Stage) -> dict[str, int]:
+        """Refuse a stage whose replaced rows changed since it was built (another publish touched them).
 
-    def _check_fresh(self, stage: Stage) -> None:
-        """Refuse a stage whose replaced rows changed since it was built (another publish touched them)."""
-        for name, staged in stage.tables.items():
+        Returns the current version of every table the stage touches (the intent's base versions).
+        """
+        versions: dict[str, int] = {}
+        for name in sorted(set(stage.tables) | set(stage.restore_versions)):
             dt = self.tables.latest(name)
-            if dt.version() == staged.base_version:
+            versions[name] = dt.version()
+            staged = stage.tables.get(name)
+            if staged is None or dt.version() == staged.base_version:
                 continue
             removes, _ = replaced_rows(self.location, name, dt, staged.replace)
             if {r.path for r in removes} != {r.path for r in staged.removes}:
@@ -340,6 +388,7 @@ class Publisher:
                     f"was staged (table version {staged.base_version} → {dt.version()})",
                     hint="stage the partition again",
                 )
+        return versions
 
     def _result(self, entry: LogEntry, noop: bool = False) -> PublishResult:
         assert entry.publish_seq is not None

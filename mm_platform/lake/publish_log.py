@@ -135,6 +135,56 @@ class LogState:
         return iter(self.entries)
 
 
+@dataclass(frozen=True)
+class LogHead:
+    """What a reader of the latest snapshot needs, read without the log's history."""
+
+    version: int
+    latest: LogEntry | None
+    """The latest ``published`` event."""
+    vacuum_horizon: int
+
+    @classmethod
+    def of(cls, state: LogState) -> LogHead:
+        return cls(version=state.version, latest=state.latest_published(), vacuum_horizon=state.vacuum_horizon())
+
+    def to_json(self) -> str:
+        latest = self.latest
+        return json.dumps(
+            {
+                "vacuum_horizon": self.vacuum_horizon,
+                "latest": None
+                if latest is None
+                else {
+                    "publish_seq": latest.publish_seq,
+                    "kind": latest.kind,
+                    "partition": latest.partition,
+                    "stage_id": latest.stage_id,
+                    "table_versions": dict(latest.table_versions),
+                    "created_at": latest.created_at.isoformat(),
+                    "log_version": latest.log_version,
+                },
+            }
+        )
+
+    @classmethod
+    def from_json(cls, version: int, text: str) -> LogHead:
+        doc = json.loads(text)
+        latest = doc["latest"]
+        entry = None
+        if latest is not None:
+            entry = LogEntry(
+                event=PUBLISHED,
+                **{**latest, "created_at": datetime.fromisoformat(latest["created_at"])},
+            )
+        return cls(version=version, latest=entry, vacuum_horizon=int(doc["vacuum_horizon"]))
+
+
+# Every log commit carries the head as of itself in its commit info, so the latest snapshot is found by
+# reading one commit file, however long the log's history.
+HEAD_KEY = "mmp.head"
+
+
 class PublishLog:
     """Reads and appends the ``_publish_log`` table of one lake.
 
@@ -188,6 +238,35 @@ class PublishLog:
                 self._cached = (state, frozenset(files))
         return state
 
+    def head(self) -> LogHead:
+        """The latest published event and the vacuum horizon, from the newest commit's info."""
+        version = self._latest_version()
+        with self._lock:
+            cached = self._cached
+        if cached is not None and cached[0].version == version:
+            return LogHead.of(cached[0])
+        if version is not None:
+            commit = self.location.read_bytes(f"{self.name}/_delta_log/{version:020d}.json")
+            for line in (commit or b"").splitlines():
+                info = json.loads(line).get("commitInfo")
+                if info is not None and HEAD_KEY in info:
+                    return LogHead.from_json(version, info[HEAD_KEY])
+        return LogHead.of(self.load())  # a log written before heads were recorded, or no log at all
+
+    def _latest_version(self) -> int | None:
+        """The log's newest Delta version: from the last checkpoint, step forward while commits exist.
+
+        Commits are written with put-if-absent at consecutive versions, so the first gap ends the log.
+        """
+        log_dir = f"{self.name}/_delta_log"
+        checkpoint = self.location.read_json(f"{log_dir}/_last_checkpoint")
+        version = int(checkpoint["version"]) if checkpoint else 0
+        if not self.location.exists(f"{log_dir}/{version:020d}.json"):
+            return None
+        while self.location.exists(f"{log_dir}/{version + 1:020d}.json"):
+            version += 1
+        return version
+
     def _read(self, files: list[str], after: int = -1) -> list[LogEntry]:
         if not files:
             return []
@@ -203,6 +282,8 @@ class PublishLog:
         if dt.version() != state.version:
             return None  # the log moved on since ``state``: the caller decides again on the new state
         log_version = state.version + 1
+        new_entry = LogEntry(**{**entry.__dict__, "log_version": log_version})
+        new_state = LogState(version=log_version, entries=(*state.entries, new_entry))
         row = pa.Table.from_pylist([entry.to_row(log_version)], schema=LOG_SCHEMA)
         files = table_file_paths(dt)
         removes: list[RemoveAction] = []
@@ -223,15 +304,17 @@ class PublishLog:
                 schema=LOG_SCHEMA,
                 commit_properties=CommitProperties(
                     max_commit_retries=0,
-                    custom_metadata={"mmp.event": entry.event, "mmp.publish_seq": str(entry.publish_seq)},
+                    custom_metadata={
+                        "mmp.event": entry.event,
+                        "mmp.publish_seq": str(entry.publish_seq),
+                        HEAD_KEY: LogHead.of(new_state).to_json(),
+                    },
                 ),
             )
         except CommitFailedError:
             for add in adds:  # our file never became part of the log
                 self.location.delete_file(f"{self.name}/{add.path}")
             return None
-        new_entry = LogEntry(**{**entry.__dict__, "log_version": log_version})
-        new_state = LogState(version=log_version, entries=(*state.entries, new_entry))
         # We know exactly what the commit holds: the next load need not read it back.
         kept = frozenset() if removes else frozenset(files)
         with self._lock:

@@ -16,9 +16,10 @@ from deltalake import DeltaTable
 
 from mm_platform.errors import SnapshotExpiredError, SnapshotNotFoundError
 from mm_platform.lake.files import delta_dataset
-from mm_platform.lake.publish_log import LogEntry, LogState
+from mm_platform.lake.publish_log import LogEntry, LogHead, LogState
 from mm_platform.lake.schemas import DATA_TABLES, table_spec
 from mm_platform.lake.storage import LakeLocation
+from mm_platform.lake.table_state import read_state
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Snapshot:
     partition: str | None = None
     kind: str = "publish"
     _cache: dict[str, DeltaTable] = field(default_factory=dict, compare=False, repr=False)
+    _datasets: dict[str, ds.Dataset] = field(default_factory=dict, compare=False, repr=False)
 
     def version_of(self, name: str) -> int:
         table_spec(name)  # a clear error for an unknown table
@@ -50,13 +52,21 @@ class Snapshot:
         return self._cache[name]
 
     def schema(self, name: str) -> pa.Schema:
-        return pa.schema(self.delta_table(name).schema().to_arrow())
+        return self.dataset(name).schema
 
     def dataset(self, name: str) -> ds.Dataset:
         """The table's files at the pinned version as a pyarrow dataset (readable by DuckDB and Polars)."""
-        dataset = delta_dataset(self.location, self.delta_table(name))
-        assert isinstance(dataset, ds.Dataset)
-        return dataset
+        if name not in self._datasets:
+            recorded = read_state(self.location, name, self.version_of(name))
+            if recorded is not None:  # the publisher's record of this version: no Delta log replay
+                paths, schema = recorded
+                files = [self.location.fs_path(name, path) for path in paths]
+                dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=self.location.fs)
+            else:
+                dataset = delta_dataset(self.location, self.delta_table(name))
+            assert isinstance(dataset, ds.Dataset)
+            self._datasets[name] = dataset
+        return self._datasets[name]
 
     def table(self, name: str, columns: Sequence[str] | None = None, filter: Any = None) -> pa.Table:
         """The table's rows in this snapshot as Arrow."""
@@ -116,9 +126,17 @@ def select_snapshot(
         chosen = earlier[-1] if earlier else None
     else:
         chosen = published[-1] if published else None
+    return _readable(location, chosen, state.vacuum_horizon())
+
+
+def latest_snapshot(location: LakeLocation, head: LogHead) -> Snapshot:
+    """The latest snapshot from the log's head (what ``select_snapshot`` returns without seq or time)."""
+    return _readable(location, head.latest, head.vacuum_horizon)
+
+
+def _readable(location: LakeLocation, chosen: LogEntry | None, horizon: int) -> Snapshot:
     if chosen is None:
         return empty_snapshot(location)
-    horizon = state.vacuum_horizon()
     if chosen.publish_seq is not None and chosen.publish_seq < horizon:
         raise SnapshotExpiredError(
             f"snapshot {chosen.publish_seq} was vacuumed (snapshots below {horizon} are gone)",

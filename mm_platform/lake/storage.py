@@ -84,7 +84,10 @@ class LakeLocation:
 
     def write_json(self, rel_path: str, document: Mapping[str, Any]) -> None:
         """Write a JSON document so that a reader sees all of it or nothing."""
-        payload = json.dumps(document, sort_keys=True, default=str).encode()
+        self.write_bytes(rel_path, json.dumps(document, sort_keys=True, default=str).encode())
+
+    def write_bytes(self, rel_path: str, payload: bytes) -> None:
+        """Write a small file so that a reader sees all of it or nothing."""
         target = self.fs_path(rel_path)
         try:
             if self.is_s3:
@@ -104,15 +107,23 @@ class LakeLocation:
 
     def read_json(self, rel_path: str) -> dict[str, Any] | None:
         """Read a JSON document, or None when it does not exist."""
+        payload = self.read_bytes(rel_path)
+        return None if payload is None else dict(json.loads(payload))
+
+    def read_bytes(self, rel_path: str) -> bytes | None:
+        """Read a small file whole, or None when it does not exist."""
         try:
             with self.fs.open_input_stream(self.fs_path(rel_path)) as src:
-                return dict(json.loads(src.read()))
+                return bytes(src.read())
         except FileNotFoundError:
             return None
         except OSError as exc:
             if "does not exist" in str(exc) or "NoSuchKey" in str(exc) or "Path does not exist" in str(exc):
                 return None
             raise StorageError(f"could not read {self.uri(rel_path)}: {exc}") from exc
+
+    def exists(self, rel_path: str) -> bool:
+        return bool(self.fs.get_file_info(self.fs_path(rel_path)).type != pafs.FileType.NotFound)
 
     def list_files(self, rel_dir: str) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self.fs_path(rel_dir), recursive=True, allow_not_found=True)

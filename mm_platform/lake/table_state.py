@@ -1,0 +1,59 @@
+"""Each published table version's file list, recorded once by the publisher, so that a reader opens a
+snapshot with one small read per table instead of a Delta log replay.
+
+A Delta version never changes, so the record of (table, version) is valid forever; it is only a shortcut:
+when it is missing (an older lake, a crash before it was written, version 0) readers load the Delta log.
+The records live outside the table folders (``_table_states/``), where Delta's vacuum never looks.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+
+from mm_platform.lake.storage import LakeLocation
+
+STATE_DIR = "_table_states"
+_SCHEMA_KEY = b"mmp.table_schema"
+
+
+def state_path(name: str, version: int) -> str:
+    return f"{STATE_DIR}/{name}/{version:020d}.parquet"
+
+
+def record_state(location: LakeLocation, name: str, dt: DeltaTable) -> None:
+    """Record the files of ``dt`` at its loaded version (idempotent: the same version, the same files)."""
+    actions = pa.table(dt.get_add_actions(flatten=False)).select(["path", "size_bytes"])
+    schema = pa.schema(dt.schema().to_arrow())
+    record = pa.table(actions).replace_schema_metadata({_SCHEMA_KEY: schema.serialize().to_pybytes()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(record, sink, compression="zstd")
+    location.write_bytes(state_path(name, dt.version()), sink.getvalue().to_pybytes())
+
+
+def read_state(location: LakeLocation, name: str, version: int) -> tuple[list[str], pa.Schema] | None:
+    """(file paths relative to the table, table schema) at ``version``, or None when not recorded."""
+    payload = location.read_bytes(state_path(name, version))
+    if payload is None:
+        return None
+    try:
+        record = pq.read_table(pa.BufferReader(payload))
+    except (pa.ArrowInvalid, OSError):
+        return None  # unreadable: the Delta log is the truth
+    metadata = record.schema.metadata or {}
+    if _SCHEMA_KEY not in metadata:
+        return None
+    schema = pa.ipc.read_schema(pa.BufferReader(metadata[_SCHEMA_KEY]))
+    return [str(p) for p in record.column("path").to_pylist()], schema
+
+
+def prune_states(location: LakeLocation, name: str, keep_versions: set[int]) -> int:
+    """Delete the records of versions no retained snapshot pins; returns how many went."""
+    deleted = 0
+    for info in location.list_files(f"{STATE_DIR}/{name}"):
+        version = int(info.base_name.split(".")[0]) if info.base_name.split(".")[0].isdigit() else None
+        if version is not None and version not in keep_versions:
+            location.delete_file(f"{STATE_DIR}/{name}/{info.base_name}")
+            deleted += 1
+    return deleted
