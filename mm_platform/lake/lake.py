@@ -12,7 +12,7 @@ from mm_platform.errors import ConfigError, LakeNotFoundError
 from mm_platform.lake.audit import AuditCheck
 from mm_platform.lake.maintenance import CompactionReport, VacuumReport, plan_compaction, vacuum
 from mm_platform.lake.publish import Publisher, PublishResult, StagedPartition
-from mm_platform.lake.publish_log import LogState, PublishLog
+from mm_platform.lake.publish_log import LogState
 from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.lake.snapshot import Snapshot, latest_snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint
@@ -30,8 +30,8 @@ class Lake:
 
     def __init__(self, location: LakeLocation) -> None:
         self.location = location
-        self.log = PublishLog(location)
         self.publisher = Publisher(location)
+        self.log = self.publisher.log  # one cached view of the log for reads and publishes
 
     @classmethod
     def open(cls, uri: str, env: Mapping[str, str] | None = None, *, create: bool = True) -> Lake:

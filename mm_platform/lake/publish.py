@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError
@@ -110,6 +109,8 @@ class Publisher:
         self.log = PublishLog(location)
         self.tables = LatestTables(location)
         self.auto_compact_files = auto_compact_files
+        self._small_files: dict[str, int] = {}
+        """Small files per table as of this publisher's last apply (what auto-compaction looks at)."""
 
     # --- stage & audit -------------------------------------------------------------------------------
 
@@ -148,6 +149,9 @@ class Publisher:
         self, staged: StagedPartition, checks: Sequence[AuditCheck], *, raise_on_failure: bool = True
     ) -> list[CheckResult]:
         """Run the checks; on failure record a ``rejected`` event and raise (or return the results)."""
+        if not checks:
+            faults.fault_point("after_audit")
+            return []
         state = self.log.load()
         context = AuditContext(
             partition=staged.stage.partition, staged=staged.rows, base=select_snapshot(self.location, state)
@@ -225,11 +229,7 @@ class Publisher:
         """Compact the tables this publish left crowded with small files; never fails the publish itself."""
         if self.auto_compact_files is None or stage.kind == "compact":
             return result
-        crowded = []
-        for name in sorted(stage.tables):
-            sizes = pa.table(self.tables.current(name).get_add_actions(flatten=False)).column("size_bytes")
-            if (pc.sum(pc.less(sizes, SMALL_FILE_BYTES)).as_py() or 0) >= self.auto_compact_files:
-                crowded.append(name)
+        crowded = [name for name in sorted(stage.tables) if self._small_files.get(name, 0) >= self.auto_compact_files]
         if not crowded:
             return result
         from mm_platform.lake.maintenance import plan_compaction
@@ -278,12 +278,14 @@ class Publisher:
         version = self._commit_table(name, stage, seq)
         dt = self.tables.latest(name)  # a commit through the handle does not move the handle
         if dt.version() == version:  # readers of this version skip the Delta log replay
-            record_state(self.location, name, dt)
+            sizes = record_state(self.location, name, dt)
+            self._small_files[name] = sum(1 for size in sizes if size < SMALL_FILE_BYTES)
         return version
 
     def _commit_table(self, name: str, stage: Stage, seq: int) -> int:
         for attempt in range(1, 50):
-            dt = self.tables.latest(name)
+            # The freshness check refreshed the handle moments ago; a stale one only fails the CAS below.
+            dt = self.tables.current(name) if attempt == 1 else self.tables.latest(name)
             read_version = dt.version()
             applied = dt.transaction_version(APP_ID)
             if applied is not None and applied >= seq:

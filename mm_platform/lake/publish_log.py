@@ -278,9 +278,11 @@ class PublishLog:
 
     def try_append(self, entry: LogEntry, state: LogState) -> LogState | None:
         """Append ``entry`` at exactly ``state.version + 1``; None when another writer got there first."""
-        dt = self._open()
+        dt = self._tables.current(self.name)  # as the load that gave ``state`` left it, usually
         if dt.version() != state.version:
-            return None  # the log moved on since ``state``: the caller decides again on the new state
+            dt = self._open()
+            if dt.version() != state.version:
+                return None  # the log moved on since ``state``: the caller decides again on the new state
         log_version = state.version + 1
         new_entry = LogEntry(**{**entry.__dict__, "log_version": log_version})
         new_state = LogState(version=log_version, entries=(*state.entries, new_entry))

@@ -86,8 +86,11 @@ class LakeLocation:
         """Write a JSON document so that a reader sees all of it or nothing."""
         self.write_bytes(rel_path, json.dumps(document, sort_keys=True, default=str).encode())
 
-    def write_bytes(self, rel_path: str, payload: bytes) -> None:
-        """Write a small file so that a reader sees all of it or nothing."""
+    def write_bytes(self, rel_path: str, payload: bytes, *, durable: bool = True) -> None:
+        """Write a small file so that a reader sees all of it or nothing.
+
+        ``durable=False`` skips the fsync, for files that are only a cache of what Delta already holds.
+        """
         target = self.fs_path(rel_path)
         try:
             if self.is_s3:
@@ -100,7 +103,8 @@ class LakeLocation:
             with open(tmp, "wb") as out:
                 out.write(payload)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
             os.replace(tmp, target)
         except OSError as exc:
             raise StorageError(f"could not write {self.uri(rel_path)}: {exc}") from exc

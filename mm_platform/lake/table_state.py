@@ -22,14 +22,18 @@ def state_path(name: str, version: int) -> str:
     return f"{STATE_DIR}/{name}/{version:020d}.parquet"
 
 
-def record_state(location: LakeLocation, name: str, dt: DeltaTable) -> None:
-    """Record the files of ``dt`` at its loaded version (idempotent: the same version, the same files)."""
+def record_state(location: LakeLocation, name: str, dt: DeltaTable) -> list[int]:
+    """Record the files of ``dt`` at its loaded version (idempotent: the same version, the same files).
+
+    Returns the files' sizes in bytes.
+    """
     actions = pa.table(dt.get_add_actions(flatten=False)).select(["path", "size_bytes"])
     schema = pa.schema(dt.schema().to_arrow())
     record = pa.table(actions).replace_schema_metadata({_SCHEMA_KEY: schema.serialize().to_pybytes()})
     sink = pa.BufferOutputStream()
     pq.write_table(record, sink, compression="zstd")
-    location.write_bytes(state_path(name, dt.version()), sink.getvalue().to_pybytes())
+    location.write_bytes(state_path(name, dt.version()), sink.getvalue().to_pybytes(), durable=False)
+    return [int(size) for size in actions.column("size_bytes").to_pylist()]
 
 
 def read_state(location: LakeLocation, name: str, version: int) -> tuple[list[str], pa.Schema] | None:
