@@ -34,6 +34,17 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(samples)
 
 
+def _interleaved_medians(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Medians of ``a`` and ``b`` timed alternately, so a load spike on a shared machine hits both alike."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, times in ((a, samples[0]), (b, samples[1])):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(samples[0]), statistics.median(samples[1])
+
+
 def _fill(lake: Lake, partitions: int, rows: int) -> None:
     for i in range(partitions):
         lake.publish(f"fill-{i:05d}", partition_writes(f"fill-{i:05d}", rows, dim=DIM, seed=i))
@@ -52,8 +63,7 @@ def bench_partition_cost(root: Path, big_partitions: int, repeats: int) -> dict[
 
         return run
 
-    t_small = _median_time(publish_into(small), repeats)
-    t_big = _median_time(publish_into(big), repeats)
+    t_small, t_big = _interleaved_medians(publish_into(small), publish_into(big), repeats)
     return {
         "rows_big": big.snapshot().delta_table("media").count(),
         "t_small_s": t_small,
@@ -80,8 +90,7 @@ def bench_overhead(root: Path, rows: int, repeats: int) -> dict[str, float]:
         name, writes = next(prepared)  # rows are built outside the timed section
         lake.publish(name, writes)
 
-    t_plain = _median_time(plain, repeats)
-    t_publish = _median_time(publish, repeats)
+    t_plain, t_publish = _interleaved_medians(plain, publish, repeats)
     return {"rows": rows, "t_plain_s": t_plain, "t_publish_s": t_publish, "ratio": t_publish / t_plain}
 
 

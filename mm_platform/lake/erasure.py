@@ -50,6 +50,7 @@ from mm_platform.errors import ConfigError, MMPlatformError, StaleStageError
 from mm_platform.ids import media_id_for
 from mm_platform.lake.audit import AuditCheck
 from mm_platform.lake.files import delta_dataset, table_file_paths
+from mm_platform.lake.maintenance import purge_log
 from mm_platform.lake.publish_log import VACUUMED, LogEntry, LogState
 from mm_platform.lake.schemas import DATA_TABLES, LINEAGE_FIELDS, TS, TableSpec, register_table
 from mm_platform.lake.snapshot import Snapshot, select_snapshot
@@ -328,7 +329,7 @@ def vacuum_erased(lake: Lake, *, verify: bool = True) -> ErasureVacuumReport:
             retention_hours=0, dry_run=False, enforce_retention_duration=False, keep_versions=sorted(kept), full=False
         )
         vacuumed[name] = len({path.removeprefix(location.uri(name) + "/") for path in removed} - gone)
-        log_files[name] = _purge_log(location, name, min(kept))
+        log_files[name] = purge_log(location, name, min(kept))
         prune_states(location, name, kept)
     tokens.hashes -= _hashes_in_use(latest, tokens.hashes)
     manifests_deleted, manifests_rewritten = _scrub_manifests(location, tokens)
@@ -484,39 +485,6 @@ def _erased_rows(location: LakeLocation, path: str, erased: pa.Array) -> pa.Tabl
         rows = parquet.read(columns=["media_id", *(c for c in _TOKEN_COLUMNS if c in names)])
     mask = pc.is_in(rows["media_id"], value_set=erased)
     return rows.filter(mask) if pc.any(mask).as_py() else None
-
-
-def _purge_log(location: LakeLocation, name: str, oldest_kept: int) -> int:
-    """Delete the table's Delta log before ``oldest_kept``, after checkpointing that version.
-
-    Commit JSONs and checkpoints carry each file's min/max statistics, so the log of a version that held an
-    erased row can name it. The protocol lets log files before a checkpoint go (that is what
-    ``cleanup_metadata`` does after ``delta.logRetentionDuration``, 30 days by default); an erasure cannot
-    wait, so the checkpoint is written at the oldest retained version and everything before it is deleted.
-    Versions before it can no longer be loaded; the snapshots that pinned them are expired already.
-    """
-    if oldest_kept <= 0:
-        return 0
-    folder = f"{name}/_delta_log"
-    old = [
-        (rel, v)
-        for rel, _ in _table_files(location, folder)
-        if (v := _log_version(rel)) is not None and v < oldest_kept
-    ]
-    if not old:
-        return 0
-    checkpoint = f"{oldest_kept:020d}.checkpoint.parquet"
-    if not any(rel == checkpoint for rel, _ in _table_files(location, folder)):
-        options = dict(location.storage_options)
-        DeltaTable(location.uri(name), version=oldest_kept, storage_options=options).create_checkpoint()
-    for rel, _ in old:
-        location.delete_file(f"{folder}/{rel}")
-    return len(old)
-
-
-def _log_version(file_name: str) -> int | None:
-    head = file_name.split(".", 1)[0]
-    return int(head) if "/" not in file_name and len(head) == 20 and head.isdigit() else None
 
 
 def _hashes_in_use(latest: Snapshot, hashes: set[str]) -> set[str]:

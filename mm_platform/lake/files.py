@@ -82,6 +82,22 @@ def delta_stats(metadata: pq.FileMetaData) -> str:
     )
 
 
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: not floats, vectors or binary blobs, whose values rarely repeat.
+
+    Trying a dictionary on 10k 64-d vectors costs more than the rest of the write (and the file grows).
+    """
+
+    def repeats(data_type: pa.DataType) -> bool:
+        if pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
+            return repeats(data_type.value_type)
+        return not (
+            pa.types.is_floating(data_type) or pa.types.is_binary(data_type) or pa.types.is_large_binary(data_type)
+        )
+
+    return [field.name for field in schema if repeats(field.type)]
+
+
 def write_parquet_files(location: LakeLocation, table_name: str, rows: pa.Table, tag: str) -> list[FileAdd]:
     """Write rows as Parquet files in the table's folder; invisible to readers until committed."""
     adds: list[FileAdd] = []
@@ -92,7 +108,14 @@ def write_parquet_files(location: LakeLocation, table_name: str, rows: pa.Table,
         rel = f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
         target = location.fs_path(table_name, rel)
         collector: list[pq.FileMetaData] = []
-        pq.write_table(chunk, target, filesystem=location.fs, compression="zstd", metadata_collector=collector)
+        pq.write_table(
+            chunk,
+            target,
+            filesystem=location.fs,
+            compression="zstd",
+            use_dictionary=dictionary_columns(chunk.schema),
+            metadata_collector=collector,
+        )
         info = location.fs.get_file_info(target)
         adds.append(
             FileAdd(

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 from mm_platform.lake.files import FileRemove
@@ -62,6 +63,8 @@ def vacuum(
         deleted[name] = len(removed)
         if not dry_run:
             prune_states(location, name, set(keep))
+            if keep_last is not None:  # versions before the oldest retained snapshot are history nobody reads
+                purge_log(location, name, min(keep))
         log.info("vacuum %s", kv(table=name, deleted=len(removed), kept_versions=len(keep), dry_run=dry_run))
     if not dry_run:
         _prune_stage_manifests(location, state)
@@ -150,3 +153,37 @@ def _widen(part: pa.Table, schema: pa.Schema) -> pa.Table:
     """An older file lacks columns added later by schema evolution: they read as nulls."""
     columns = [part.column(f.name) if f.name in part.column_names else pa.nulls(part.num_rows, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def purge_log(location: LakeLocation, name: str, oldest_kept: int) -> int:
+    """Delete the table's Delta log before ``oldest_kept``, after checkpointing that version.
+
+    The protocol lets log files before a checkpoint go (``cleanup_metadata`` does it after
+    ``delta.logRetentionDuration``, 30 days by default, whatever snapshots still pin). Here the line is the
+    oldest retained snapshot instead: a checkpoint is written at its version and everything before it is
+    deleted, so the log stays short and no retained snapshot loses a version it pins. An erasure relies on
+    it too: commit JSONs and checkpoints carry file statistics, which can name an erased row.
+    """
+    if oldest_kept <= 0:
+        return 0
+    folder = f"{name}/_delta_log"
+    names = [info.base_name for info in location.list_files(folder) if "/" not in _relative(location, folder, info)]
+    old = [rel for rel in names if (v := _log_version(rel)) is not None and v < oldest_kept]
+    if not old:
+        return 0
+    if f"{oldest_kept:020d}.checkpoint.parquet" not in names:
+        options = dict(location.storage_options)
+        DeltaTable(location.uri(name), version=oldest_kept, storage_options=options).create_checkpoint()
+    for rel in old:
+        location.delete_file(f"{folder}/{rel}")
+    return len(old)
+
+
+def _relative(location: LakeLocation, folder: str, info: pafs.FileInfo) -> str:
+    prefix = location.fs_path(folder).rstrip("/") + "/"
+    return info.path[len(prefix) :] if info.path.startswith(prefix) else info.base_name
+
+
+def _log_version(file_name: str) -> int | None:
+    head = file_name.split(".", 1)[0]
+    return int(head) if len(head) == 20 and head.isdigit() else None

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
@@ -39,7 +39,7 @@ from mm_platform.lake.snapshot import select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint, load_stage, replaced_rows
 from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.lake.storage import LakeLocation
-from mm_platform.lake.table_state import record_state
+from mm_platform.lake.table_state import files_after, record_files, record_state
 from mm_platform.log import get_logger, kv
 
 APP_ID = "mm_platform.publish"
@@ -48,6 +48,10 @@ RETRY_BUDGET_S = 120.0
 # own): a table's open cost follows its file count, and many small publishes must not slow every reader.
 AUTO_COMPACT_FILES = 64
 SMALL_FILE_BYTES = 32 * 1024 * 1024
+# Checkpoints as configured (every 10 commits), but no expired-log cleanup at commit: that would make
+# versions older than 30 days unloadable while a retained snapshot may still pin them. `vacuum` purges the
+# log below the oldest retained snapshot instead.
+COMMIT_HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 
 log = get_logger("mm_platform.lake.publish")
 
@@ -274,33 +278,43 @@ class Publisher:
         return self._append_terminal(intent, PUBLISHED, versions)
 
     def _apply_table(self, name: str, stage: Stage, seq: int) -> int:
-        """Commit the stage's files of one table (at most once per publish); returns the version it pins."""
-        version = self._commit_table(name, stage, seq)
-        dt = self.tables.latest(name)  # a commit through the handle does not move the handle
-        if dt.version() == version:  # readers of this version skip the Delta log replay
+        """Commit the stage's files of one table (at most once per publish); returns the version it pins.
+
+        The version's file list is recorded for readers (no Delta log replay when they open it).
+        """
+        version, files = self._commit_table(name, stage, seq)
+        if files is not None:
+            sizes = record_files(self.location, name, version, *files)
+        else:  # a restore or a roll-forward: read what the version holds
+            dt = self.tables.latest(name)
+            if dt.version() != version:
+                return version  # moved on already (cannot happen under an open intent): readers use Delta
             sizes = record_state(self.location, name, dt)
-            self._small_files[name] = sum(1 for size in sizes if size < SMALL_FILE_BYTES)
+        self._small_files[name] = sum(1 for size in sizes if size < SMALL_FILE_BYTES)
         return version
 
-    def _commit_table(self, name: str, stage: Stage, seq: int) -> int:
+    def _commit_table(self, name: str, stage: Stage, seq: int) -> tuple[int, tuple[pa.Table, pa.Schema] | None]:
+        """Returns the version the table is at after this publish's commit and, when this call made the
+        commit, the files and schema of that version (worked out from the version it replaced)."""
         for attempt in range(1, 50):
             # The freshness check refreshed the handle moments ago; a stale one only fails the CAS below.
             dt = self.tables.current(name) if attempt == 1 else self.tables.latest(name)
             read_version = dt.version()
             applied = dt.transaction_version(APP_ID)
             if applied is not None and applied >= seq:
-                return read_version
+                return read_version, None
             props = CommitProperties(
                 max_commit_retries=0,
                 app_transactions=[Transaction(APP_ID, seq)],
                 custom_metadata={"mmp.publish_seq": str(seq), "mmp.partition": stage.partition, "mmp.kind": stage.kind},
             )
+            files: tuple[pa.Table, pa.Schema] | None = None
             try:
                 if name in stage.restore_versions:
                     target = stage.restore_versions[name]
                     if target == read_version:
-                        return target
-                    dt.restore(target, commit_properties=props)
+                        return target, None
+                    dt.restore(target, commit_properties=props, post_commithook_properties=COMMIT_HOOKS)
                 else:
                     staged = stage.tables[name]
                     if _evolve_schema(dt, staged.schema):
@@ -313,13 +327,23 @@ class Publisher:
                         RemoveAction(path=r.path, data_change=True, deletion_timestamp=now, size=r.size)
                         for r in staged.removes
                     ]
-                    dt.create_write_transaction(actions, mode="append", schema=staged.schema, commit_properties=props)
+                    files = (
+                        files_after(dt, [(a.path, a.size) for a in staged.adds], [r.path for r in staged.removes]),
+                        pa.schema(dt.schema().to_arrow()),
+                    )
+                    dt.create_write_transaction(
+                        actions,
+                        mode="append",
+                        schema=staged.schema,
+                        commit_properties=props,
+                        post_commithook_properties=COMMIT_HOOKS,
+                    )
             except CommitFailedError:
                 _backoff(attempt)
                 continue
             log.info("applied %s", kv(table=name, seq=seq, partition=stage.partition))
             # Compare-and-swap: the commit landed exactly one version after the one we read.
-            return read_version + 1
+            return read_version + 1, files
         raise StorageError(f"table {name}: could not apply publish {seq}", hint="run `mmp status` to roll it forward")
 
     def _append_terminal(self, intent: LogEntry, event: str, versions: Mapping[str, int]) -> LogEntry:

@@ -8,7 +8,10 @@ The records live outside the table folders (``_table_states/``), where Delta's v
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
@@ -28,12 +31,31 @@ def record_state(location: LakeLocation, name: str, dt: DeltaTable) -> list[int]
     Returns the files' sizes in bytes.
     """
     actions = pa.table(dt.get_add_actions(flatten=False)).select(["path", "size_bytes"])
-    schema = pa.schema(dt.schema().to_arrow())
-    record = pa.table(actions).replace_schema_metadata({_SCHEMA_KEY: schema.serialize().to_pybytes()})
+    return record_files(location, name, dt.version(), actions, pa.schema(dt.schema().to_arrow()))
+
+
+def record_files(location: LakeLocation, name: str, version: int, files: pa.Table, schema: pa.Schema) -> list[int]:
+    """Record ``files`` (columns ``path``, ``size_bytes``) as the table's files at ``version``."""
+    record = files.select(["path", "size_bytes"]).replace_schema_metadata(
+        {_SCHEMA_KEY: schema.serialize().to_pybytes()}
+    )
     sink = pa.BufferOutputStream()
     pq.write_table(record, sink, compression="zstd")
-    location.write_bytes(state_path(name, dt.version()), sink.getvalue().to_pybytes(), durable=False)
-    return [int(size) for size in actions.column("size_bytes").to_pylist()]
+    location.write_bytes(state_path(name, version), sink.getvalue().to_pybytes(), durable=False)
+    return [int(size) for size in record.column("size_bytes").to_pylist()]
+
+
+def files_after(dt: DeltaTable, adds: Sequence[tuple[str, int]], removes: Sequence[str]) -> pa.Table:
+    """The files (``path``, ``size_bytes``) ``dt``'s version will hold once a commit of these actions lands."""
+    before = pa.table(dt.get_add_actions(flatten=False)).select(["path", "size_bytes"])
+    kept = before.filter(pc.invert(pc.is_in(before.column("path"), value_set=pa.array(removes, pa.string()))))
+    added = pa.table(
+        {
+            "path": pa.array([path for path, _ in adds], pa.string()),
+            "size_bytes": pa.array([size for _, size in adds], pa.int64()),
+        }
+    )
+    return pa.concat_tables([kept.cast(added.schema), added])
 
 
 def read_state(location: LakeLocation, name: str, version: int) -> tuple[list[str], pa.Schema] | None:
