@@ -24,11 +24,12 @@ from mm_platform.annotations import AttachOptions, NothingAttachedError, attach_
 from mm_platform.annotations.query import revision_snapshot, revisions
 from mm_platform.cli import main as mmp
 from mm_platform.errors import AuditFailedError
+from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake, RowFilter, Snapshot, TableWrite
 from mm_platform.lake.erasure import erase
 from mm_platform.search.hits import hydrate, matching_media
 from mm_platform.snapshots import diff_snapshots, export_snapshot
-from mm_platform.sources import S3Settings
+from mm_platform.sources import DeletedMedia, S3Settings
 from tests.annotation_lake import build_media_lake, copy_lake, sha256_of
 from tests.services import S3Endpoint
 
@@ -373,6 +374,21 @@ def test_erasing_media_removes_its_annotations_and_rejects(lake: Lake, tmp_path:
     assert result.rows_removed["annotations"] == 1 and result.rows_removed["annotation_rejects"] == 2
     assert ids["images/orange.jpg"] not in snap.table("annotations")["media_id"].to_pylist()
     assert ids["images/baboon.jpg"] not in snap.table("annotation_rejects")["media_id"].to_pylist()
+
+
+def test_an_object_deleted_at_its_source_takes_its_annotations_along(lake: Lake, tmp_path: Path) -> None:
+    path = tmp_path / "pets.csv"
+    path.write_text(PETS_CSV)
+    attach_file(lake, str(path), AttachOptions("pets"))
+    ids = _ids(lake.snapshot())
+    gone = ids["images/orange.jpg"]
+    deleted = DeletedMedia(gone, lake.snapshot().table("media", filter=pc.field("media_id") == gone)["uri"][0].as_py())
+    staged = BatchProcessor(lake).stage_erasure([deleted], "delete-1", "run-delete")
+    assert staged.stage is not None
+    lake.publisher.publish(staged.stage)  # one publish: the media row says deleted, its annotations are gone
+    snap = lake.snapshot()
+    assert snap.table("media", filter=pc.field("media_id") == gone)["status"].to_pylist() == ["deleted"]
+    assert set(_labels(snap, "pets")) == {"images/apple.jpg", "images/butterfly.jpg"}
 
 
 def test_cli_errors_name_the_problem_and_the_fix(lake: Lake, tmp_path: Path) -> None:

@@ -49,6 +49,9 @@ from mm_platform.sources import DeletedMedia, ObjectInfo, Source
 log = get_logger("mm_platform.ingest.process")
 TABLES = ("media", "metadata", "derived", "embeddings", "quarantine")
 _RESULT_TABLES = ("metadata", "derived", "embeddings", "quarantine")
+# A deleted object takes the annotations attached to it along, in the same publish (its media row stays,
+# marked deleted; an annotation of nothing would dangle).
+_DELETED_WITH_MEDIA = (*_RESULT_TABLES, "annotations")
 
 
 @dataclass
@@ -280,7 +283,7 @@ class BatchProcessor:
         media = self.lake.snapshot().table("media", filter=pc.field("media_id").isin(pa.array(ids, pa.string())))
         tombstones = [dict(row, status="deleted", partition=partition, run_id=run_id) for row in media.to_pylist()]
         writer.write("media", pa.Table.from_pylist(tombstones, schema=media.schema), replace)
-        for name in _RESULT_TABLES:
+        for name in _DELETED_WITH_MEDIA:
             writer.write(name, pa.Table.from_pylist([], schema=DATA_TABLES[name].schema), replace)
         report.rows["media"] = len(tombstones)
         report.stage = writer.finish()
