@@ -7,6 +7,8 @@ have current results in the published snapshot are copied, not recomputed.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +95,34 @@ class BatchProcessor:
             "image": embedder_for(self.config.image_model, "image"),
             "text": embedder_for(self.config.text_model, "text"),
         }
+        # The probe workers outlive a batch: starting them (and importing the decoders) is most of what a
+        # small batch would otherwise cost. One batch at a time uses them.
+        self._pool: ProbePool | None = None
+        self._pool_lock = threading.Lock()
+
+    def _probe_pool(self) -> ProbePool:
+        if self._pool is None:
+            self._pool = ProbePool(
+                self.config.workers,
+                self.config.timeout_s,
+                probe_fn=cast(Any, analyze),
+                max_in_flight=2 * self.config.workers + 2,
+                preload=("mm_platform.ingest.analyze",),
+            )
+            weakref.finalize(self, self._pool.close)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the probe workers (they are daemons: they also go when the process ends)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> BatchProcessor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def models(self) -> dict[str, ModelRef]:
         return {role: ModelRef(e.model_id, e.revision) for role, e in self.embedders.items()}
@@ -201,12 +231,8 @@ class BatchProcessor:
 
         by_uri = {o.uri: o for o in objects}
         media_status: dict[str, str] = {}
-        with ProbePool(
-            self.config.workers,
-            self.config.timeout_s,
-            probe_fn=cast(Any, analyze),
-            max_in_flight=2 * self.config.workers + 2,
-        ) as pool:
+        with self._pool_lock:
+            pool = self._probe_pool()
             for uri, outcome in pool.map(to_analyze()):
                 info = by_uri[uri]
                 sha = sha_by_media[info.media_id]

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING
@@ -196,6 +196,7 @@ class ProbePool:
         probe_fn: ProbeFn | None = None,
         max_in_flight: int | None = None,
         start_method: str = "forkserver",
+        preload: Sequence[str] = ("mm_platform.media.probe",),
     ) -> None:
         if workers < 1 or timeout_s <= 0:
             raise ValueError("workers must be >= 1 and timeout_s > 0")
@@ -204,8 +205,9 @@ class ProbePool:
         self.max_in_flight = max(max_in_flight or 2 * workers, workers)
         ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            # Workers fork from a server that already imported Pillow/PyAV/pypdf: restarts cost ms, not s.
-            ctx.set_forkserver_preload(["mm_platform.media.probe"])
+            # Workers fork from a server that already imported Pillow/PyAV/pypdf (and ``probe_fn``'s module):
+            # restarts cost ms, not s. The process's first pool starts the server, so its list is the one used.
+            ctx.set_forkserver_preload(list(preload))
         self._workers = [_Worker(ctx) for _ in range(workers)]
 
     def __enter__(self) -> ProbePool:
