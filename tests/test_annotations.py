@@ -27,9 +27,10 @@ from mm_platform.errors import AuditFailedError
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake, RowFilter, Snapshot, TableWrite
 from mm_platform.lake.erasure import erase
+from mm_platform.reprocess import stale_report
 from mm_platform.search.hits import hydrate, matching_media
 from mm_platform.snapshots import diff_snapshots, export_snapshot
-from mm_platform.sources import DeletedMedia, S3Settings
+from mm_platform.sources import DeletedMedia, LocalFolderSource, S3Settings
 from tests.annotation_lake import build_media_lake, copy_lake, sha256_of
 from tests.services import S3Endpoint
 
@@ -389,6 +390,26 @@ def test_an_object_deleted_at_its_source_takes_its_annotations_along(lake: Lake,
     snap = lake.snapshot()
     assert snap.table("media", filter=pc.field("media_id") == gone)["status"].to_pylist() == ["deleted"]
     assert set(_labels(snap, "pets")) == {"images/apple.jpg", "images/butterfly.jpg"}
+
+
+def test_annotations_on_overwritten_bytes_are_reported_stale(lake: Lake, media: Path, tmp_path: Path) -> None:
+    path = tmp_path / "pets.csv"
+    path.write_text(PETS_CSV)
+    attach_file(lake, str(path), AttachOptions("pets"))
+    apple = media / "images/apple.jpg"
+    original = apple.read_bytes()
+    processor = BatchProcessor(lake)
+    assert not [item for item in stale_report(lake.snapshot(), processor.models()) if item.table == "annotations"]
+    try:
+        apple.write_bytes((media / "images/orange.jpg").read_bytes())  # new bytes under the same key
+        source = LocalFolderSource(media)
+        [changed] = [o for o in source.list_objects() if o.key == "images/apple.jpg"]
+        processor.run(source, [changed], "overwrite-1", "run-overwrite")
+    finally:
+        apple.write_bytes(original)  # the module's other tests share the folder
+    [item] = [item for item in stale_report(lake.snapshot(), processor.models()) if item.table == "annotations"]
+    assert item.rows == 1 and "set pets" in item.reason
+    assert _labels(lake.snapshot(), "pets")["images/apple.jpg"] == "apple"  # kept until someone looks again
 
 
 def test_cli_errors_name_the_problem_and_the_fix(lake: Lake, tmp_path: Path) -> None:

@@ -61,7 +61,26 @@ def stale_report(snapshot: Snapshot, models: dict[str, ModelRef]) -> list[StaleI
             items.append(
                 StaleItem("embeddings", len(missing), f"{role} media without a {model.model_id} vector{came_from}")
             )
+    items += stale_annotations(snapshot)
     return items
+
+
+def stale_annotations(snapshot: Snapshot) -> list[StaleItem]:
+    """Annotations made on bytes their object no longer has (it was overwritten since they were attached).
+
+    Nothing re-derives them: a person (or the team's tool) has to look again. They stay, reported per set,
+    until the set is attached again.
+    """
+    annotations = snapshot.table("annotations", columns=["media_id", "annotation_set", "source_content_sha256"])
+    if annotations.num_rows == 0:
+        return []
+    media = snapshot.table("media", columns=["media_id", "content_sha256"], filter=pc.field("status") == "active")
+    joined = annotations.join(media, "media_id", join_type="inner")
+    changed = joined.filter(pc.not_equal(joined.column("source_content_sha256"), joined.column("content_sha256")))
+    return [
+        StaleItem("annotations", count, f"set {name}: made on earlier bytes of their object (attach the set again)")
+        for name, count in sorted(Counter(changed.column("annotation_set").to_pylist()).items())
+    ]
 
 
 def media_needing_work(snapshot: Snapshot, models: dict[str, ModelRef]) -> tuple[list[str], list[str]]:
