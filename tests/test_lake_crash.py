@@ -1,4 +1,5 @@
-"""Crash safety and concurrency of the publish protocol, with real processes on a local folder and on S3.
+"""Crash safety and concurrency of the publish protocol, with real processes on a local folder and on two S3
+implementations (moto's API and SeaweedFS, a real object store), all on 127.0.0.1.
 
 A publisher process is killed with SIGKILL at every named fault point; a reader must then see exactly the
 previous snapshot, and running the same publish again must converge to one copy of every row and one
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mm_platform.lake import Lake
+from tests.conftest import lake_location
 from tests.lake_assertions import (
     assert_log_has_no_gap,
     assert_no_duplicate_keys,
@@ -24,6 +26,14 @@ from tests.lake_assertions import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["local", "s3", "seaweedfs"])
+def lake_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """The crash suite runs on SeaweedFS as well: conditional puts on a second, real object store."""
+    return lake_location(request, tmp_path, request.param)
+
+
 KILL_POINTS = [
     "after_stage",
     "after_audit",
