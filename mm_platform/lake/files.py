@@ -114,6 +114,8 @@ def write_parquet_files(location: LakeLocation, table_name: str, rows: pa.Table,
             filesystem=location.fs,
             compression="zstd",
             use_dictionary=dictionary_columns(chunk.schema),
+            # Statistics for flat columns only: nested ones feed no Delta stats and cost time to compute.
+            write_statistics=[f.name for f in chunk.schema if not pa.types.is_nested(f.type)],
             metadata_collector=collector,
         )
         info = location.fs.get_file_info(target)

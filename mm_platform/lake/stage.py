@@ -10,7 +10,6 @@ import base64
 import bisect
 import hashlib
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ from deltalake import DeltaTable
 
 from mm_platform.errors import StageError
 from mm_platform.lake.files import FileAdd, FileRemove, read_parquet_file
+from mm_platform.lake.parallel import map_parallel
 from mm_platform.lake.schemas import TableSpec
 from mm_platform.lake.storage import LakeLocation
 
@@ -158,10 +158,8 @@ def fingerprint(partition: str, writes: Mapping[str, TableWrite], kind: str = "p
         hash_rows(digest, write.rows)
         return digest.hexdigest()
 
-    names = sorted(writes)
     # Tables hash side by side: hashlib releases the GIL on large buffers.
-    with ThreadPoolExecutor(max_workers=max(1, min(len(names), 4))) as pool:
-        parts = list(pool.map(table_digest, names))
+    parts = map_parallel(table_digest, sorted(writes))
     digest = hashlib.sha256(f"{kind}\0{partition}".encode())
     for part in parts:
         digest.update(part.encode())

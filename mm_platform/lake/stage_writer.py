@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from mm_platform.errors import StageError
 from mm_platform.lake import faults
 from mm_platform.lake.files import FileAdd, write_parquet_files
 from mm_platform.lake.handles import LatestTables
+from mm_platform.lake.parallel import map_parallel
 from mm_platform.lake.schemas import TableSpec, table_spec
 from mm_platform.lake.stage import (
     RowFilter,
@@ -38,7 +38,6 @@ from mm_platform.lake.storage import LakeLocation
 
 FLUSH_BYTES = 64 * 1024 * 1024
 FLUSH_ROWS = 250_000
-FINISH_THREADS = 4
 
 
 @dataclass
@@ -149,8 +148,7 @@ class StageWriter:
         """Flush, work out which published files the stage replaces, and save its manifest."""
         names = sorted(self._tables)
         # Tables are independent: write them side by side (Parquet encoding releases the GIL).
-        with ThreadPoolExecutor(max_workers=max(1, min(len(names), FINISH_THREADS))) as pool:
-            finished = list(pool.map(self._finish_table, names))
+        finished = map_parallel(self._finish_table, names)
         tables = {table.table: table for table in finished}
         digest = hashlib.sha256(f"{self.kind}\0{self.partition}".encode())
         for name in names:
