@@ -9,6 +9,7 @@ bucket) records its VersionId; the Dagster sensor, asset and blocking checks; CL
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -359,6 +360,27 @@ def test_a_file_on_s3_records_its_version(lake: Lake, s3_endpoint: S3Endpoint) -
     result = attach_file(lake, f"s3://{bucket}/teams/pets.csv", AttachOptions("pets"), s3_settings=settings)
     assert result.file.version == put["VersionId"] and result.file.uri == f"s3://{bucket}/teams/pets.csv"
     assert _labels(lake.snapshot(), "pets") == {"images/apple.jpg": "pear"}
+
+
+def test_revisions_on_a_lake_on_s3(shared_media: Path, s3_endpoint: S3Endpoint, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    for name in ("images/apple.jpg", "images/orange.jpg"):
+        (media / name).parent.mkdir(parents=True, exist_ok=True)
+        (media / name).write_bytes((shared_media / name).read_bytes())
+    bucket = s3_endpoint.create_bucket("annotated-lake")
+    lake = Lake.open(f"s3://{bucket}/lake", {**os.environ, **s3_endpoint.env()})
+    source = LocalFolderSource(media)
+    with BatchProcessor(lake) as processor:
+        processor.run(source, list(source.list_objects()), "b1", "run-1")
+    first = attach_file(lake, str(_write(tmp_path / "r1.csv", {"images/apple.jpg": "apple"})), AttachOptions("pets"))
+    second = attach_file(
+        lake,
+        str(_write(tmp_path / "r2.csv", {"images/apple.jpg": "pear", "images/orange.jpg": "orange"})),
+        AttachOptions("pets"),
+    )
+    assert _labels(revision_snapshot(lake, "pets", first.revision), "pets") == {"images/apple.jpg": "apple"}
+    assert _labels(lake.snapshot(), "pets") == {"images/apple.jpg": "pear", "images/orange.jpg": "orange"}
+    assert second.revision == first.revision + 1
 
 
 def _csv_bytes(rows: dict[str, str]) -> bytes:
