@@ -65,7 +65,7 @@ def vacuum_erased_command(ctx: click.Context, as_json: bool) -> None:
     Exits with code 2 when a file still names an erased object (the report lists it).
     """
     from mm_platform.cli import _emit, _lake
-    from mm_platform.lake.erasure import vacuum_erased
+    from mm_platform.lake.erasure_vacuum import vacuum_erased
 
     report = vacuum_erased(_lake(ctx))
     text = (

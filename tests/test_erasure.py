@@ -25,7 +25,8 @@ from mm_platform.errors import ConfigError, SnapshotExpiredError
 from mm_platform.ingest.batches import ingest_batches, save_manifest
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake, Snapshot
-from mm_platform.lake.erasure import ErasedRowsPresentError, erase, erasure_publishes, vacuum_erased
+from mm_platform.lake.erasure import ErasedRowsPresentError, erase, erasure_publishes
+from mm_platform.lake.erasure_vacuum import vacuum_erased
 from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.sources import LocalFolderSource
 from tests.factories import partition_writes
