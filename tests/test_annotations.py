@@ -30,7 +30,7 @@ from mm_platform.lake import Lake, RowFilter, Snapshot, TableWrite
 from mm_platform.lake.erasure import erase
 from mm_platform.reprocess import stale_report
 from mm_platform.search.hits import hydrate, matching_media
-from mm_platform.snapshots import diff_snapshots, export_snapshot
+from mm_platform.snapshots import diff_snapshots, export_snapshot, verify_export
 from mm_platform.sources import DeletedMedia, LocalFolderSource, S3Settings
 from tests.annotation_lake import build_media_lake, copy_lake, sha256_of
 from tests.services import S3Endpoint
@@ -267,6 +267,12 @@ def test_search_results_and_exports_carry_annotations(lake: Lake, media: Path, t
     exported = pq.read_table(tmp_path / "export" / manifest.tables["annotations"].file)
     assert sorted(exported.column("label").to_pylist()) == ["apple", "butterfly", "orange"]
     assert manifest.tables["annotation_rejects"].rows == 6 and manifest.tables["annotation_sets"].rows == 1
+    # The manifest pins the annotation file the rows came from, and verify-export checks its bytes.
+    assert [(f.uri, f.sha256) for f in manifest.annotation_files] == [(path.resolve().as_uri(), sha256_of(path))]
+    assert verify_export(tmp_path / "export").passed
+    path.write_text(PETS_CSV.replace("orange,0.9", "lemon,0.9"))  # edited after it was attached
+    report = verify_export(tmp_path / "export")
+    assert [(p.uri, p.status) for p in report.problems] == [(path.resolve().as_uri(), "changed")]
 
 
 def test_vocabulary_is_declared_kept_and_enforced(lake: Lake, tmp_path: Path) -> None:

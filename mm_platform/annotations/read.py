@@ -31,6 +31,7 @@ from mm_platform.sources import LocalFolderSource, ObjectInfo, S3Settings, S3Sou
 __all__ = [
     "FORMATS",
     "AnnotationFile",
+    "current_sha256",
     "file_format",
     "normalise_column",
     "parse_annotation_bytes",
@@ -85,6 +86,12 @@ def read_annotation_file(location: str, *, s3_settings: S3Settings | None = None
         _fetch_s3(location, s3_settings) if location.startswith("s3://") else _fetch_local(location)
     )
     return parse_annotation_bytes(data, FileVersion(uri, version, sha256, len(data), fmt))
+
+
+def current_sha256(location: str, *, s3_settings: S3Settings | None = None) -> str:
+    """SHA-256 of the bytes at ``location`` now (to check that a file an export rests on is unchanged)."""
+    _, _, sha256, _ = _fetch_s3(location, s3_settings) if location.startswith("s3://") else _fetch_local(location)
+    return sha256
 
 
 def parse_annotation_bytes(data: bytes, version: FileVersion) -> AnnotationFile:

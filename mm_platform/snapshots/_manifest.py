@@ -13,7 +13,7 @@ from typing import Any
 from mm_platform.errors import ConfigError
 from mm_platform.snapshots._pinned import PinnedObject
 
-__all__ = ["MANIFEST_NAME", "ExportManifest", "ExportedTable"]
+__all__ = ["MANIFEST_NAME", "ExportManifest", "ExportedTable", "PinnedFile"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "mm-platform-snapshot-export"
@@ -35,6 +35,16 @@ class ExportedTable:
 
 
 @dataclass(frozen=True)
+class PinnedFile:
+    """An annotation file the snapshot's annotation rows came from, as it was when it was attached."""
+
+    uri: str
+    version: str
+    """S3 VersionId (or ETag); locally size-mtime."""
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ExportManifest:
     """Everything needed to trust an export later: the snapshot it is, and every object it refers to."""
 
@@ -49,6 +59,8 @@ class ExportManifest:
     objects: list[PinnedObject] = field(default_factory=list)
     """Every active or quarantined media row's object: uri, key, VersionId, ETag, size, SHA-256."""
     exported_at: str = ""
+    annotation_files: list[PinnedFile] = field(default_factory=list)
+    """Every annotation file the snapshot's ``annotations`` rows came from (absent in older manifests)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +77,7 @@ class ExportManifest:
             "exported_at": self.exported_at,
             "tables": {name: t.__dict__ for name, t in self.tables.items()},
             "objects": [o.to_dict() for o in self.objects],
+            "annotation_files": [f.__dict__ for f in self.annotation_files],
         }
 
     @classmethod
@@ -85,6 +98,7 @@ class ExportManifest:
             tables={name: ExportedTable(**t) for name, t in data["tables"].items()},
             objects=[PinnedObject.from_dict(o) for o in data["objects"]],
             exported_at=data.get("exported_at", ""),
+            annotation_files=[PinnedFile(**f) for f in data.get("annotation_files", [])],
         )
 
     def write(self, folder: Path) -> Path:

@@ -19,9 +19,9 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from mm_platform.errors import ConfigError, MMPlatformError, SourceChangedError
-from mm_platform.lake import DATA_TABLES, Lake
+from mm_platform.lake import DATA_TABLES, Lake, Snapshot
 from mm_platform.log import get_logger, kv
-from mm_platform.snapshots._manifest import MANIFEST_NAME, ExportedTable, ExportManifest
+from mm_platform.snapshots._manifest import MANIFEST_NAME, ExportedTable, ExportManifest, PinnedFile
 from mm_platform.snapshots._pinned import PinnedObject, fetch_pinned, pinned_objects
 from mm_platform.sources import ObjectInfo, S3Settings, Source, source_from_uri
 
@@ -69,6 +69,7 @@ def export_snapshot(lake: Lake, seq: int | None, target_dir: Path | str) -> Expo
         tables=tables,
         objects=pinned_objects(snapshot),
         exported_at=datetime.now(UTC).isoformat(),
+        annotation_files=_annotation_files(snapshot) if "annotations" in names else [],
     )
     manifest.write(folder)
     log.info("exported %s", kv(seq=snapshot.seq, folder=folder, objects=len(manifest.objects)))
@@ -143,8 +144,10 @@ def verify_export(export_dir: Path | str, env: Mapping[str, str] | None = None, 
     problems: list[ObjectProblem] = []
     for root, objects in by_source.items():
         problems += _verify_source(root, objects, settings, workers)
+    problems += [p for p in (_verify_annotation_file(f, settings) for f in manifest.annotation_files) if p]
     problems.sort(key=lambda p: p.uri)
-    report = VerifyReport(str(folder), manifest.seq, len(manifest.objects), problems, file_problems)
+    checked = len(manifest.objects) + len(manifest.annotation_files)
+    report = VerifyReport(str(folder), manifest.seq, checked, problems, file_problems)
     log.info("verified %s", kv(folder=folder, seq=manifest.seq, objects=len(manifest.objects), problems=len(problems)))
     return report
 
@@ -182,6 +185,30 @@ def _verify_object(source: Source, obj: PinnedObject, listing: Mapping[str, Obje
         if exc.retryable:
             raise
         return ObjectProblem(obj.key, obj.uri, "missing", exc.message)
+
+
+def _annotation_files(snapshot: Snapshot) -> list[PinnedFile]:
+    """The annotation files the snapshot's annotation rows rest on (a carried-over row keeps its file)."""
+    columns = ["source_file", "source_version", "source_sha256"]
+    rows = snapshot.table("annotations", columns=columns).group_by(columns).aggregate([]).to_pylist()
+    pins = [PinnedFile(r["source_file"], r["source_version"], r["source_sha256"]) for r in rows]
+    return sorted(pins, key=lambda f: (f.uri, f.version))
+
+
+def _verify_annotation_file(pin: PinnedFile, settings: S3Settings) -> ObjectProblem | None:
+    """An annotation file passes while the bytes at its URI still hash as when they were attached."""
+    from mm_platform.annotations.read import current_sha256
+
+    try:
+        sha256 = current_sha256(pin.uri, s3_settings=settings)
+    except MMPlatformError as exc:
+        if exc.retryable:
+            raise
+        return ObjectProblem(pin.uri, pin.uri, "missing", f"annotation file: {exc.message}")
+    if sha256 != pin.sha256:
+        detail = f"annotation file: sha256 {sha256[:12]}…, attached as {pin.sha256[:12]}… (version {pin.version})"
+        return ObjectProblem(pin.uri, pin.uri, "changed", detail)
+    return None
 
 
 def _check_files(folder: Path, manifest: ExportManifest) -> list[str]:
