@@ -215,13 +215,6 @@ def _expire_below(lake: Lake, state: LogState, horizon: int, media: int) -> LogS
     return appended
 
 
-def _table_files(location: LakeLocation, folder: str) -> Iterator[tuple[str, pafs.FileInfo]]:
-    """(path relative to ``folder``, info) of every file under it."""
-    prefix = location.fs_path(folder).rstrip("/") + "/"
-    for info in location.list_files(folder):
-        yield info.path[len(prefix) :] if info.path.startswith(prefix) else info.base_name, info
-
-
 def _delete_erased_files(lake: Lake, name: str, kept: set[int], tokens: _Tokens, pending: list[str]) -> set[str]:
     """Delete every data file of ``name`` holding an erased row that no kept version or open publish uses.
 
@@ -232,7 +225,7 @@ def _delete_erased_files(lake: Lake, name: str, kept: set[int], tokens: _Tokens,
     erased = pa.array(sorted(tokens.media_ids), pa.string())
     in_use: set[str] | None = None
     deleted: set[str] = set()
-    for rel, info in _table_files(location, name):
+    for rel, info in location.files_under(name):
         if rel.startswith("_delta_log/") or not rel.endswith(".parquet"):
             continue
         rows = _erased_rows(location, info.path, erased)
@@ -316,7 +309,7 @@ def _scrub_manifests(location: LakeLocation, tokens: _Tokens) -> tuple[int, int]
     named = [t for _, t in tokens.named()]
     deleted = rewritten = 0
     for folder in (STAGES_DIR, BATCHES_DIR):
-        for rel, _ in _table_files(location, folder):
+        for rel, _ in location.files_under(folder):
             path = f"{folder}/{rel}"
             doc = _read_json(location, path) if rel.endswith(".json") else None
             if doc is None or not _mentions(doc, named):
@@ -342,7 +335,7 @@ def _drop_index_caches(location: LakeLocation, erased: set[str]) -> int:
     """Search-index cache versions whose keys name an erased media hold its vectors: delete them whole."""
     values = pa.array(sorted(erased), pa.string())
     folders: set[str] = set()
-    files = list(_table_files(location, INDEX_DIR))
+    files = list(location.files_under(INDEX_DIR))
     for rel, info in files:
         if rel.endswith(".parquet") and _erased_rows(location, info.path, values) is not None:
             folders.add(rel.rsplit("/", 1)[0] if "/" in rel else "")

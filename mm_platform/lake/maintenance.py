@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 from mm_platform.lake.files import FileRemove
@@ -167,7 +166,7 @@ def purge_log(location: LakeLocation, name: str, oldest_kept: int) -> int:
     if oldest_kept <= 0:
         return 0
     folder = f"{name}/_delta_log"
-    names = [info.base_name for info in location.list_files(folder) if "/" not in _relative(location, folder, info)]
+    names = [rel for rel, _ in location.files_under(folder) if "/" not in rel]
     old = [rel for rel in names if (v := _log_version(rel)) is not None and v < oldest_kept]
     if not old:
         return 0
@@ -177,11 +176,6 @@ def purge_log(location: LakeLocation, name: str, oldest_kept: int) -> int:
     for rel in old:
         location.delete_file(f"{folder}/{rel}")
     return len(old)
-
-
-def _relative(location: LakeLocation, folder: str, info: pafs.FileInfo) -> str:
-    prefix = location.fs_path(folder).rstrip("/") + "/"
-    return info.path[len(prefix) :] if info.path.startswith(prefix) else info.base_name
 
 
 def _log_version(file_name: str) -> int | None:

@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -132,6 +132,12 @@ class LakeLocation:
     def list_files(self, rel_dir: str) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self.fs_path(rel_dir), recursive=True, allow_not_found=True)
         return [info for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File]
+
+    def files_under(self, rel_dir: str) -> Iterator[tuple[str, pafs.FileInfo]]:
+        """(path relative to ``rel_dir``, info) of every file under it, at any depth."""
+        prefix = self.fs_path(rel_dir).rstrip("/") + "/"
+        for info in self.list_files(rel_dir):
+            yield info.path[len(prefix) :] if info.path.startswith(prefix) else info.base_name, info
 
     def delete_file(self, rel_path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
