@@ -49,8 +49,8 @@ class _TableBuffer:
     pending: list[pa.Table] = field(default_factory=list)
     pending_bytes: int = 0
     adds: list[FileAdd] = field(default_factory=list)
-    keys: pa.Array | None = None
-    """The first write's keys; only a second write turns them into the set below (most stages write once)."""
+    first_keys: pa.Array | None = None
+    """The first write's keys: only a second write needs them as a set (most stages write once)."""
     seen: set[str] | None = None
     replace: dict[str, set[str]] = field(default_factory=dict)
     rows: int = 0
@@ -106,17 +106,17 @@ class StageWriter:
 
     def _check_keys(self, buffer: _TableBuffer, rows: pa.Table) -> None:
         keys = _joined_keys(rows, buffer.spec.key)
-        duplicates = len(keys) - pc.count_distinct(keys).as_py()
-        if not duplicates:
-            if buffer.keys is None and buffer.seen is None:
-                buffer.keys = keys
-            else:
-                if buffer.seen is None:
-                    buffer.seen = set(buffer.keys.to_pylist()) if buffer.keys is not None else set()
-                    buffer.keys = None
-                new = keys.to_pylist()
-                duplicates = len(buffer.seen.intersection(new))
-                buffer.seen.update(new)
+        self._refuse_duplicates(buffer, len(keys) - pc.count_distinct(keys).as_py())
+        if buffer.first_keys is None:
+            buffer.first_keys = keys  # the first write: unique within itself is all there is to check
+            return
+        if buffer.seen is None:
+            buffer.seen = set(buffer.first_keys.to_pylist())
+        new = keys.to_pylist()
+        self._refuse_duplicates(buffer, len(buffer.seen.intersection(new)))
+        buffer.seen.update(new)
+
+    def _refuse_duplicates(self, buffer: _TableBuffer, duplicates: int) -> None:
         if duplicates:
             raise StageError(
                 f"table {buffer.spec.name}, partition {self.partition}: {duplicates} duplicate key(s) "
