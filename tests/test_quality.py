@@ -97,6 +97,7 @@ def test_real_pipeline_rows_pass_every_check(processed: Processed) -> None:
         "embedding_vector_dims",
         "embedding_vectors_unit_norm",
         "embedding_models",
+        "validation_share",
     ]
 
 

@@ -6,12 +6,12 @@ process only embeds — decode overlaps compute. Everything returned must pickle
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
 
 from mm_platform.media import Probed, chunk_text, extract_keyframes, make_thumbnail, probe
+from mm_platform.media.blob import Buffer, as_stream
 
 ANALYZE_VERSION = "1"
 """Bump when metadata extraction or derivation changes: rows from older versions become stale."""
@@ -46,8 +46,8 @@ class Analysis:
     """Text chunks to embed: (chunk ordinal, text)."""
 
 
-def _embed_input(data: bytes) -> Image.Image:
-    im = Image.open(io.BytesIO(data))
+def _embed_input(data: Buffer) -> Image.Image:
+    im = Image.open(as_stream(data))
     if im.format == "JPEG":
         im.draft("RGB", (EMBED_INPUT_SIDE, EMBED_INPUT_SIDE))  # decode at reduced scale
     upright = ImageOps.exif_transpose(im)
@@ -63,7 +63,7 @@ def _embed_input(data: bytes) -> Image.Image:
     return upright
 
 
-def analyze(data: bytes, name: str) -> Analysis:
+def analyze(data: Buffer, name: str) -> Analysis:
     """Probe, derive and prepare embedding inputs; raises ``MediaRejected`` for unusable bytes."""
     probed = probe(data, name)
     analysis = Analysis(probed=probed)

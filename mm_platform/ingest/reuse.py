@@ -16,6 +16,7 @@ from mm_platform.ids import derived_id_for
 from mm_platform.ingest.analyze import ANALYZE_VERSION
 from mm_platform.ingest.rows import producer_key
 from mm_platform.lake import Snapshot
+from mm_platform.quality.row_gate import VALIDATION_STAGE
 
 EMBEDDABLE = {"image": "image", "video": "image", "document": "text", "text": "text"}
 
@@ -61,7 +62,13 @@ class ReuseIndex:
                 index.complete.add(sha)
         quarantine = snapshot.table("quarantine", columns=["content_sha256", "producer_version", "stage"])
         for row in quarantine.to_pylist():
-            if row["content_sha256"] and row["producer_version"] == ANALYZE_VERSION and row["stage"] != "register":
+            # Unreadable objects and row-rule failures (which depend on models and rules that may be fixed
+            # since) are tried again; a verdict on the bytes themselves is reused.
+            if (
+                row["content_sha256"]
+                and row["producer_version"] == ANALYZE_VERSION
+                and row["stage"] not in ("register", VALIDATION_STAGE)
+            ):
                 index.quarantined.add(row["content_sha256"])
         return index
 
@@ -79,9 +86,9 @@ class ReuseIndex:
 
 
 def rekey(
-    rows: dict[str, list[dict[str, object]]], media_id: str, partition: str
+    rows: dict[str, list[dict[str, object]]], media_id: str, uri: str, partition: str
 ) -> dict[str, list[dict[str, object]]]:
-    """Rows of one content, copied under another media id (their production lineage is kept)."""
+    """Rows of one content, copied under another media id and URI (their production lineage is kept)."""
     derived_ids: dict[object, str] = {}
     out: dict[str, list[dict[str, object]]] = {name: [] for name in rows}
     for row in rows.get("derived", []):
@@ -109,8 +116,10 @@ def rekey(
                 producer_key=producer_key(media_id, str(row["producer"])),
             )
         )
-    for name in ("metadata", "quarantine"):
-        out[name] = [dict(row, media_id=media_id, partition=partition) for row in rows.get(name, [])]
+    out["metadata"] = [dict(row, media_id=media_id, partition=partition) for row in rows.get("metadata", [])]
+    # A quarantine row names its own object: identical bytes under two names are two rejected objects.
+    quarantine = rows.get("quarantine", [])
+    out["quarantine"] = [dict(row, media_id=media_id, uri=uri, partition=partition) for row in quarantine]
     return out
 
 

@@ -16,6 +16,7 @@ import av.error
 import numpy as np
 from PIL import Image, ImageOps
 
+from mm_platform.media.blob import Buffer, as_stream, head
 from mm_platform.media.limits import pillow_guard, require_strict_pillow
 from mm_platform.media.probe_image import open_image
 from mm_platform.media.quarantine import MediaRejected, QuarantineReason, classify_exception
@@ -73,10 +74,10 @@ class TextChunk:
     end: int
 
 
-def make_thumbnail(data: bytes, max_side: int = 256, content_type: ContentType | None = None) -> Thumbnail:
+def make_thumbnail(data: Buffer, max_side: int = 256, content_type: ContentType | None = None) -> Thumbnail:
     """Thumbnail of an image (first frame if animated); raises ``MediaRejected`` for bad input."""
     require_strict_pillow()
-    ct = content_type or sniff(data)
+    ct = content_type or sniff(head(data))
     if ct.modality != "image":
         raise MediaRejected(QuarantineReason.UNSUPPORTED, f"cannot thumbnail {ct.mime_type} as an image")
     try:
@@ -95,10 +96,10 @@ def make_thumbnail(data: bytes, max_side: int = 256, content_type: ContentType |
     return Thumbnail(encode_jpeg(picture), picture.width, picture.height)
 
 
-def extract_keyframes(data: bytes, max_frames: int = 8, max_side: int = 256) -> list[Keyframe]:
+def extract_keyframes(data: Buffer, max_frames: int = 8, max_side: int = 256) -> list[Keyframe]:
     """Up to ``max_frames`` key frames spread evenly over the video, each as a thumbnail."""
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with av.open(as_stream(data), mode="r") as container:
             stream = next(
                 (s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic),
                 None,

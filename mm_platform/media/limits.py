@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageFile
 
 from mm_platform.errors import ConfigError
+from mm_platform.handoff import MediaFile
+from mm_platform.media.blob import Buffer, open_media
 from mm_platform.media.quarantine import MediaRejected, QuarantineReason, classify_exception
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ MAX_TEXT_CHARS = 5_000_000
 DEFAULT_TIMEOUT_S = 60.0
 """Per-file wall-clock budget for probing (sniff, metadata, decode check)."""
 
-ProbeFn = Callable[[bytes, str], "Probed"]
+ProbeFn = Callable[[Buffer, str], "Probed"]
 """A probe run inside a worker: module-level (picklable), raising ``MediaRejected`` to reject."""
 
 
@@ -99,7 +101,10 @@ def _worker_main(conn: Connection) -> None:
             return
         probe_fn, data, name = job
         try:
-            conn.send(("ok", (probe_fn or probe)(data, name)))
+            # A large object arrives as a path and is mapped here: its bytes never cross the pipe. The
+            # answer is sent while the mapping is open (a lazily decoded picture may still read from it).
+            with open_media(data) as buffer:
+                conn.send(("ok", (probe_fn or probe)(buffer, name)))
         except MediaRejected as exc:
             conn.send(("rejected", exc.reason.value, exc.detail))
         except Exception as exc:  # the worker must survive any probe failure
@@ -116,7 +121,9 @@ class _Worker:
         self.conn: Connection | None = None
         self.job: tuple[int, str, float] | None = None  # (index, name, deadline) while busy
 
-    def submit(self, index: int, probe_fn: ProbeFn | None, data: bytes, name: str, timeout_s: float) -> None:
+    def submit(
+        self, index: int, probe_fn: ProbeFn | None, data: bytes | MediaFile, name: str, timeout_s: float
+    ) -> None:
         for attempt in (1, 2):
             if self.proc is None or not self.proc.is_alive():
                 self._start()
@@ -227,8 +234,9 @@ class ProbePool:
             raise outcome
         return outcome
 
-    def map(self, items: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, Probed | MediaRejected]]:
-        """Yield ``(name, Probed | MediaRejected)`` for each ``(name, data)``, in input order."""
+    def map(self, items: Iterable[tuple[str, bytes | MediaFile]]) -> Iterator[tuple[str, Probed | MediaRejected]]:
+        """Yield ``(name, Probed | MediaRejected)`` for each ``(name, data)``, in input order; ``data`` is the
+        bytes or, for a large object, a :class:`MediaFile` the worker maps."""
         source = iter(items)
         names: dict[int, str] = {}
         done: dict[int, Probed | MediaRejected] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from mm_platform.media.blob import Buffer, head
 from mm_platform.media.limits import require_strict_pillow
 from mm_platform.media.probe_av import probe_av
 from mm_platform.media.probe_document import probe_pdf, probe_text
@@ -39,7 +40,7 @@ class Probed:
         return self.content_type.modality
 
 
-def probe(data: bytes, name: str = "", content_type: ContentType | None = None) -> Probed:
+def probe(data: Buffer, name: str = "", content_type: ContentType | None = None) -> Probed:
     """Read ``data``'s metadata, decoding enough to prove it is usable. ``name`` only labels messages.
 
     Raises ``MediaRejected`` with a ``QuarantineReason`` for anything that cannot be registered.
@@ -47,7 +48,7 @@ def probe(data: bytes, name: str = "", content_type: ContentType | None = None) 
     if not data:
         raise MediaRejected(QuarantineReason.EMPTY, "the object has zero bytes", name=name, stage="sniff")
     require_strict_pillow()  # a process-wide misconfiguration, not a property of this file
-    ct = content_type or sniff(data, name)
+    ct = content_type or sniff(head(data), name)
     try:
         return _dispatch(data, name, ct)
     except MediaRejected as exc:
@@ -59,7 +60,7 @@ def probe(data: bytes, name: str = "", content_type: ContentType | None = None) 
         raise MediaRejected(reason, detail, name=name) from exc
 
 
-def _dispatch(data: bytes, name: str, ct: ContentType) -> Probed:
+def _dispatch(data: Buffer, name: str, ct: ContentType) -> Probed:
     if ct.modality == "image":
         return Probed(ct, probe_image(data, name, ct))
     if ct.modality in ("video", "audio"):

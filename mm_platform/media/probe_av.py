@@ -8,7 +8,6 @@ extensions, decide audio vs video.
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Iterator
 from fractions import Fraction
@@ -18,6 +17,7 @@ import av.error
 from av.container import InputContainer
 from av.stream import Disposition, Stream
 
+from mm_platform.media.blob import Buffer, as_stream
 from mm_platform.media.quarantine import MediaRejected, QuarantineReason
 from mm_platform.media.sniff import ContentType, Modality
 
@@ -31,11 +31,11 @@ _MKV_TRACK_ENTRY, _MKV_TRACK_TYPE, _MKV_CODEC_ID = 0xAE, 0x83, 0x86
 _MKV_TRACK_KINDS = {1: "video", 2: "audio", 3: "complex", 0x10: "logo", 0x11: "subtitle", 0x12: "buttons"}
 
 
-def probe_av(data: bytes, name: str, content_type: ContentType) -> tuple[Modality, dict[str, object]]:
+def probe_av(data: Buffer, name: str, content_type: ContentType) -> tuple[Modality, dict[str, object]]:
     """Return the modality the streams imply and the metadata fields; raise for unusable files."""
     _check_complete(data, content_type)
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(as_stream(data), mode="r")
     except av.error.FFmpegError as exc:
         explained = _explain_matroska(data) if content_type.format in _MATROSKA else None
         if explained is not None:
@@ -95,9 +95,9 @@ def _decode_first_frame(container: InputContainer, stream: Stream) -> None:
     )
 
 
-def _count_packets(data: bytes, index: int) -> int:
+def _count_packets(data: Buffer, index: int) -> int:
     """Frame count when the container does not store one (AVI without index, Matroska, WebM)."""
-    with av.open(io.BytesIO(data), mode="r") as container:
+    with av.open(as_stream(data), mode="r") as container:
         return sum(1 for p in container.demux(container.streams[index]) if p.size)
 
 
@@ -105,7 +105,7 @@ def _float(value: Fraction | int | None) -> float | None:
     return float(value) if value else None
 
 
-def _check_complete(data: bytes, content_type: ContentType) -> None:
+def _check_complete(data: Buffer, content_type: ContentType) -> None:
     """Reject containers whose own size fields say bytes are missing (a cut upload or download)."""
     size = len(data)
     if content_type.format in _BMFF:
@@ -147,7 +147,7 @@ def _check_complete(data: bytes, content_type: ContentType) -> None:
                 )
 
 
-def _explain_matroska(data: bytes) -> MediaRejected | None:
+def _explain_matroska(data: Buffer) -> MediaRejected | None:
     """Say what a Matroska file holds when FFmpeg will not open it (or finds no audio/video)."""
     for element, body, length in _ebml(data, 0, len(data)):
         if element != _MKV_SEGMENT:
@@ -176,7 +176,7 @@ def _explain_matroska(data: bytes) -> MediaRejected | None:
     return MediaRejected(QuarantineReason.CORRUPT, "EBML header without a Matroska segment")
 
 
-def _describe_track(data: bytes, body: int, length: int) -> str:
+def _describe_track(data: Buffer, body: int, length: int) -> str:
     kind, codec = "unknown", "?"
     for element, start, size in _ebml(data, body, body + length):
         if size is None:
@@ -188,7 +188,7 @@ def _describe_track(data: bytes, body: int, length: int) -> str:
     return f"1 {kind} track ({codec})"
 
 
-def _ebml(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int | None]]:
+def _ebml(data: Buffer, start: int, end: int) -> Iterator[tuple[int, int, int | None]]:
     """Yield (element id, body offset, body size or None if unknown) for elements in data[start:end]."""
     offset = start
     while offset < end:
@@ -203,7 +203,7 @@ def _ebml(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int | N
         offset = body + length
 
 
-def _vint(data: bytes, offset: int, *, keep_marker: bool) -> tuple[int | None, int]:
+def _vint(data: Buffer, offset: int, *, keep_marker: bool) -> tuple[int | None, int]:
     """EBML variable-length integer at ``offset``: (value, byte length); (None, 0) when unreadable."""
     if offset >= len(data) or data[offset] == 0:
         return None, 0

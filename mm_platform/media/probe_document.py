@@ -6,12 +6,12 @@ password opens it) are useful, its text is not ours to read, so none is extracte
 
 from __future__ import annotations
 
-import io
 import logging
 
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, PdfReadError
 
+from mm_platform.media.blob import Buffer, as_stream
 from mm_platform.media.limits import MAX_TEXT_CHARS
 
 __all__ = ["probe_pdf", "probe_text"]
@@ -19,9 +19,9 @@ __all__ = ["probe_pdf", "probe_text"]
 log = logging.getLogger(__name__)
 
 
-def probe_pdf(data: bytes, name: str) -> dict[str, object]:
+def probe_pdf(data: Buffer, name: str) -> dict[str, object]:
     """``page_count, title, author, encrypted, text, text_truncated`` for a PDF; raises pypdf errors."""
-    reader = PdfReader(io.BytesIO(data))
+    reader = PdfReader(as_stream(data))
     encrypted = reader.is_encrypted
     readable = not encrypted
     if encrypted:
@@ -47,10 +47,10 @@ def probe_pdf(data: bytes, name: str) -> dict[str, object]:
     }
 
 
-def probe_text(data: bytes, name: str) -> dict[str, object]:
+def probe_text(data: Buffer, name: str) -> dict[str, object]:
     """``text, encoding, text_truncated`` for a plain-text file (UTF-8, optional BOM)."""
-    encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
-    text = data.decode(encoding)  # strict: sniff said UTF-8, so an error here means the tail is not
+    encoding = "utf-8-sig" if data[:3] == b"\xef\xbb\xbf" else "utf-8"
+    text = bytes(data).decode(encoding)  # strict: sniff said UTF-8, so an error here means the tail is not
     return {
         "text": text[:MAX_TEXT_CHARS],
         "encoding": "utf-8",

@@ -6,7 +6,6 @@ thumbnailer. EXIF is read tag by tag and IFD by IFD: a broken EXIF block loses t
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from datetime import datetime
@@ -14,6 +13,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from mm_platform.media.blob import Buffer, as_stream
 from mm_platform.media.limits import check_image_pixels, pillow_guard
 from mm_platform.media.quarantine import MediaRejected, QuarantineReason
 from mm_platform.media.sniff import ContentType
@@ -27,7 +27,7 @@ _EXIF_POINTERS = {0x8769, 0x8825, 0xA005}  # Exif/GPS/Interop sub-IFD offsets, n
 _OFFSET = re.compile(r"^[+-]\d{2}:\d{2}$")
 
 
-def open_image(data: bytes, content_type: ContentType) -> Image.Image:
+def open_image(data: Buffer, content_type: ContentType) -> Image.Image:
     """Open (not decode) ``data`` with the one Pillow plugin its content names, within the pixel budget.
 
     Call inside ``pillow_guard()``; the returned image reads from an in-memory buffer.
@@ -40,14 +40,14 @@ def open_image(data: bytes, content_type: ContentType) -> Image.Image:
             QuarantineReason.UNSUPPORTED, f"this Pillow build has no decoder for {content_type.mime_type}"
         )
     try:
-        im = Image.open(io.BytesIO(data), formats=formats)
+        im = Image.open(as_stream(data), formats=formats)
     except UnidentifiedImageError:
         raise MediaRejected(QuarantineReason.CORRUPT, _why_unidentified(data, plugin)) from None
     check_image_pixels(im.width, im.height, f"the {im.format} image")
     return im
 
 
-def probe_image(data: bytes, name: str, content_type: ContentType) -> dict[str, object]:
+def probe_image(data: Buffer, name: str, content_type: ContentType) -> dict[str, object]:
     """Metadata fields for an image; raises ``MediaRejected`` or a Pillow error for bad files."""
     with pillow_guard():
         im = open_image(data, content_type)
@@ -186,13 +186,13 @@ def _degrees(value: object, ref: object, *, limit: float, negative: str) -> floa
     return -degrees if ref.strip("\x00 ").upper() == negative else degrees
 
 
-def _why_unidentified(data: bytes, plugin: str) -> str:
+def _why_unidentified(data: Buffer, plugin: str) -> str:
     """Ask the plugin itself why it refused, since Image.open only says 'cannot identify'."""
     factory_accept = Image.OPEN.get(plugin)
     reason = "unrecognised header"
     if factory_accept is not None:
         try:
-            factory_accept[0](io.BytesIO(data), "")
+            factory_accept[0](as_stream(data), "")
         except Exception as exc:  # the plugin's own complaint is the useful detail
             reason = f"{type(exc).__name__}: {exc}"
     return f"the data starts with a {plugin} signature but its header is invalid ({reason})"

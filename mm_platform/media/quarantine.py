@@ -37,6 +37,7 @@ class QuarantineReason(StrEnum):
     TEXT_UNDER_MEDIA_EXTENSION = "text_under_media_extension"
     TIMEOUT = "timeout"
     UNREADABLE = "unreadable"
+    INVALID = "invalid"
 
     @property
     def explanation(self) -> str:
@@ -57,6 +58,8 @@ _EXPLANATIONS = {
     "plain text (a mislabelled or placeholder upload)",
     QuarantineReason.TIMEOUT: "probing took longer than the per-file time limit and was abandoned",
     QuarantineReason.UNREADABLE: "the bytes could not be read, or the decoder process died on them",
+    QuarantineReason.INVALID: "a row derived from the object broke a validation rule (the detail names the "
+    "check, column and value); the rest of its batch was published",
 }
 
 

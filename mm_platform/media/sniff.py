@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 Modality = Literal["image", "video", "audio", "document", "text", "unknown"]
 
-__all__ = ["ContentType", "Modality", "sniff"]
+__all__ = ["UNKNOWN", "ContentType", "Modality", "sniff"]
 
 
 @dataclass(frozen=True)

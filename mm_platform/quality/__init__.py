@@ -17,9 +17,11 @@ from mm_platform.quality.cross_table import (
     media_has_metadata_or_quarantine,
 )
 from mm_platform.quality.expectations import SUITES, Rule, TableSuite, expectation_checks, validate_table
+from mm_platform.quality.row_gate import DEFAULT_MAX_INVALID_SHARE, validation_share_check
 
 __all__ = [
     "CHECK_TABLES",
+    "DEFAULT_MAX_INVALID_SHARE",
     "SUITES",
     "UNIT_NORM_TOLERANCE",
     "Rule",
@@ -32,6 +34,7 @@ __all__ = [
     "expectation_checks",
     "media_has_metadata_or_quarantine",
     "validate_table",
+    "validation_share_check",
 ]
 
 
@@ -45,9 +48,16 @@ def cross_table_checks(expected_models: Mapping[str, int]) -> list[AuditCheck]:
     ]
 
 
-def default_checks(expected_models: Mapping[str, int]) -> list[AuditCheck]:
-    """Every table's expectation suite, then the cross-table checks: the audit a pipeline publish runs."""
-    return [*expectation_checks(), *cross_table_checks(expected_models)]
+def default_checks(
+    expected_models: Mapping[str, int], max_invalid_share: float = DEFAULT_MAX_INVALID_SHARE
+) -> list[AuditCheck]:
+    """Every table's expectation suite, the cross-table checks, and the share of objects that failed row
+    rules (row failures quarantine their object; too many of them block the batch): what a publish runs."""
+    return [
+        *expectation_checks(),
+        *cross_table_checks(expected_models),
+        validation_share_check(max_invalid_share),
+    ]
 
 
 CHECK_TABLES: dict[str, str] = {
@@ -58,5 +68,6 @@ CHECK_TABLES: dict[str, str] = {
     "embedding_vector_dims": "embeddings",
     "embedding_vectors_unit_norm": "embeddings",
     "embedding_models": "embeddings",
+    "validation_share": "quarantine",
 }
 """Every check :func:`default_checks` returns, by name, with the table it is about (for declaring them up front)."""

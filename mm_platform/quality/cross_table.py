@@ -8,6 +8,7 @@ cost a few hundred milliseconds, and never a Python loop per row.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,12 @@ from mm_platform.lake.schemas import DATA_TABLES
 
 __all__ = [
     "UNIT_NORM_TOLERANCE",
+    "VectorVerdicts",
     "embedding_model_check",
     "embedding_vectors",
     "embeddings_reference_media",
     "media_has_metadata_or_quarantine",
+    "vector_row_stats",
 ]
 
 UNIT_NORM_TOLERANCE = 1e-3
@@ -174,7 +177,7 @@ def embeddings_reference_media(context: AuditContext) -> CheckResult:
 # --- (c) vectors: finite, the declared length, unit norm where promised ------------------------------------
 
 
-def _vector_stats(vectors: pa.ChunkedArray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def vector_row_stats(vectors: pa.ChunkedArray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per row, slice by slice: (length, count of non-finite values, L2 norm); nulls count as length 0."""
     for chunk in vectors.chunks:
         for start in range(0, len(chunk), _VECTOR_SLICE):
@@ -188,6 +191,32 @@ def _vector_stats(vectors: pa.ChunkedArray) -> Iterator[tuple[np.ndarray, np.nda
             yield lengths, non_finite, np.sqrt(np.bincount(row, weights=squares, minlength=len(part)))
 
 
+@dataclass(frozen=True)
+class VectorVerdicts:
+    """Per embedding row: its vector's length, norm, and which vector rule it breaks (one pass over them)."""
+
+    lengths: np.ndarray
+    dims: np.ndarray
+    norms: np.ndarray
+    normalized: np.ndarray
+    non_finite: np.ndarray
+    wrong_length: np.ndarray
+    not_unit: np.ndarray
+    """Normalized, finite, of the right length, and still not of unit norm."""
+
+    @classmethod
+    def of(cls, embeddings: pa.Table) -> VectorVerdicts:
+        stats = list(vector_row_stats(embeddings.column("vector")))
+        lengths = np.concatenate([s[0] for s in stats])
+        non_finite = np.concatenate([s[1] for s in stats]) > 0
+        norms = np.concatenate([s[2] for s in stats])
+        dims = np.asarray(embeddings.column("dim").fill_null(-1), dtype=np.int64)
+        normalized = np.asarray(embeddings.column("normalized").fill_null(False), dtype=bool)
+        wrong_length = lengths != dims
+        not_unit = normalized & ~non_finite & ~wrong_length & (np.abs(norms - 1.0) >= UNIT_NORM_TOLERANCE)
+        return cls(lengths, dims, norms, normalized, non_finite, wrong_length, not_unit)
+
+
 def embedding_vectors(context: AuditContext) -> list[CheckResult]:
     """Three results from one pass over the vectors: finite, ``len(vector) == dim``, unit norm where
     ``normalized`` is true (rows that already failed one of the first two are not judged on their norm)."""
@@ -196,15 +225,16 @@ def embedding_vectors(context: AuditContext) -> list[CheckResult]:
     total = embeddings.num_rows
     if total == 0:
         return [CheckResult(name=n, table="embeddings", passed=True, detail="no staged embeddings") for n in names]
-    stats = list(_vector_stats(embeddings.column("vector")))
-    lengths = np.concatenate([s[0] for s in stats])
-    non_finite = np.concatenate([s[1] for s in stats]) > 0
-    norms = np.concatenate([s[2] for s in stats])
-    dims = np.asarray(embeddings.column("dim").fill_null(-1), dtype=np.int64)
-    normalized = np.asarray(embeddings.column("normalized").fill_null(False), dtype=bool)
-    wrong_length = lengths != dims
+    verdicts = VectorVerdicts.of(embeddings)
+    lengths, dims, norms, non_finite, wrong_length = (
+        verdicts.lengths,
+        verdicts.dims,
+        verdicts.norms,
+        verdicts.non_finite,
+        verdicts.wrong_length,
+    )
+    normalized, not_unit = verdicts.normalized, verdicts.not_unit
     deviation = np.abs(norms - 1.0)
-    not_unit = normalized & ~non_finite & ~wrong_length & (deviation >= UNIT_NORM_TOLERANCE)
     keys = list(_EMBEDDING_KEYS)
 
     def result(name: str, bad: np.ndarray, ok: str, failed: str, **extra: np.ndarray) -> CheckResult:

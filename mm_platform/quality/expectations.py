@@ -119,8 +119,10 @@ SUITES: dict[str, TableSuite] = {
                 _not_null("media_id"),
                 _unique("media_id"),
                 _matches("content_sha256", SHA256),
-                _between("width", 1, 100_000),
-                _between("height", 1, 100_000),
+                # No upper bound: a 120000x8 panorama is a valid image. The real bound is the decoder's pixel
+                # budget (mm_platform.media.limits.MAX_IMAGE_PIXELS), enforced before any pixel is decoded.
+                _between("width", 1),
+                _between("height", 1),
                 _between("duration_s", 0),
                 _between("page_count", 0),
             ),

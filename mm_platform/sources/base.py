@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import BinaryIO, Self
 
 from mm_platform.errors import SourceChangedError, SourceError
+from mm_platform.handoff import MediaFile
 from mm_platform.ids import media_id_for
 
 __all__ = [
@@ -87,7 +88,10 @@ class PinnedFile:
     def open(self, uri: str) -> BinaryIO:
         """The file opened for reading; raises :class:`SourceChangedError` if it is not the hashed version."""
         try:
-            stream = open(self.path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+            # Non-blocking open: a FIFO swapped in since hashing must not hang the read (fstat refuses it).
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            os.set_blocking(fd, True)
+            stream: BinaryIO = open(fd, "rb")  # noqa: SIM115 - returned to the caller, who closes it
         except FileNotFoundError as exc:
             raise self._changed(uri, "was deleted") from exc
         except OSError as exc:
@@ -100,7 +104,7 @@ class PinnedFile:
             raise self._changed(uri, "changed")
         return stream
 
-    def check_unchanged(self, stream: BinaryIO, uri: str) -> None:
+    def check_unchanged(self, stream: BinaryIO | io.FileIO, uri: str) -> None:
         """Raise :class:`SourceChangedError` if the file behind ``stream`` changed while it was read."""
         if not self.matches(os.fstat(stream.fileno())):
             raise self._changed(uri, "changed while it was read")
@@ -163,6 +167,21 @@ class FetchedObject:
             if self._pinned is not None:
                 self._pinned.check_unchanged(stream, self.info.uri)
             return data
+
+    def handoff(self) -> bytes | MediaFile:
+        """What a probe worker gets: the bytes when they are in memory, else the file to map in place.
+
+        Large objects never travel through the main process or a pipe; a source file read in place carries
+        the version that was hashed, which the worker checks before reading.
+        """
+        self._check_open()
+        if self._data is not None:
+            return self._data
+        if self._path is not None:
+            return MediaFile(str(self._path), self.size_bytes)
+        assert self._pinned is not None
+        pinned = self._pinned
+        return MediaFile(pinned.path, self.size_bytes, (pinned.size, pinned.mtime_ns, pinned.inode))
 
     def open(self) -> BinaryIO:
         """A new, independent reader positioned at the start; closing it leaves this object usable.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
+import stat as stat_module
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from mm_platform.sources.base import (
     check_listed_size,
     spool_chunks,
 )
+from mm_platform.sources.names import key_for_name, path_of_file_uri
 
 __all__ = ["LocalFolderSource"]
 
@@ -34,7 +37,10 @@ class LocalFolderSource(Source):
 
     Symlinked directories are not followed (no loops, no duplicates). Files and symlinks that cannot be read
     are still listed, and :meth:`fetch` raises :class:`SourceError` for them, so the pipeline can quarantine
-    them with a reason instead of losing them silently. That includes symlinks that lead outside the root.
+    them with a reason instead of losing them silently. That includes symlinks that lead outside the root
+    and symlinks to FIFOs, sockets or devices, which are refused before any open that could block (a bare
+    special file is not listed at all). Names that are not valid UTF-8 get a percent-encoded key
+    (:mod:`mm_platform.sources.names`); the URI always holds the exact bytes.
     """
 
     def __init__(self, root: Path | str, *, spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES) -> None:
@@ -57,30 +63,39 @@ class LocalFolderSource(Source):
     def fetch(self, obj: ObjectInfo) -> FetchedObject:
         if obj.source != self.uri:
             raise SourceError(f"{obj.uri} was listed by {obj.source}, not by this source ({self.uri})")
-        path = os.path.join(self._root_str, obj.key)
+        path = path_of_file_uri(obj.uri)  # the key may be percent-encoded; the URI is exact
         real = os.path.realpath(path)
         if not real.startswith(self._root_prefix):
             raise SourceError(
-                f"refusing to read {path}: it links to {real}, outside the source folder {self.root}",
+                f"refusing to read {_shown(path)}: it links to {_shown(real)}, outside the source folder {self.root}",
                 hint="copy the file into the folder, or add the folder it lives in as a source",
             )
         try:
-            if obj.size_bytes > self.spool_max_bytes:
-                return _hash_in_place(obj, real)
-            with open(real, "rb") as stream:
-                return spool_chunks(
-                    obj, iter(lambda: stream.read(CHUNK_BYTES), b""), spool_max_bytes=self.spool_max_bytes
-                )
+            stream = _open_regular(real, path)
         except FileNotFoundError as exc:
             if os.path.islink(path):
                 raise SourceError(
-                    f"cannot read {path}: it is a broken symlink to {real}", hint="fix or remove the link"
+                    f"cannot read {_shown(path)}: it is a broken symlink to {_shown(real)}",
+                    hint="fix or remove the link",
                 ) from exc
-            raise SourceChangedError(f"{path} was deleted after it was listed", hint="list the source again") from exc
+            raise SourceChangedError(
+                f"{_shown(path)} was deleted after it was listed", hint="list the source again"
+            ) from exc
         except OSError as exc:
             raise SourceError(
-                f"cannot read {path}: {exc.strerror or exc}", hint="check that the file exists and is readable"
+                f"cannot read {_shown(path)}: {exc.strerror or exc}", hint="check that the file exists and is readable"
             ) from exc
+        with stream:
+            try:
+                if obj.size_bytes > self.spool_max_bytes:
+                    return _hash_in_place(obj, real, stream)
+                return spool_chunks(
+                    obj, iter(lambda: stream.read(CHUNK_BYTES), b""), spool_max_bytes=self.spool_max_bytes
+                )
+            except OSError as exc:
+                raise SourceError(
+                    f"cannot read {_shown(path)}: {exc.strerror or exc}", hint="check that the file is readable"
+                ) from exc
 
     def _walk(self, folder: Path, key_prefix: str) -> Iterator[ObjectInfo]:
         try:
@@ -116,7 +131,7 @@ class LocalFolderSource(Source):
         return ObjectInfo(
             uri=Path(entry.path).as_uri(),
             source=self.uri,
-            key=key,
+            key=key_for_name(key),
             size_bytes=stat.st_size,
             etag=f"{stat.st_size}-{stat.st_mtime_ns}",
             version_id=None,
@@ -124,20 +139,52 @@ class LocalFolderSource(Source):
         )
 
 
-def _hash_in_place(obj: ObjectInfo, path: str) -> FetchedObject:
+_SPECIAL_KINDS = (
+    (stat_module.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat_module.S_ISSOCK, "a socket"),
+    (stat_module.S_ISCHR, "a character device"),
+    (stat_module.S_ISBLK, "a block device"),
+    (stat_module.S_ISDIR, "a folder"),
+)
+
+
+def _shown(path: str) -> str:
+    """A path for a message: undecodable bytes as ``\\xNN`` (a message must be valid UTF-8)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _open_regular(real: str, path: str) -> io.FileIO:
+    """Open ``real`` for reading only if it is a regular file, without ever blocking.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for a writer; the opened file is
+    then checked with ``fstat`` (no race with a rename between a check and the open).
+    """
+    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat_module.S_ISREG(mode):
+        os.close(fd)
+        kind = next((what for test, what in _SPECIAL_KINDS if test(mode)), "not a regular file")
+        raise SourceError(
+            f"cannot read {_shown(path)}: it is {kind}, not a regular file",
+            hint="only regular files are media; remove the link or point it at a file",
+        )
+    os.set_blocking(fd, True)
+    return open(fd, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+
+
+def _hash_in_place(obj: ObjectInfo, path: str, stream: io.FileIO) -> FetchedObject:
     """Hash a large file in one pass without keeping or copying its bytes; later reads re-open it.
 
     The version is taken from the open file before the read and checked again after it, so the hash is
     known to describe exactly the (size, mtime_ns, inode) that later reads will insist on.
     """
-    with open(path, "rb", buffering=0) as stream:  # unbuffered: readinto fills our buffer directly
-        pinned = PinnedFile.from_stat(path, os.fstat(stream.fileno()))
-        hasher = hashlib.sha256()
-        view = memoryview(bytearray(CHUNK_BYTES))  # one buffer reused: no allocation per chunk
-        size = 0
-        while count := stream.readinto(view):
-            hasher.update(view[:count])
-            size += count
-        check_listed_size(obj, size)
-        pinned.check_unchanged(stream, obj.uri)
+    pinned = PinnedFile.from_stat(path, os.fstat(stream.fileno()))
+    hasher = hashlib.sha256()
+    view = memoryview(bytearray(CHUNK_BYTES))  # one buffer reused: no allocation per chunk
+    size = 0
+    while count := stream.readinto(view):
+        hasher.update(view[:count])
+        size += count
+    check_listed_size(obj, size)
+    pinned.check_unchanged(stream, obj.uri)
     return FetchedObject(obj, hasher.hexdigest(), size, pinned=pinned)
