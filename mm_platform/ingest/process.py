@@ -64,6 +64,10 @@ class BatchProcessor:
             weakref.finalize(self, self._pool.close)
         return self._pool
 
+    def worker_pids(self) -> list[int]:
+        """The probe workers' process ids (none before the first batch)."""
+        return self._pool.worker_pids() if self._pool is not None else []
+
     def close(self) -> None:
         """Stop the probe workers (they are daemons: they also go when the process ends)."""
         if self._pool is not None:

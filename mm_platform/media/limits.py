@@ -227,6 +227,10 @@ class ProbePool:
         for worker in self._workers:
             worker.close()
 
+    def worker_pids(self) -> list[int]:
+        """The process ids of the live workers (for resource accounting)."""
+        return [w.proc.pid for w in self._workers if w.proc is not None and w.proc.pid is not None]
+
     def probe(self, data: bytes, name: str = "") -> Probed:
         """Probe one file under the time limit; raises ``MediaRejected`` (``timeout`` included)."""
         [(_, outcome)] = list(self.map([(name, data)]))
