@@ -3,8 +3,8 @@
 import dagster as dg
 
 from assets.partitions import ingest_batches
-from mm_platform.ingest.steps import publish_batch
-from mm_platform.orchestration import LakeResource
+from mm_platform.ingest.steps import StagedBatch, publish_batch, stage_batch
+from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
 from mm_platform.orchestration.results import publish_metadata
 
 
@@ -16,7 +16,15 @@ from mm_platform.orchestration.results import publish_metadata
     kinds={"deltalake"},
     description="The batch's stage committed to every table in one publish; readers see all of it or none.",
 )
-def published_snapshot(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def published_snapshot(
+    context: dg.AssetExecutionContext, lake: LakeResource, source: MediaSourceResource, pipeline: PipelineResource
+) -> dg.MaterializeResult:
     the_lake = lake.get_lake()
-    result = publish_batch(the_lake, context.partition_key)
+
+    def restage() -> StagedBatch:  # only when a concurrent publish made the stage stale
+        processor = pipeline.processor(the_lake)
+        run_id = context.run.run_id
+        return stage_batch(the_lake, processor, source.get_source, context.partition_key, run_id, pipeline.checks())
+
+    result = publish_batch(the_lake, context.partition_key, restage)
     return dg.MaterializeResult(metadata=publish_metadata(result, the_lake.snapshot(result.seq), context.partition_key))

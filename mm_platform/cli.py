@@ -205,24 +205,51 @@ def ingest(
             "objects": r.metadata.get("raw_media", {}).get("objects"),
             "quarantined": r.metadata.get("raw_media", {}).get("quarantined"),
             "failed_checks": r.failed_checks,
+            "error": r.error,
         }
         for r in runs
     ]
-    summary = {
+    current = lake.snapshot().to_dict()
+    summary: dict[str, Any] = {
         "lake": lake.location.root,
         "source": source.uri,
         "batches": batch_summaries,
-        "snapshot": lake.snapshot().to_dict(),
+        "snapshot": current,
     }
     lines = [f"{source.uri} → {lake.location.root}: {len(runs)} batch(es)"]
     for b in batch_summaries:
-        state = f"published as snapshot {b['publish_seq']}" if b["success"] else f"FAILED {b['failed_checks']}"
+        state = f"published as snapshot {b['publish_seq']}" if b["success"] else f"FAILED: {_why_failed(b)}"
         lines.append(f"  {b['batch']}: {b['objects'] or 0} object(s), {b['quarantined'] or 0} quarantined, {state}")
     if not runs:
         lines.append("  nothing new: the lake is up to date")
     _emit(as_json, summary, "\n".join(lines))
-    if any(not r.success for r in runs):
-        sys.exit(1)
+    failed = [b for b in batch_summaries if not b["success"]]
+    if failed:
+        seq = current["seq"]
+        click.echo(
+            f"error: {len(failed)} of {len(runs)} batch(es) did not publish ({_why_failed(failed[0])}); "
+            f"the lake still serves snapshot {seq}, unchanged",
+            err=True,
+        )
+        click.echo(f"hint: {_failure_hint(failed[0])}", err=True)
+        sys.exit(2)
+
+
+def _why_failed(batch: dict[str, Any]) -> str:
+    if batch["failed_checks"]:
+        return "rejected by " + ", ".join(batch["failed_checks"])
+    return str(batch["error"] or "the run failed; see the Dagster run's logs")
+
+
+def _failure_hint(batch: dict[str, Any]) -> str:
+    error = str(batch["error"] or "")
+    if "No space left" in error or "Errno 28" in error or "Disk quota" in error:
+        return "free space where the lake lives, then run `mmp ingest` again: it plans what did not publish"
+    if "Read-only file system" in error or "Errno 30" in error:
+        return "the lake's storage is read-only; make it writable (or point --lake elsewhere), then run again"
+    if batch["failed_checks"]:
+        return "`mmp status` names the objects and why; fix the cause and run `mmp ingest` again (it re-plans them)"
+    return f"the logs of Dagster run {batch['run_id']} have the details; `mmp ingest` again re-plans the batch"
 
 
 # Command groups that live in their own modules (imported last: they use the helpers above).

@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mm_platform.errors import AuditFailedError, ConfigError
+from mm_platform.errors import AuditFailedError, ConfigError, StaleStageError
 from mm_platform.ingest.batches import BATCHES_DIR, BatchManifest, load_manifest
 from mm_platform.ingest.process import BatchProcessor, BatchReport
 from mm_platform.lake import AuditCheck, CheckResult, Lake, PublishResult
 from mm_platform.lake.stage import load_stage
+from mm_platform.log import get_logger, kv
 from mm_platform.sources import Source
+
+log = get_logger("mm_platform.ingest.steps")
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,39 @@ def stage_batch(
     return StagedBatch(manifest, report, results)
 
 
-def publish_batch(lake: Lake, batch_id: str) -> PublishResult:
-    """Publish the stage that the batch's audit passed."""
+RESTAGE_ATTEMPTS = 3
+
+
+def publish_batch(lake: Lake, batch_id: str, restage: Callable[[], StagedBatch] | None = None) -> PublishResult:
+    """Publish the stage that the batch's audit passed.
+
+    When another publish replaced the same rows meanwhile (a concurrent ingest of the same objects), the
+    stage is stale; ``restage`` builds and audits it again against the new tables (cheap: the published
+    results are reused), and that stage is published instead.
+    """
+    try:
+        return _publish_pointed(lake, batch_id)
+    except StaleStageError as stale:
+        if restage is None:
+            raise
+        for attempt in range(1, RESTAGE_ATTEMPTS + 1):
+            log.info("restaging %s", kv(batch=batch_id, attempt=attempt, reason=stale.message))
+            staged = restage()
+            if not staged.passed:
+                failed = [c.name for c in staged.checks if not c.passed]
+                raise AuditFailedError(
+                    f"batch {batch_id}: its audit failed when staged again ({', '.join(failed)}); nothing is published",
+                    partition=batch_id,
+                    failures=[c.to_dict() for c in staged.checks if not c.passed],
+                ) from stale
+            try:
+                return _publish_pointed(lake, batch_id)
+            except StaleStageError as again:
+                stale = again
+        raise stale
+
+
+def _publish_pointed(lake: Lake, batch_id: str) -> PublishResult:
     pointer = lake.location.read_json(_pointer(batch_id))
     if pointer is None:
         raise ConfigError(f"batch {batch_id} has not been staged", hint="materialize its staged assets first")

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mm_platform.lake.storage import LakeLocation
+from mm_platform.lake.storage import LakeLocation, storage_write_error
 
 # Long strings are left out of min/max stats: Delta readers would have to truncate them anyway.
 _MAX_STAT_STRING = 256
@@ -108,16 +108,19 @@ def write_parquet_files(location: LakeLocation, table_name: str, rows: pa.Table,
         rel = f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
         target = location.fs_path(table_name, rel)
         collector: list[pq.FileMetaData] = []
-        pq.write_table(
-            chunk,
-            target,
-            filesystem=location.fs,
-            compression="zstd",
-            use_dictionary=dictionary_columns(chunk.schema),
-            # Statistics for flat columns only: nested ones feed no Delta stats and cost time to compute.
-            write_statistics=[f.name for f in chunk.schema if not pa.types.is_nested(f.type)],
-            metadata_collector=collector,
-        )
+        try:
+            pq.write_table(
+                chunk,
+                target,
+                filesystem=location.fs,
+                compression="zstd",
+                use_dictionary=dictionary_columns(chunk.schema),
+                # Statistics for flat columns only: nested ones feed no Delta stats and cost time to compute.
+                write_statistics=[f.name for f in chunk.schema if not pa.types.is_nested(f.type)],
+                metadata_collector=collector,
+            )
+        except (OSError, RuntimeError) as exc:  # a full disk surfaces as OSError, then RuntimeError on close
+            raise storage_write_error(location.uri(f"{table_name}/{rel}"), exc) from exc
         info = location.fs.get_file_info(target)
         adds.append(
             FileAdd(

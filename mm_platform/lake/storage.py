@@ -7,8 +7,10 @@ small JSON manifests we keep go through a pyarrow file system pointed at the sam
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -107,7 +109,7 @@ class LakeLocation:
                     os.fsync(out.fileno())
             os.replace(tmp, target)
         except OSError as exc:
-            raise StorageError(f"could not write {self.uri(rel_path)}: {exc}") from exc
+            raise storage_write_error(self.uri(rel_path), exc) from exc
 
     def read_json(self, rel_path: str) -> dict[str, Any] | None:
         """Read a JSON document, or None when it does not exist."""
@@ -142,3 +144,36 @@ class LakeLocation:
     def delete_file(self, rel_path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.fs_path(rel_path))
+
+
+_STORAGE_FAILURES = (
+    (errno.ENOSPC, "no space is left on the device", "free space where the lake lives"),
+    (errno.EDQUOT, "the disk quota is exceeded", "free space or raise the quota"),
+    (errno.EROFS, "the file system is read-only", "make the lake's storage writable, or point --lake elsewhere"),
+    (errno.EACCES, "permission is denied", "check the permissions of the lake's folder"),
+)
+
+
+def storage_write_error(where: str, exc: BaseException) -> StorageError:
+    """A write that failed, as one clear error: which file, what the storage said, what to do.
+
+    The errno may sit on the exception or on what caused it (pyarrow raises a ``RuntimeError`` on close
+    after the ``OSError`` of the failed write).
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for failure in chain:
+        code = getattr(failure, "errno", None) or _errno_in(str(failure))
+        for known, what, hint in _STORAGE_FAILURES:
+            if code == known:
+                return StorageError(f"could not write {where}: {what}", hint=f"{hint}; nothing was published")
+    return StorageError(f"could not write {where}: {exc}", hint="check the lake's storage; nothing was published")
+
+
+def _errno_in(message: str) -> int | None:
+    """pyarrow reports the errno in its message only: ``[errno 28] No space left on device``."""
+    match = re.search(r"\[errno (\d+)\]", message, re.IGNORECASE)
+    return int(match.group(1)) if match else None

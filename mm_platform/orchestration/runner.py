@@ -3,6 +3,7 @@ checks land in the Dagster instance exactly as if the UI or a sensor had launche
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -38,13 +39,24 @@ def load_definitions(path: str | Path) -> dg.Definitions:
 
 
 def instance_for(dagster_home: str | None) -> dg.DagsterInstance:
-    """The persistent instance under DAGSTER_HOME (created with the project's dagster.yaml if new)."""
+    """The persistent instance under DAGSTER_HOME (created with the project's dagster.yaml if new).
+
+    Several ``mmp ingest`` started at once on a fresh home would race to create Dagster's SQLite schema
+    (``table alembic_version already exists``): the first use is serialised with a file lock, and every
+    storage is touched under it so its tables exist before the lock is released.
+    """
     home = Path(dagster_home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists() and Path("dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    with open(home / ".mmp-instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / "dagster.yaml").exists() and Path("dagster.yaml").exists():
+            (home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
+        instance = dg.DagsterInstance.get()
+        instance.get_runs_count()  # run storage
+        instance.get_dynamic_partitions(PARTITIONS)  # event log / partitions storage
+        instance.all_asset_keys()  # the asset index
+        return instance
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,8 @@ class BatchRun:
     publish_seq: int | None
     metadata: dict[str, Any]
     failed_checks: list[str]
+    error: str | None = None
+    """Why a step failed, as the user's code said it (the innermost cause), when one did."""
 
 
 def run_batches(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[BatchManifest]) -> Iterator[BatchRun]:
@@ -79,4 +93,17 @@ def run_batches(defs: dg.Definitions, instance: dg.DagsterInstance, batches: lis
             for e in result.all_events
             if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
         ]
-        yield BatchRun(batch.batch_id, result.run_id, result.success, seq, metadata, failed)
+        yield BatchRun(batch.batch_id, result.run_id, result.success, seq, metadata, failed, step_error(result))
+
+
+def step_error(result: dg.ExecuteInProcessResult) -> str | None:
+    """The first failed step's error: the exception our code raised, not Dagster's wrapper around it."""
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE" or event.step_failure_data is None:
+            continue
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+            error = error.cause  # past Dagster's wrappers, to the first exception our code raised
+        if error is not None:
+            return error.message.strip()  # Dagster's message already starts with the exception's class
+    return None
