@@ -45,8 +45,28 @@ def status(ctx: click.Context, as_json: bool) -> None:
         lines.append(f"in flight   publish {info['open_intent']['seq']} of {info['open_intent']['partition']}")
     if info["last_rejected"]:
         rejected = info["last_rejected"]
+        rejected["objects"] = _rejected_objects(ctx, rejected)
         lines.append(f"rejected    {rejected['partition']} at {rejected['at']}: {rejected['reason']}")
+        lines += [f"  object    {o['uri']}: {o['check']}" for o in rejected["objects"]]
     _emit(as_json, info, "\n".join(lines))
+
+
+def _rejected_objects(ctx: click.Context, rejected: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects a rejected batch's failing rows name, by URI (resolved through the batch's manifest)."""
+    from mm_platform.errors import ConfigError
+    from mm_platform.ingest.batches import load_manifest
+
+    try:
+        manifest = load_manifest(_lake(ctx).location, rejected["partition"])
+        uri_of = {o.media_id: o.uri for o in manifest.objects}
+    except ConfigError:  # not an ingest batch (an annotation revision, an erasure…)
+        uri_of = {}
+    objects: dict[str, dict[str, Any]] = {}
+    for row in rejected.get("failing_rows", []):
+        uri = row.get("uri") or uri_of.get(str(row.get("media_id")))
+        if uri and uri not in objects:
+            objects[uri] = {"uri": uri, "check": row["check"], "detail": row.get("detail")}
+    return list(objects.values())
 
 
 @main.command()

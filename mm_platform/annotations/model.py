@@ -22,7 +22,7 @@ __all__ = [
 
 MatchKind = Literal["uri", "key", "sha256"]
 MATCH_KINDS: tuple[str, ...] = get_args(MatchKind)
-_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class AttachOptions:
 
 
 def check_set_name(name: str) -> None:
-    if not _SET_NAME.match(name):
+    if not _SET_NAME.fullmatch(name):  # fullmatch: `$` would accept a trailing newline
         raise ConfigError(
             f"invalid annotation set name {name!r}",
             hint="use letters, digits, '_', '.' and '-' (at most 100, starting with a letter or digit)",

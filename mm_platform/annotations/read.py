@@ -194,6 +194,37 @@ class _Columns:
         return AnnotationFile(version, tuple(self.original), dict(self.original), tuple(rows), tuple(malformed))
 
 
+MAX_COLUMNS = 1024
+"""Columns a file may bring (each becomes a column of ``annotations``): a label file has a handful; 100,000
+would make every later read of the table slow."""
+MAX_DEPTH = 32
+"""Nesting a JSON value may have (a box is 2 deep); deeper records are rejected, never parsed recursively."""
+_INT64 = 2**63 - 1
+
+
+def _check_columns(uri: str, count: int) -> None:
+    if count > MAX_COLUMNS:
+        raise ConfigError(
+            f"{uri}: {count:,} columns; an annotation file may have at most {MAX_COLUMNS:,}",
+            hint="keep the key column and the annotation columns; drop or pivot the rest into a `value` column",
+        )
+
+
+def _value_problem(value: Any, depth: int = 0) -> str | None:
+    """Why a parsed JSON value cannot be stored (too deep, an integer beyond int64), or None."""
+    if depth > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and abs(value) > _INT64:
+        return f"an integer of {len(str(abs(value)))} digits, beyond the 64-bit range"
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        if (problem := _value_problem(child, depth + 1)) is not None:
+            return problem
+    return None
+
+
 def _parse_csv(text: str, version: FileVersion, delimiter: str) -> AnnotationFile:
     columns = _Columns(version.uri)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -207,6 +238,7 @@ def _parse_csv(text: str, version: FileVersion, delimiter: str) -> AnnotationFil
             if not record or (header is None and all(not cell.strip() for cell in record)):
                 continue  # a blank line is no record
             if header is None:
+                _check_columns(version.uri, len(record))
                 header = [columns.add(cell) for cell in record]
                 continue
             number = len(rows) + len(malformed) + 1
@@ -246,6 +278,17 @@ def _json_records(lines: Iterator[tuple[int | None, str]], version: FileVersion)
         except json.JSONDecodeError as exc:
             malformed.append(RowProblem(number, "malformed_row", f"not valid JSON: {exc.msg}", line=line, raw=text))
             continue
+        except RecursionError:  # the C parser gives up past ~1,000 levels
+            problem = f"not readable: nested deeper than {MAX_DEPTH} levels"
+            malformed.append(RowProblem(number, "malformed_row", problem, line=line, raw=_clip(text)))
+            continue
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            problem = f"not readable: {exc}".split(";")[0]
+            malformed.append(RowProblem(number, "malformed_row", problem, line=line, raw=_clip(text)))
+            continue
+        if (unstorable := _value_problem(record)) is not None:
+            malformed.append(RowProblem(number, "malformed_row", unstorable, line=line, raw=_clip(text)))
+            continue
         if not isinstance(record, dict):
             what = type(record).__name__
             malformed.append(
@@ -253,6 +296,7 @@ def _json_records(lines: Iterator[tuple[int | None, str]], version: FileVersion)
             )
             continue
         values = {columns.add(str(k)): v for k, v in record.items()}
+        _check_columns(version.uri, len(columns.original))
         rows.append(FileRow(number, line, values, text if isinstance(text, str) else _dump(record)))
     return columns.file(version, rows, malformed)
 
@@ -281,6 +325,7 @@ def _parse_parquet(data: bytes, version: FileVersion) -> AnnotationFile:
     except (pa.ArrowInvalid, OSError) as exc:
         raise ConfigError(f"{version.uri} is not a readable Parquet file: {exc}") from exc
     columns = _Columns(version.uri)
+    _check_columns(version.uri, len(table.column_names))
     names = [columns.add(name) for name in table.column_names]
     rows = []
     for number, record in enumerate(table.to_pylist(), 1):
@@ -304,3 +349,9 @@ def _plain(value: Any) -> Any:
 
 def _dump(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def _clip(text: object, limit: int = 200) -> str:
+    """A rejected record as stored with its reason: the start of it (a 1 MB line is not kept whole)."""
+    raw = text if isinstance(text, str) else _dump(text)
+    return raw if len(raw) <= limit else f"{raw[:limit]}… ({len(raw):,} characters)"

@@ -107,20 +107,7 @@ def write_parquet_files(location: LakeLocation, table_name: str, rows: pa.Table,
             break
         rel = f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
         target = location.fs_path(table_name, rel)
-        collector: list[pq.FileMetaData] = []
-        try:
-            pq.write_table(
-                chunk,
-                target,
-                filesystem=location.fs,
-                compression="zstd",
-                use_dictionary=dictionary_columns(chunk.schema),
-                # Statistics for flat columns only: nested ones feed no Delta stats and cost time to compute.
-                write_statistics=[f.name for f in chunk.schema if not pa.types.is_nested(f.type)],
-                metadata_collector=collector,
-            )
-        except (OSError, RuntimeError) as exc:  # a full disk surfaces as OSError, then RuntimeError on close
-            raise storage_write_error(location.uri(f"{table_name}/{rel}"), exc) from exc
+        metadata = _write_file(chunk, target, location, where=f"{table_name}/{rel}")
         info = location.fs.get_file_info(target)
         adds.append(
             FileAdd(
@@ -128,10 +115,32 @@ def write_parquet_files(location: LakeLocation, table_name: str, rows: pa.Table,
                 size=int(info.size or 0),
                 modification_time=int(time.time() * 1000),
                 num_records=chunk.num_rows,
-                stats=delta_stats(collector[0]),
+                stats=delta_stats(metadata),
             )
         )
     return adds
+
+
+def _write_file(rows: pa.Table, target: str, location: LakeLocation, *, where: str) -> pq.FileMetaData:
+    """One Parquet file; a failed write (a full disk) becomes one StorageError and leaves no writer behind."""
+    collector: list[pq.FileMetaData] = []
+    writer = pq.ParquetWriter(
+        target,
+        rows.schema,
+        metadata_collector=collector,
+        filesystem=location.fs,
+        compression="zstd",
+        use_dictionary=dictionary_columns(rows.schema),
+        # Statistics for flat columns only: nested ones feed no Delta stats and cost time to compute.
+        write_statistics=[f.name for f in rows.schema if not pa.types.is_nested(f.type)],
+    )
+    try:
+        writer.write_table(rows)
+        writer.close()
+    except (OSError, RuntimeError) as exc:
+        writer.is_open = False  # its close failed already: do not let __del__ try again at exit
+        raise storage_write_error(location.uri(where), exc) from exc
+    return collector[0]
 
 
 def read_parquet_file(

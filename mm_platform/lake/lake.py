@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
 
 from mm_platform.errors import ConfigError, LakeNotFoundError
 from mm_platform.lake.audit import AuditCheck
@@ -50,15 +51,26 @@ class Lake:
         options = dict(self.location.storage_options)
         for spec in DATA_TABLES.values():
             if not self._table_exists(spec.name):
-                DeltaTable.create(
-                    self.location.uri(spec.name),
-                    schema=spec.schema,
-                    mode="ignore",
-                    storage_options=options,
-                    configuration=TABLE_CONFIGURATION,
+                self._create_racing(
+                    spec.name,
+                    lambda spec=spec: DeltaTable.create(  # type: ignore[misc]
+                        self.location.uri(spec.name),
+                        schema=spec.schema,
+                        mode="ignore",
+                        storage_options=options,
+                        configuration=TABLE_CONFIGURATION,
+                    ),
                 )
         if not self._table_exists(self.log.name):
-            self.log.create()
+            self._create_racing(self.log.name, self.log.create)
+
+    def _create_racing(self, name: str, create: Callable[[], object]) -> None:
+        """Create a table; losing the race to another process creating it at the same moment is success."""
+        try:
+            create()
+        except CommitFailedError:
+            if not self._table_exists(name):
+                raise
 
     def _table_exists(self, name: str) -> bool:
         return self.location.exists(f"{name}/_delta_log/00000000000000000000.json")
@@ -175,5 +187,11 @@ class Lake:
                 "partition": rejected[-1].partition,
                 "reason": rejected[-1].message,
                 "at": rejected[-1].created_at.isoformat(),
+                "failing_rows": [
+                    {"check": check.get("name"), **row}
+                    for check in rejected[-1].checks or []
+                    if not check.get("passed")
+                    for row in check.get("failing_rows") or []
+                ],
             },
         }

@@ -6,6 +6,7 @@ characters) is refused here with its position, before a parser ever sees it.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def tokenize(expression: str) -> list[Token]:
             pos += len(op)
         elif (number := _NUMBER.match(expression, pos)) and not _glued(expression, number.end()):
             text = number.group()
-            number_value = float(text) if any(c in text for c in ".eE") else int(text)
+            number_value = _number(text, expression, column)
             tokens.append(Token(Kind.NUMBER, text, column, number_value))
             pos = number.end()
         elif (word := _IDENT.match(expression, pos)) and not _glued(expression, word.end()):
@@ -100,6 +101,24 @@ def tokenize(expression: str) -> list[Token]:
             raise FilterError(_unexpected(expression[bad]), expression=expression, column=bad + 1)
     tokens.append(Token(Kind.END, "", len(expression) + 1))
     return tokens
+
+
+_INT64_MAX = 2**63 - 1
+_MAX_NUMBER_CHARS = 40  # longer than any int64 or double needs; never convert a 5,000-digit literal
+
+
+def _number(text: str, expression: str, column: int) -> int | float:
+    """A literal as the value every column type can compare with (int64 or a finite double), or an error."""
+    if len(text) <= _MAX_NUMBER_CHARS:
+        value: int | float = float(text) if any(c in text for c in ".eE") else int(text)
+        if (isinstance(value, int) and abs(value) <= _INT64_MAX) or (isinstance(value, float) and math.isfinite(value)):
+            return value
+    shown = text if len(text) <= 24 else f"{text[:20]}… ({len(text)} characters)"
+    raise FilterError(
+        f"the number {shown} is out of range: integers go up to {_INT64_MAX:,} and decimals must be finite",
+        expression=expression,
+        column=column,
+    )
 
 
 def _string(expression: str, start: int) -> tuple[str, int]:

@@ -189,6 +189,8 @@ class S3Source(Source):
             if info.key < previous:
                 raise SourceError(f"{self.uri} listed {info.key!r} after {previous!r}: keys are not sorted")
             previous = info.key
+            if info.key.endswith("/") and info.size_bytes == 0:
+                continue  # a "folder" marker that consoles and sync tools create: not media
             yield info
 
     def fetch(self, obj: ObjectInfo) -> FetchedObject:
