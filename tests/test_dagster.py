@@ -120,7 +120,7 @@ def test_a_batch_materializes_end_to_end(
 
 
 class _NaNEmbedder(Embedder[Any]):
-    """A real embedder whose first vector of every call is NaN: a planted bug."""
+    """A real embedder whose every vector is NaN: a planted bug across the batch (systemic)."""
 
     def __init__(self, inner: Embedder[Any]) -> None:
         super().__init__(device="cpu", torch_threads=None)
@@ -133,7 +133,7 @@ class _NaNEmbedder(Embedder[Any]):
 
     def _encode_batch(self, items: Any) -> np.ndarray:
         vectors = self.inner.encode(items).copy()
-        vectors[0] = np.nan
+        vectors[:] = np.nan
         return vectors
 
 
@@ -154,8 +154,11 @@ def test_a_bad_batch_is_stopped_by_the_blocking_checks(
     assert _run(instance, good).success
     before = {n: lake.snapshot().table(n).num_rows for n in ("media", "metadata", "embeddings")}
 
-    shutil.copy(media_folder / "images/orange.jpg", media_folder / "images/orange-copy.jpg")
-    (media_folder / "images/orange-copy.jpg").write_bytes((media_folder / "images/orange.jpg").read_bytes() + b"new")
+    # Two new images and a model that emits NaN for every one: systemic (one alone would only quarantine it).
+    for name in ("orange", "chelsea"):
+        suffix = ".jpg" if name == "orange" else ".png"
+        original = (media_folder / f"images/{name}{suffix}").read_bytes()
+        (media_folder / f"images/{name}-copy{suffix}").write_bytes(original + b"new")
     [bad] = _plan(lake, media_folder)
     result = _run(instance, bad, pipeline=BrokenPipeline())
     assert not result.success
@@ -164,7 +167,7 @@ def test_a_bad_batch_is_stopped_by_the_blocking_checks(
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
     ]  # type: ignore[union-attr]
-    assert failed and failed[0].asset_key.to_user_string() == "embeddings"
+    assert [(f.check_name, f.asset_key.to_user_string()) for f in failed] == [("validation_share", "raw_media")]
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
     assert "published_snapshot" not in materialized
     assert lake.snapshot().seq == 1
