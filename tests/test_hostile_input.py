@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from numpy.typing import NDArray
 from PIL import Image
 
+from mm_platform.cli import main
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import Embedder
 from mm_platform.errors import AuditFailedError
@@ -105,6 +107,12 @@ def test_hostile_folder_ingests_in_one_command(tmp_path: Path, shared_media: Pat
     assert "FIFO" in by_key["to_fifo.jpg"]["detail"]
     assert "outside the source folder" in by_key["outside.jpg"]["detail"]
     assert by_key["broken1.jpg"]["reason"] == by_key["broken2.jpg"]["reason"] == "truncated"
+
+    fifo_uri = next(uri for uri, row in media.items() if row["key"] == "to_fifo.jpg")
+    traced = CliRunner().invoke(main, ["--lake", str(lake_root), "lineage", fifo_uri, "--json"])
+    assert traced.exit_code == 0, traced.output
+    lineage = json.loads(traced.output)
+    assert lineage["source"]["status"] == "quarantined" and lineage["quarantine"]["matches_content"] is True
 
     second = _ingest(src, lake_root, home)
     assert second.returncode == 0, second.stderr[-4000:]
@@ -198,6 +206,11 @@ def test_every_vector_nan_blocks_the_batch_naming_objects(tmp_path: Path) -> Non
     assert "validation_share" in message and "4 of 4 objects" in message
     assert "/img0.png: embedding_vectors_finite" in message, message
     assert lake.snapshot().seq == 0, "nothing published"
+    status = CliRunner().invoke(main, ["--lake", str(tmp_path / "lake"), "status"])
+    assert status.exit_code == 0 and "rejected" in status.output
+    named = [line for line in status.output.splitlines() if line.strip().startswith("object")]
+    assert len(named) == 4 and all("validation_share" in line for line in named), status.output
+    assert any(line.endswith(".png: validation_share") and "/img1.png" in line for line in named)
 
 
 # --- memory stays flat in object size --------------------------------------------------------------------

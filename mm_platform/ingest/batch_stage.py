@@ -145,7 +145,7 @@ class BatchStage:
 
     def _refused(self, info: ObjectInfo, error: SourceError) -> None:
         """An object the source would not give: a media row (lineage finds it) and a quarantine row."""
-        lineage = Lineage("", "register", "1", self.run_id, self.partition)
+        lineage = Lineage(None, "register", "1", self.run_id, self.partition)
         reason = QuarantineReason.UNREADABLE.value
         self.out["quarantine"].append(
             quarantine_row(info.media_id, info.uri, None, "register", reason, error.message, lineage)
@@ -224,7 +224,7 @@ class BatchStage:
         sha_of = {str(row["media_id"]): row["content_sha256"] for row in self.media_rows}
         for media_id, failure in failures.items():
             sha = str(sha_of.get(media_id) or "")
-            lineage = Lineage(sha, "validation", ANALYZE_VERSION, self.run_id, self.partition)
+            lineage = Lineage(sha or None, "validation", ANALYZE_VERSION, self.run_id, self.partition)
             reason = QuarantineReason.INVALID.value
             quarantine.append(
                 quarantine_row(

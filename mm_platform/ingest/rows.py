@@ -22,7 +22,8 @@ _METADATA_COLUMNS = frozenset(f.name for f in METADATA.schema)
 class Lineage:
     """Who produced a row, from which bytes, in which run and batch."""
 
-    source_content_sha256: str
+    source_content_sha256: str | None
+    """None when no byte could be read (an object refused by its source)."""
     producer: str
     producer_version: str
     run_id: str
