@@ -53,7 +53,8 @@ def shared_media() -> Path:
 
 
 def _lakes_under(root: Path) -> list[Path]:
-    return [log.parent.parent for log in root.rglob("_publish_log/_delta_log")]
+    logs = root.rglob("_publish_log/_delta_log")
+    return [log.parent.parent for log in logs if "_branches" not in log.parts]  # a branch's log is not a lake
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,20 @@ INDEX_DIR = "_indexes"  # mm_platform.search.index_store.INDEX_DIR: a cache of v
 _TOKEN_COLUMNS = ("uri", "content_sha256", "source_content_sha256")
 
 
+def _refuse_branches_with_erased(location: LakeLocation, erase_seqs: Sequence[int]) -> None:
+    """A branch forked before an erasure still reads the erased rows (and main's files holding them)."""
+    from mm_platform.lake.branch_store import list_branches
+
+    last = max(erase_seqs, default=0)
+    holding = [r.name for r in list_branches(location) if r.parent == "main" and r.fork_seq < last]
+    if holding:
+        raise MMPlatformError(
+            f"branch(es) {', '.join(holding)} were created before erasure publish {last} and still hold the "
+            "erased objects",
+            hint="delete them (`mmp branch delete NAME`), then run vacuum-erased again",
+        )
+
+
 @dataclass(frozen=True)
 class ErasureVacuumReport:
     """What ``vacuum_erased`` removed, and anything still holding an erased object."""
@@ -116,6 +130,7 @@ def vacuum_erased(lake: Lake, *, verify: bool = True) -> ErasureVacuumReport:
     if not erased:
         return ErasureVacuumReport(erased_media=0, expired_below_seq=state.vacuum_horizon())
     _refuse_resurrected(latest, erased)
+    _refuse_branches_with_erased(location, erase_seqs)
     horizon = max([*erase_seqs, state.vacuum_horizon()])
     state = _expire_below(lake, state, horizon, len(erased))
     retained = [e for e in state.published() if (e.publish_seq or 0) >= horizon]

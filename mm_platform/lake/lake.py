@@ -35,13 +35,31 @@ class Lake:
         self.log = self.publisher.log  # one cached view of the log for reads and publishes
 
     @classmethod
-    def open(cls, uri: str, env: Mapping[str, str] | None = None, *, create: bool = True) -> Lake:
-        """Open (and by default create) the lake at a local path or ``s3://bucket/prefix``."""
+    def open(
+        cls, uri: str, env: Mapping[str, str] | None = None, *, create: bool = True, branch: str | None = None
+    ) -> Lake:
+        """Open (and by default create) the lake at a local path or ``s3://bucket/prefix``.
+
+        With ``branch`` (not ``main``), the lake object reads and publishes on that branch.
+        """
         lake = cls(LakeLocation.from_uri(uri, env))
         if not create and not lake.exists():
             raise LakeNotFoundError(f"no lake at {lake.location.root}", hint="publish something, or check --lake")
         lake.ensure_tables()  # tables added by newer versions appear (empty) in older lakes
-        return lake
+        return lake if not branch or branch == "main" else lake.branch(branch)
+
+    @property
+    def branch_name(self) -> str:
+        return "main"
+
+    def branch(self, name: str) -> Lake:
+        """The lake as branch ``name`` sees it: reads and publishes there, isolated from main."""
+        from mm_platform.lake.branch import BranchLake
+
+        return self.main() if name == "main" else BranchLake(self.location, name)
+
+    def main(self) -> Lake:
+        return self
 
     def exists(self) -> bool:
         return self._table_exists(self.log.name)
@@ -83,13 +101,17 @@ class Lake:
     def snapshot(self, seq: int | None = None, as_of: datetime | None = None) -> Snapshot:
         """The latest published snapshot, or one by sequence number or time."""
         if seq is None and as_of is None:
-            return latest_snapshot(self.location, self.log.head())  # one commit read, not the whole log
-        return select_snapshot(self.location, self.log.load(), seq=seq, as_of=as_of)
+            return self._view(latest_snapshot(self.location, self.log.head()))  # one commit read, not the log
+        return self._view(select_snapshot(self.location, self.log.load(), seq=seq, as_of=as_of))
+
+    def _view(self, snapshot: Snapshot) -> Snapshot:
+        """How this lake reads a snapshot of its log (a branch reads its own file lists)."""
+        return snapshot
 
     def snapshots(self) -> list[Snapshot]:
         state = self.log.load()
         return [
-            select_snapshot(self.location, state, seq=e.publish_seq)
+            self._view(select_snapshot(self.location, state, seq=e.publish_seq))
             for e in state.published()
             if (e.publish_seq or 0) >= state.vacuum_horizon()
         ]
@@ -142,7 +164,7 @@ class Lake:
         # The erasure audit trail is never rolled back.
         restore = {name: target.version_of(name) for name in DATA_TABLES if name != "erasures"}
         stage = Stage(
-            stage_id=f"rollback-{seq}-{self.log.load().next_seq()}",
+            stage_id=self.publisher.namespaced(f"rollback-{seq}-{self.log.load().next_seq()}"),
             partition=f"rollback:{seq}",
             kind="rollback",
             restore_versions=restore,

@@ -49,16 +49,27 @@ def vacuum(
     expired_below = max(horizon if keep_last is not None else 0, state.vacuum_horizon())
     deleted: dict[str, int] = {}
     options = dict(location.storage_options)
+    forks, branch_files = live_branch_needs(location)
     for name in DATA_TABLES:
         dt = DeltaTable(location.uri(name), storage_options=options)
-        keep = sorted({int(e.table_versions[name]) for e in retained if name in e.table_versions} | {dt.version()})
+        keep = sorted(
+            {int(e.table_versions[name]) for e in retained if name in e.table_versions}
+            | {dt.version()}
+            | forks.get(name, set())  # the fork versions live branches read
+        )
+        protected = branch_files.get(name, set())
         removed = dt.vacuum(
             retention_hours=int(min_age_hours) if min_age_hours >= 1 else 0,
-            dry_run=dry_run,
+            dry_run=dry_run or bool(protected),  # with branches: we delete, minus the files they reference
             enforce_retention_duration=False,
             keep_versions=keep,
             full=True,
         )
+        if protected:
+            removed = [path for path in removed if path not in protected]
+            if not dry_run:
+                for path in removed:
+                    location.delete_file(f"{name}/{path}")
         deleted[name] = len(removed)
         if not dry_run:
             prune_states(location, name, set(keep))
@@ -77,6 +88,24 @@ def vacuum(
         expired_below_seq=expired_below,
         dry_run=dry_run,
     )
+
+
+def live_branch_needs(location: LakeLocation) -> tuple[dict[str, set[int]], dict[str, set[str]]]:
+    """Per table: main versions live branches forked from, and every file any branch version references.
+
+    A branch's files are in no Delta log, so Delta's vacuum alone would take them; a deleted branch's record
+    is gone, so its files are no longer listed here and the next vacuum frees them.
+    """
+    from mm_platform.lake.branch_store import BranchStore, list_branches
+
+    forks: dict[str, set[int]] = {}
+    files: dict[str, set[str]] = {}
+    for record in list_branches(location):
+        for table, version in record.fork_versions.items():
+            forks.setdefault(table, set()).add(int(version))
+        for table, paths in BranchStore(location, record.name).all_paths().items():
+            files.setdefault(table, set()).update(paths)
+    return forks, files
 
 
 def _prune_stage_manifests(location: LakeLocation, state: object) -> None:

@@ -33,9 +33,10 @@ from mm_platform.errors import (
 )
 from mm_platform.lake import faults
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult, run_checks
+from mm_platform.lake.audit_trail import current_audit, merged
 from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.publish_log import ABORTED, INTENT, PUBLISHED, REJECTED, LogEntry, LogState, PublishLog
-from mm_platform.lake.snapshot import select_snapshot
+from mm_platform.lake.snapshot import Snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint, load_stage, replaced_rows
 from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.lake.storage import LakeLocation
@@ -157,9 +158,7 @@ class Publisher:
             faults.fault_point("after_audit")
             return []
         state = self.log.load()
-        context = AuditContext(
-            partition=staged.stage.partition, staged=staged.rows, base=select_snapshot(self.location, state)
-        )
+        context = AuditContext(partition=staged.stage.partition, staged=staged.rows, base=self.base_snapshot(state))
         results = run_checks(context, checks)
         failures = [r for r in results if not r.passed]
         if failures:
@@ -173,6 +172,7 @@ class Publisher:
                 message="; ".join(f"{r.name}{f' on {r.table}' if r.table else ''}: {r.detail}" for r in failures),
                 run_id=staged.stage.run_id,
                 code_version=staged.stage.code_version,
+                audit=merged(current_audit().to_dict(), staged.stage.audit),
             )
             self._append_unordered(entry)
             if not raise_on_failure:
@@ -184,6 +184,14 @@ class Publisher:
             )
         faults.fault_point("after_audit")
         return results
+
+    def namespaced(self, stage_id: str) -> str:
+        """The id a stage built by hand gets in this publisher's log (a branch prefixes its name)."""
+        return stage_id
+
+    def base_snapshot(self, state: LogState) -> Snapshot:
+        """The snapshot readers see now (what an audit compares staged rows with)."""
+        return select_snapshot(self.location, state)
 
     # --- publish ---------------------------------------------------------------------------------------
 
@@ -216,7 +224,8 @@ class Publisher:
                 checks=[c.to_dict() for c in checks],
                 run_id=stage.run_id,
                 code_version=stage.code_version,
-                message=stage.message or None,
+                message=stage.message or current_audit().message or None,
+                audit=merged(current_audit().to_dict(), stage.audit),
             )
             if self.log.try_append(intent_entry, state) is None:
                 _backoff(attempt)
@@ -370,6 +379,7 @@ class Publisher:
                 message=intent.message,
                 run_id=intent.run_id,
                 code_version=intent.code_version,
+                audit=intent.audit,
             )
             new_state = self.log.try_append(entry, state)
             if new_state is not None:

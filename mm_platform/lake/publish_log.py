@@ -31,7 +31,10 @@ COMPACT_LOG_AFTER_FILES = 24
 
 INTENT, PUBLISHED, ABORTED, REJECTED, VACUUMED = "intent", "published", "aborted", "rejected", "vacuumed"
 
-LOG_SCHEMA = pa.schema([*PUBLISH_LOG.schema, pa.field("log_version", pa.int64(), nullable=False)])
+# ``audit`` (JSON: actor, message, command, branch, merge) came later: older logs gain it on their next append.
+LOG_SCHEMA = pa.schema(
+    [*PUBLISH_LOG.schema, pa.field("log_version", pa.int64(), nullable=False), pa.field("audit", pa.string())]
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class LogEntry:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     log_version: int = -1
     """The Delta version of ``_publish_log`` that holds this event (its position in the total order)."""
+    audit: Mapping[str, Any] = field(default_factory=dict)
+    """Who and why (``audit_trail.AuditInfo``); for merges also source branch, base snapshot, conflicts."""
 
     def to_row(self, log_version: int) -> dict[str, Any]:
         return {
@@ -69,6 +74,7 @@ class LogEntry:
             "code_version": self.code_version,
             "created_at": self.created_at,
             "log_version": log_version,
+            "audit": json.dumps(dict(self.audit), default=str) if self.audit else None,
         }
 
     @classmethod
@@ -87,6 +93,7 @@ class LogEntry:
             code_version=row["code_version"],
             created_at=row["created_at"],
             log_version=row["log_version"],
+            audit=json.loads(row["audit"]) if row.get("audit") else {},
         )
 
 
@@ -196,8 +203,10 @@ class PublishLog:
     name = PUBLISH_LOG.name
     app_id = "mm_platform.publish_log"
 
-    def __init__(self, location: LakeLocation) -> None:
+    def __init__(self, location: LakeLocation, name: str | None = None) -> None:
         self.location = location
+        if name is not None:  # a branch keeps its own log (``_branches/<branch>/_publish_log``)
+            self.name = name
         self.uri = location.uri(self.name)
         self._tables = LatestTables(location)
         self._lock = threading.Lock()
@@ -283,6 +292,8 @@ class PublishLog:
             dt = self._open()
             if dt.version() != state.version:
                 return None  # the log moved on since ``state``: the caller decides again on the new state
+        if _missing_audit_column(dt):
+            return None  # the column was added in a commit of its own: the caller reloads and retries
         log_version = state.version + 1
         new_entry = LogEntry(**{**entry.__dict__, "log_version": log_version})
         new_state = LogState(version=log_version, entries=(*state.entries, new_entry))
@@ -323,3 +334,18 @@ class PublishLog:
             if self._cached is None or self._cached[0].version < log_version:
                 self._cached = (new_state, kept | {a.path for a in adds})
         return new_state
+
+
+def _missing_audit_column(dt: DeltaTable) -> bool:
+    """Add ``audit`` to a log created before it existed (once; idempotent across racing writers)."""
+    if "audit" in pa.schema(dt.schema().to_arrow()).names:
+        return False
+    from deltalake import Field
+
+    try:
+        dt.alter.add_columns(
+            [Field.from_arrow(LOG_SCHEMA.field("audit"))], commit_properties=CommitProperties(max_commit_retries=0)
+        )
+    except CommitFailedError:
+        pass  # another writer added it (or appended) first
+    return True

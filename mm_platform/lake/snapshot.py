@@ -34,12 +34,18 @@ class Snapshot:
     published_at: datetime | None = None
     partition: str | None = None
     kind: str = "publish"
+    branch: str | None = None
+    """The branch this snapshot is of (None: main); its ``seq`` and versions are the branch's own."""
     _cache: dict[str, DeltaTable] = field(default_factory=dict, compare=False, repr=False)
     _datasets: dict[str, ds.Dataset] = field(default_factory=dict, compare=False, repr=False)
 
     def version_of(self, name: str) -> int:
         table_spec(name)  # a clear error for an unknown table
         return int(self.table_versions.get(name, 0))
+
+    def table_token(self, name: str) -> tuple[str, int]:
+        """What identifies the table's content: equal tokens, equal rows (across main and branches)."""
+        return ("main", self.version_of(name))
 
     def delta_table(self, name: str) -> DeltaTable:
         """The delta-rs table at the pinned version (for DuckDB, Polars or your own reader)."""
@@ -82,6 +88,7 @@ class Snapshot:
             "partition": self.partition,
             "published_at": None if self.published_at is None else self.published_at.isoformat(),
             "table_versions": dict(self.table_versions),
+            **({"branch": self.branch} if self.branch else {}),
         }
 
 

@@ -79,6 +79,8 @@ class Stage:
     code_version: str = ""
     message: str = ""
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    audit: Mapping[str, Any] = field(default_factory=dict)
+    """Audit fields this stage adds to its publish events (a merge: source branch, base, conflicts)."""
 
     def row_counts(self) -> dict[str, int]:
         return {name: staged.rows_added for name, staged in self.tables.items()}
@@ -110,6 +112,7 @@ class Stage:
             code_version=doc.get("code_version", ""),
             message=doc.get("message", ""),
             created_at=doc["created_at"],
+            audit=dict(doc.get("audit", {})),
         )
 
 

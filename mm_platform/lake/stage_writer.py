@@ -69,8 +69,11 @@ class StageWriter:
         code_version: str = "",
         stage_id: str | None = None,
         tables: LatestTables | None = None,
+        id_prefix: str = "",
     ) -> None:
         self.location = location
+        self.id_prefix = id_prefix
+        """Prepended to a content-derived stage id (a branch's stages never collide with main's)."""
         self.tables = tables or LatestTables(location)
         self.partition = partition
         self.kind = kind
@@ -155,7 +158,7 @@ class StageWriter:
             digest.update(f"\0{name}\0{self._tables[name].digest.hexdigest()}\0".encode())
             for row_filter in tables[name].replace:
                 digest.update(f"{row_filter.column}={','.join(row_filter.values)};".encode())
-        stage_id = self.stage_id or digest.hexdigest()[:24]
+        stage_id = self.stage_id or self.id_prefix + digest.hexdigest()[:24]
         existing = load_stage(self.location, stage_id)
         if existing is not None:
             # The same content was staged before (a re-run after a crash): keep that stage, drop ours.
