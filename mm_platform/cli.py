@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from typing import Any
 
 import click
 
-from mm_platform.cli_common import _emit, _handle_errors, _lake
-from mm_platform.lake import Lake
+from mm_platform.cli_common import _emit, _handle_errors, _lake, audit_options
 
 
 @click.group()
@@ -21,14 +21,20 @@ from mm_platform.lake import Lake
     show_default=True,
     help="Lake root: a local folder or s3://bucket/prefix (env MM_LAKE). S3 settings come from AWS_* variables.",
 )
+@click.option("--branch", envvar="MM_BRANCH", default="", help="Read and publish on this branch (env MM_BRANCH).")
+@click.option("--actor", envvar="MM_ACTOR", default="", help="Who publishes, for the audit trail (env MM_ACTOR).")
+@click.option("-m", "--message", default="", help="Why: recorded on every publish this command makes.")
 @click.pass_context
-def main(ctx: click.Context, lake_uri: str) -> None:
+def main(ctx: click.Context, lake_uri: str, branch: str, actor: str, message: str) -> None:
     """mm-platform: a versioned record of your media, its metadata, derived data and embeddings."""
-    ctx.obj = {"lake_uri": lake_uri, "env": dict(os.environ)}
+    command = " ".join(["mmp", *(shlex.quote(a) for a in sys.argv[1:])])
+    ctx.obj = {"lake_uri": lake_uri, "env": dict(os.environ), "branch": branch, "actor": actor, "message": message}
+    ctx.obj["command"] = command
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@audit_options
 @click.pass_context
 @_handle_errors
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -71,6 +77,7 @@ def _rejected_objects(ctx: click.Context, rejected: dict[str, Any]) -> list[dict
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@audit_options
 @click.pass_context
 @_handle_errors
 def snapshots(ctx: click.Context, as_json: bool) -> None:
@@ -85,6 +92,7 @@ def snapshots(ctx: click.Context, as_json: bool) -> None:
 @click.argument("seq", type=int)
 @click.option("--reason", default="", help="Recorded in the publish log.")
 @click.option("--json", "as_json", is_flag=True)
+@audit_options
 @click.pass_context
 @_handle_errors
 def rollback(ctx: click.Context, seq: int, reason: str, as_json: bool) -> None:
@@ -154,6 +162,7 @@ def recover(ctx: click.Context) -> None:
 @click.option("--definitions", default="definitions.py", show_default=True, help="The Dagster code location.")
 @click.option("--plan-only", is_flag=True, help="Create the batches (partitions) but run nothing.")
 @click.option("--json", "as_json", is_flag=True)
+@audit_options
 @click.pass_context
 @_handle_errors
 def ingest(
@@ -176,7 +185,10 @@ def ingest(
     from mm_platform.sources import S3Settings, source_from_uri
 
     env = ctx.obj["env"]
-    lake = Lake.open(ctx.obj["lake_uri"], env)
+    lake = _lake(ctx, create=True)
+    if ctx.obj.get("branch"):  # the code location's resources read these when the run starts
+        os.environ["MM_BRANCH"] = ctx.obj["branch"]
+    os.environ.setdefault("MM_ACTOR", ctx.obj.get("actor") or "")
     settings = S3Settings.from_env(env) if source_uri.startswith("s3://") else None
     source = source_from_uri(source_uri, s3_settings=settings)
     snapshot = lake.snapshot()
@@ -292,6 +304,11 @@ from mm_platform.cli_annotate import annotate_command, annotations_command  # no
 
 main.add_command(annotate_command)
 main.add_command(annotations_command)
+
+from mm_platform.cli_branch import branch_group, log_command, merge_command  # noqa: E402
+
+for _command in (branch_group, merge_command, log_command):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

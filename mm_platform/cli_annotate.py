@@ -15,7 +15,7 @@ from mm_platform.annotations.model import (
     RowProblem,
     RowsRejectedError,
 )
-from mm_platform.cli_common import _emit, _handle_errors, _lake
+from mm_platform.cli_common import _emit, _handle_errors, _lake, audit_options
 
 __all__ = ["annotate_command", "annotations_command"]
 
@@ -39,6 +39,7 @@ __all__ = ["annotate_command", "annotations_command"]
 )
 @click.option("--strict", is_flag=True, help="Publish nothing if any row is rejected.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@audit_options
 @click.pass_context
 @_handle_errors
 def annotate_command(
@@ -118,6 +119,7 @@ def _rejects_text(problems: Sequence[RowProblem]) -> str:
 @click.option("--set", "set_name", default=None, help="Only this set.")
 @click.option("--rejects", "rejects_of", type=int, default=None, help="List the rejected rows of this revision.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@audit_options
 @click.pass_context
 @_handle_errors
 def annotations_command(ctx: click.Context, set_name: str | None, rejects_of: int | None, as_json: bool) -> None:

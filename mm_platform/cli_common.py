@@ -37,4 +37,27 @@ def _emit(as_json: bool, payload: Any, text: str) -> None:
 
 
 def _lake(ctx: click.Context, create: bool = False) -> Lake:
-    return Lake.open(ctx.obj["lake_uri"], ctx.obj["env"], create=create)
+    """The lake (on ``--branch`` / ``MM_BRANCH`` when given); its publishes carry the audit fields."""
+    from mm_platform.lake.audit_trail import set_audit
+
+    obj = ctx.obj
+    branch = obj.get("branch") or None
+    set_audit(actor=obj.get("actor", ""), message=obj.get("message", ""), command=obj.get("command", ""))
+    return Lake.open(obj["lake_uri"], obj["env"], create=create, branch=branch)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value and param.name:
+        ctx.obj[param.name] = value
+    return value
+
+
+def audit_options(func: F) -> F:
+    """``--branch``, ``--actor`` and ``-m`` on a command (as on ``mmp`` itself): which branch, who, why."""
+    for option in (
+        click.option("-m", "--message", expose_value=False, callback=_remember, help="Why: kept in `mmp log`."),
+        click.option("--actor", expose_value=False, callback=_remember, help="Who (default: MM_ACTOR or OS user)."),
+        click.option("--branch", expose_value=False, callback=_remember, help="Work on this branch (env MM_BRANCH)."),
+    ):
+        func = option(func)
+    return func

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
+from mm_platform.cli_common import audit_options
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -32,6 +34,7 @@ def _guarded(func: F) -> F:
 @click.option("--reason", required=True, help="Why (recorded in the `erasures` audit table), e.g. a request id.")
 @click.option("--requested-by", default="", help="Who asked for the erasure (recorded in the audit table).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@audit_options
 @click.pass_context
 @_guarded
 def erase_command(ctx: click.Context, targets: tuple[str, ...], reason: str, requested_by: str, as_json: bool) -> None:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from mm_platform.cli_common import _emit, _handle_errors, _lake
+from mm_platform.cli_common import _emit, _handle_errors, _lake, audit_options
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.sources import Source
@@ -51,6 +51,7 @@ def _with_models(func: F) -> F:
 @click.command("stale")
 @_with_models
 @click.option("--json", "as_json", is_flag=True)
+@audit_options
 @click.pass_context
 @_handle_errors
 def stale_command(ctx: click.Context, image_model: str, text_model: str, as_json: bool) -> None:
@@ -66,6 +67,7 @@ def stale_command(ctx: click.Context, image_model: str, text_model: str, as_json
 @_with_models
 @click.option("--max-objects", type=int, default=500, show_default=True, help="Objects per batch (one publish each).")
 @click.option("--json", "as_json", is_flag=True)
+@audit_options
 @click.pass_context
 @_handle_errors
 def reprocess_command(ctx: click.Context, image_model: str, text_model: str, max_objects: int, as_json: bool) -> None:
@@ -103,6 +105,7 @@ def reprocess_command(ctx: click.Context, image_model: str, text_model: str, max
 @click.argument("model_id")
 @click.option("--role", type=click.Choice(["image", "text"]), default=None, help="Default: inferred from its vectors.")
 @click.option("--json", "as_json", is_flag=True)
+@audit_options
 @click.pass_context
 @_handle_errors
 def activate_model_command(ctx: click.Context, model_id: str, role: str | None, as_json: bool) -> None:

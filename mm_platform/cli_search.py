@@ -10,7 +10,7 @@ import click
 
 __all__ = ["lineage_command", "search_command"]
 
-from mm_platform.cli_common import _handle_errors, _lake
+from mm_platform.cli_common import _handle_errors, _lake, audit_options
 
 
 @click.command("search")
@@ -28,6 +28,7 @@ from mm_platform.cli_common import _handle_errors, _lake
 @click.option("--columns", default="", help="Extra metadata columns to show, comma-separated.")
 @click.option("--thumbnails", "thumb_dir", type=click.Path(file_okay=False, path_type=Path), help="Write JPEGs here.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (thumbnails as sizes).")
+@audit_options
 @click.pass_context
 @_handle_errors
 def search_command(
@@ -86,6 +87,7 @@ def search_command(
 @click.option("--model", "model_id", default=None, help="REF is an embedding's subject id: trace that vector.")
 @click.option("--snapshot", "seq", type=int, default=None, help="Read this snapshot (default: the latest).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@audit_options
 @click.pass_context
 @_handle_errors
 def lineage_command(ctx: click.Context, ref: str, model_id: str | None, seq: int | None, as_json: bool) -> None:

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
+from mm_platform.cli_common import audit_options
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["diff_command", "export_command", "verify_export_command"]
@@ -39,21 +41,35 @@ def _emit(as_json: bool, payload: Any, text: str) -> None:
 
 
 @click.command("diff")
-@click.argument("a", type=int)
-@click.argument("b", type=int)
+@click.argument("a")
+@click.argument("b")
 @click.option("--ignore-column", "ignore_columns", multiple=True, help="Leave this column out (repeatable).")
 @click.option("--sample", "sample_size", type=int, default=10, show_default=True, help="Keys listed per category.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@audit_options
 @click.pass_context
 @_cli_errors
 def diff_command(
-    ctx: click.Context, a: int, b: int, ignore_columns: tuple[str, ...], sample_size: int, as_json: bool
+    ctx: click.Context, a: str, b: str, ignore_columns: tuple[str, ...], sample_size: int, as_json: bool
 ) -> None:
-    """Rows added, changed and removed per table from snapshot A to snapshot B (matched by each table's key)."""
+    """Rows added, changed and removed per table from A to B (matched by each table's key). A and B are
+    snapshot seqs, branches (`main`, `exp`) or BRANCH@SEQ."""
     from mm_platform.cli import _lake
     from mm_platform.snapshots import diff_snapshots
+    from mm_platform.snapshots.diff import _snapshot, object_keys
 
-    diff = diff_snapshots(_lake(ctx), a, b, ignore_columns=ignore_columns, sample_size=sample_size)
+    lake = _lake(ctx)
+    snap_a, snap_b = _snapshot(lake, a), _snapshot(lake, b)
+    diff = diff_snapshots(lake, snap_a, snap_b, ignore_columns=ignore_columns, sample_size=sample_size)
+    a, b = str(diff.a), str(diff.b)
+    shown_ids = [
+        k["media_id"]
+        for t in diff.tables.values()
+        for keys in (t.added_keys, t.changed_keys, t.removed_keys)
+        for k in keys
+        if "media_id" in k
+    ]
+    names = object_keys([snap_b, snap_a], shown_ids) if shown_ids else {}
     lines = [f"snapshot {a} → {b}", f"{'table':<18} {'added':>8} {'changed':>8} {'removed':>8}  versions"]
     for t in diff.tables.values():
         versions = f"{t.version_a}→{t.version_b}" if t.compared else f"{t.version_a} (unchanged)"
@@ -61,7 +77,7 @@ def diff_command(
     for t in diff.tables.values():
         for category, keys in (("added", t.added_keys), ("changed", t.changed_keys), ("removed", t.removed_keys)):
             if keys:
-                shown = ", ".join(k[t.key[0]] if len(t.key) == 1 else "/".join(map(str, k.values())) for k in keys)
+                shown = ", ".join(_readable_key(k, names) for k in keys)
                 lines.append(f"  {t.table} {category}: {shown}")
         if t.changed_columns:
             lines.append(f"  {t.table} columns: " + ", ".join(f"{c}={n}" for c, n in t.changed_columns.items()))
@@ -75,10 +91,18 @@ def diff_command(
             "changed_keys": annotations.changed_keys,
             "removed_keys": annotations.removed_keys,
         }
-        payload["annotation_changes"] = label_changes(_lake(ctx), a, b, found)
+        payload["annotation_changes"] = label_changes(lake, snap_a, snap_b, found)
         lines.append("annotation changes (which labels changed):")
         lines += [f"  {_label_change(change)}" for change in payload["annotation_changes"]]
     _emit(as_json, payload, "\n".join(lines))
+
+
+def _readable_key(key: dict[str, Any], names: dict[str, str]) -> str:
+    """A row's key as a person reads it: the object key where the row is about one media item."""
+    parts = [str(v) for k, v in key.items() if k != "media_id"]
+    if "media_id" in key:
+        parts.insert(0, names.get(key["media_id"], key["media_id"]))
+    return "/".join(parts)
 
 
 def _label_change(change: dict[str, Any]) -> str:
@@ -98,6 +122,7 @@ def _label_change(change: dict[str, Any]) -> str:
 @click.option("--snapshot", "seq", type=int, default=None, help="Snapshot to export (default: the latest).")
 @click.option("--to", "target", type=click.Path(file_okay=False, path_type=Path), required=True, help="New folder.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@audit_options
 @click.pass_context
 @_cli_errors
 def export_command(ctx: click.Context, seq: int | None, target: Path, as_json: bool) -> None:

@@ -163,10 +163,13 @@ def annotations_of(snapshot: Snapshot, media_ids: Iterable[str]) -> dict[str, li
     return out
 
 
-def label_changes(lake: Lake, a: int, b: int, keys: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def label_changes(
+    lake: Lake, a: int | Snapshot, b: int | Snapshot, keys: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     """What changed in the values of the annotations ``keys`` names (``added`` / ``changed`` / ``removed``, as
     the snapshot diff found them): per row its media key, set, annotation key and the values before and after."""
-    before, after = lake.snapshot(seq=a), lake.snapshot(seq=b)
+    before = a if isinstance(a, Snapshot) else lake.snapshot(seq=a)
+    after = b if isinstance(b, Snapshot) else lake.snapshot(seq=b)
     wanted = {k["media_id"] for found in keys.values() for k in found}
     old, new = _values(before, wanted), _values(after, wanted)
     names = {**_media_keys(before, wanted), **_media_keys(after, wanted)}

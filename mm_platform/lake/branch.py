@@ -17,6 +17,7 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from mm_platform.errors import ConfigError
+from mm_platform.lake.audit import CheckResult
 from mm_platform.lake.audit_trail import current_audit
 from mm_platform.lake.branch_store import (
     MAIN,
@@ -31,7 +32,6 @@ from mm_platform.lake.branch_store import (
 from mm_platform.lake.files import delta_dataset
 from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.lake import Lake
-from mm_platform.lake.audit import CheckResult
 from mm_platform.lake.publish import APP_ID, Publisher, PublishResult, StagedPartition
 from mm_platform.lake.publish_log import ABORTED, LogEntry, LogState, PublishLog
 from mm_platform.lake.schemas import DATA_TABLES
@@ -151,7 +151,9 @@ class BranchSnapshot(Snapshot):
             )
         if name not in self._cache:
             options = dict(self.location.storage_options)
-            self._cache[name] = DeltaTable(self.location.uri(name), version=self._fork_version(name), storage_options=options)
+            self._cache[name] = DeltaTable(
+                self.location.uri(name), version=self._fork_version(name), storage_options=options
+            )
         return self._cache[name]
 
     def dataset(self, name: str) -> ds.Dataset:
@@ -370,9 +372,7 @@ def delete_branch(lake: Lake, name: str) -> None:
     """Delete a branch; its files go on the next vacuum (unless a merge committed them to main)."""
     store = BranchStore(lake.location, check_name(name))
     store.record()
-    children = [
-        r.name for r in _records(lake.location) if r.parent == name
-    ]
+    children = [r.name for r in _records(lake.location) if r.parent == name]
     if children:
         raise ConfigError(
             f"branch {name!r} has branches made from it: {', '.join(children)}",
@@ -390,7 +390,7 @@ def _records(location: LakeLocation) -> list[BranchRecord]:
 
 def branch_heads(lake: Lake) -> list[Mapping[str, Any]]:
     """Every branch with its parent, fork and latest snapshot (for ``mmp branch list``)."""
-    rows = []
+    rows: list[Mapping[str, Any]] = []
     for record in _records(lake.location):
         head = BranchLake(lake.location, record.name).snapshot()
         rows.append(

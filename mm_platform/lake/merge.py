@@ -143,7 +143,9 @@ class _Side:
 
 def _rel(snapshot: Snapshot, name: str) -> list[str]:
     prefix = snapshot.location.uri(name) + "/"
-    return [uri[len(prefix) :] if uri.startswith(prefix) else uri.rsplit("/", 1)[-1] for uri in snapshot.file_uris(name)]
+    return [
+        uri[len(prefix) :] if uri.startswith(prefix) else uri.rsplit("/", 1)[-1] for uri in snapshot.file_uris(name)
+    ]
 
 
 def _read(snapshot: Snapshot, name: str, paths: Sequence[str], columns: Sequence[str] | None = None) -> pa.Table:
@@ -269,7 +271,12 @@ def _record_merge(branch: BranchLake, into: str, source_seq: int, published: Pub
     record = branch.store.record(refresh=True)
     if record.merge_base_seq >= source_seq:
         return  # a re-run after a crash found it recorded already
-    entry = {"into": into, "source_seq": source_seq, "seq": None if published is None else published.seq, "at": now_iso()}
+    entry = {
+        "into": into,
+        "source_seq": source_seq,
+        "seq": None if published is None else published.seq,
+        "at": now_iso(),
+    }
     branch.store.save_record(replace(record, merge_base_seq=source_seq, merges=(*record.merges, entry)))
 
 
@@ -299,9 +306,7 @@ def _refuse(
     )
 
 
-def _plan(
-    base: Snapshot, source: Snapshot, target: Snapshot, target_lake: Lake, prefer: str | None, tag: str
-) -> _Plan:
+def _plan(base: Snapshot, source: Snapshot, target: Snapshot, target_lake: Lake, prefer: str | None, tag: str) -> _Plan:
     tables: dict[str, StagedTable] = {}
     summary: dict[str, TableMerge] = {}
     conflicts: list[Conflict] = []
@@ -382,7 +387,9 @@ def _stage_table(
     file_tag = f"merge-{tag[-12:]}"
     # Target files holding a replaced key go; their other rows are written again.
     target_files = _files(target, name)
-    sizes = dict(zip(target_files.column("path").to_pylist(), target_files.column("size_bytes").to_pylist(), strict=True))
+    sizes = dict(
+        zip(target_files.column("path").to_pylist(), target_files.column("size_bytes").to_pylist(), strict=True)
+    )
     for path in sizes:
         keys = _joined_keys(_read(target, name, [path], spec.key), spec.key)
         hit = pc.is_in(keys, value_set=touched)
@@ -448,7 +455,8 @@ def _merged_keys_unique(stage: Stage, target: Snapshot) -> AuditCheck:
             if duplicates:
                 counts = pc.value_counts(keys)
                 sample = [
-                    {"key": str(v["values"])} for v in counts.filter(pc.greater(counts.field("counts"), 1)).to_pylist()[:5]
+                    {"key": str(v["values"])}
+                    for v in counts.filter(pc.greater(counts.field("counts"), 1)).to_pylist()[:5]
                 ]
                 return CheckResult(
                     "merged_keys_unique", False, name, f"{duplicates} duplicate key(s) after the merge", sample

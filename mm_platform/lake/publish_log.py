@@ -7,6 +7,7 @@ is ever open, and publish sequence numbers have no gaps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -342,10 +343,8 @@ def _missing_audit_column(dt: DeltaTable) -> bool:
         return False
     from deltalake import Field
 
-    try:
+    with contextlib.suppress(CommitFailedError):  # another writer added it (or appended) first
         dt.alter.add_columns(
             [Field.from_arrow(LOG_SCHEMA.field("audit"))], commit_properties=CommitProperties(max_commit_retries=0)
         )
-    except CommitFailedError:
-        pass  # another writer added it (or appended) first
     return True

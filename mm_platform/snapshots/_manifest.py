@@ -61,6 +61,9 @@ class ExportManifest:
     exported_at: str = ""
     annotation_files: list[PinnedFile] = field(default_factory=list)
     """Every annotation file the snapshot's ``annotations`` rows came from (absent in older manifests)."""
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    """The audit trail up to the snapshot: every publish event with actor, message, command, merge."""
+    branch: str = "main"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,11 +76,13 @@ class ExportManifest:
                 "partition": self.partition,
                 "published_at": self.published_at,
                 "table_versions": dict(self.table_versions),
+                "branch": self.branch,
             },
             "exported_at": self.exported_at,
             "tables": {name: t.__dict__ for name, t in self.tables.items()},
             "objects": [o.to_dict() for o in self.objects],
             "annotation_files": [f.__dict__ for f in self.annotation_files],
+            "audit": list(self.audit),
         }
 
     @classmethod
@@ -99,6 +104,8 @@ class ExportManifest:
             objects=[PinnedObject.from_dict(o) for o in data["objects"]],
             exported_at=data.get("exported_at", ""),
             annotation_files=[PinnedFile(**f) for f in data.get("annotation_files", [])],
+            audit=list(data.get("audit", [])),
+            branch=snapshot.get("branch", "main"),
         )
 
     def write(self, folder: Path) -> Path:

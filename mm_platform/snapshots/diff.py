@@ -94,8 +94,9 @@ class TableDiff:
 class SnapshotDiff:
     """Per data table, the rows that differ between snapshots ``a`` and ``b``."""
 
-    a: int
-    b: int
+    a: int | str
+    """A main snapshot's seq, or a reference (``main``, ``exp``, ``exp@3``)."""
+    b: int | str
     tables: dict[str, TableDiff]
     ignore_columns: tuple[str, ...] = ()
 
@@ -114,8 +115,8 @@ class SnapshotDiff:
 
 def diff_snapshots(
     lake: Lake,
-    a: int,
-    b: int,
+    a: int | str | Snapshot,
+    b: int | str | Snapshot,
     *,
     tables: Sequence[str] | None = None,
     ignore_columns: Iterable[str] = (),
@@ -126,7 +127,7 @@ def diff_snapshots(
     ``ignore_columns`` (e.g. ``run_id``) are left out of the comparison wherever a table has them.
     ``sample_size`` bounds the keys listed per category; the counts are always complete.
     """
-    snap_a, snap_b = lake.snapshot(seq=a), lake.snapshot(seq=b)
+    snap_a, snap_b = _snapshot(lake, a), _snapshot(lake, b)
     pinned = set(snap_a.table_versions) | set(snap_b.table_versions)
     # A table registered after both snapshots were published is in neither: there is nothing to compare.
     names = list(tables) if tables is not None else [name for name in DATA_TABLES if name in pinned]
@@ -135,11 +136,38 @@ def diff_snapshots(
     ignored = tuple(dict.fromkeys(ignore_columns))
     _check_ignored(ignored, names)
     return SnapshotDiff(
-        a=a,
-        b=b,
+        a=_label(a, snap_a),
+        b=_label(b, snap_b),
         tables={name: _diff_table(name, snap_a, snap_b, set(ignored), sample_size) for name in names},
         ignore_columns=ignored,
     )
+
+
+def _snapshot(lake: Lake, ref: int | str | Snapshot) -> Snapshot:
+    """A seq of ``lake`` (main or the branch it is on), a reference such as ``exp@3``, or a snapshot."""
+    if isinstance(ref, Snapshot):
+        return ref
+    if isinstance(ref, int) or ref.isdigit():
+        return lake.snapshot(seq=int(ref))
+    from mm_platform.lake.branch import resolve
+
+    return resolve(lake, ref)
+
+
+def _label(ref: int | str | Snapshot, snapshot: Snapshot) -> int | str:
+    if isinstance(ref, Snapshot):
+        return f"{snapshot.branch or 'main'}@{snapshot.seq}"
+    return int(ref) if isinstance(ref, int) or ref.isdigit() else ref
+
+
+def object_keys(snapshots: Sequence[Snapshot], media_ids: Iterable[str]) -> dict[str, str]:
+    """media_id → the object key (what a person recognises), from whichever snapshot has the row."""
+    wanted = pa.array(sorted(set(media_ids)), pa.string())
+    found: dict[str, str] = {}
+    for snapshot in snapshots:
+        rows = snapshot.table("media", columns=["media_id", "key"], filter=pc.field("media_id").isin(wanted))
+        found.update(zip(rows.column("media_id").to_pylist(), rows.column("key").to_pylist(), strict=True))
+    return found
 
 
 def _check_ignored(ignored: tuple[str, ...], names: Sequence[str]) -> None:
@@ -181,7 +209,7 @@ class _Side:
 def _diff_table(name: str, snap_a: Snapshot, snap_b: Snapshot, ignored: set[str], sample_size: int) -> TableDiff:
     key = DATA_TABLES[name].key
     version_a, version_b = snap_a.version_of(name), snap_b.version_of(name)
-    if version_a == version_b:
+    if snap_a.table_token(name) == snap_b.table_token(name):
         return TableDiff(name, key, version_a, version_b)
     files_a, files_b = snap_a.file_uris(name), snap_b.file_uris(name)
     shared = set(files_a) & set(files_b)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from mm_platform.errors import ConfigError, MMPlatformError, SourceChangedError
 from mm_platform.lake import DATA_TABLES, Lake, Snapshot
+from mm_platform.lake.audit_log import log_events
 from mm_platform.log import get_logger, kv
 from mm_platform.snapshots._manifest import MANIFEST_NAME, ExportedTable, ExportManifest, PinnedFile
 from mm_platform.snapshots._pinned import PinnedObject, fetch_pinned, pinned_objects
@@ -70,6 +71,8 @@ def export_snapshot(lake: Lake, seq: int | None, target_dir: Path | str) -> Expo
         objects=pinned_objects(snapshot),
         exported_at=datetime.now(UTC).isoformat(),
         annotation_files=_annotation_files(snapshot) if "annotations" in names else [],
+        audit=log_events(lake, up_to_seq=snapshot.seq),
+        branch=lake.branch_name,
     )
     manifest.write(folder)
     log.info("exported %s", kv(seq=snapshot.seq, folder=folder, objects=len(manifest.objects)))
