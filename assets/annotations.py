@@ -64,7 +64,7 @@ def staged_annotation_set(
     set_name = context.partition_key
     location = config.file or _file_for(annotation_source, set_name)
     staged = stage_revision(
-        lake.get_lake(),
+        lake.get_lake(context),
         location,
         annotation_source.options(set_name),
         run_id=context.run.run_id,
@@ -102,8 +102,13 @@ def staged_annotation_set(
     description="The set's audited revision published atomically across the annotation tables.",
 )
 def annotation_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    revision, published = publish_revision(lake.get_lake(), context.partition_key)
-    metadata: dict[str, Any] = {"revision": revision, "published": published is not None}
+    the_lake = lake.get_lake(context)
+    revision, published = publish_revision(the_lake, context.partition_key)
+    metadata: dict[str, Any] = {
+        "revision": revision,
+        "published": published is not None,
+        "branch": the_lake.branch_name,
+    }
     if published is not None:
         metadata.update(
             publish_seq=published.seq,

@@ -60,7 +60,7 @@ STAGED_ASSETS = [
 def staged_batch(
     context: dg.AssetExecutionContext, lake: LakeResource, source: MediaSourceResource, pipeline: PipelineResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    the_lake = lake.get_lake()
+    the_lake = lake.get_lake(context)
     processor = pipeline.processor(the_lake)
     staged = stage_batch(
         the_lake,

@@ -19,7 +19,7 @@ from mm_platform.orchestration.results import publish_metadata
 def published_snapshot(
     context: dg.AssetExecutionContext, lake: LakeResource, source: MediaSourceResource, pipeline: PipelineResource
 ) -> dg.MaterializeResult:
-    the_lake = lake.get_lake()
+    the_lake = lake.get_lake(context)
 
     def restage() -> StagedBatch:  # only when a concurrent publish made the stage stale
         processor = pipeline.processor(the_lake)

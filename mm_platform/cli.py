@@ -27,9 +27,9 @@ from mm_platform.cli_common import _emit, _handle_errors, _lake, audit_options
 @click.pass_context
 def main(ctx: click.Context, lake_uri: str, branch: str, actor: str, message: str) -> None:
     """mm-platform: a versioned record of your media, its metadata, derived data and embeddings."""
-    command = " ".join(["mmp", *(shlex.quote(a) for a in sys.argv[1:])])
     ctx.obj = {"lake_uri": lake_uri, "env": dict(os.environ), "branch": branch, "actor": actor, "message": message}
-    ctx.obj["command"] = command
+    if os.path.basename(sys.argv[0]) == "mmp":  # the audit trail keeps the command line as typed
+        ctx.obj["command"] = " ".join(["mmp", *(shlex.quote(a) for a in sys.argv[1:])])
 
 
 @main.command()

@@ -42,8 +42,17 @@ def _lake(ctx: click.Context, create: bool = False) -> Lake:
 
     obj = ctx.obj
     branch = obj.get("branch") or None
-    set_audit(actor=obj.get("actor", ""), message=obj.get("message", ""), command=obj.get("command", ""))
+    set_audit(actor=obj.get("actor", ""), message=obj.get("message", ""), command=obj.get("command") or _command(ctx))
     return Lake.open(obj["lake_uri"], obj["env"], create=create, branch=branch)
+
+
+def _command(ctx: click.Context) -> str:
+    """The command as the audit trail records it: ``mmp <command> name=value ...``."""
+    parts = ["mmp", *ctx.command_path.split(" ")[1:]]
+    for name, value in ctx.params.items():
+        if value not in (None, False, (), "") and name != "as_json":
+            parts.append(f"{name}={value if not isinstance(value, tuple) else ','.join(map(str, value))}")
+    return " ".join(parts)
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -61,9 +61,8 @@ def audit_context(**fields: str) -> Iterator[AuditInfo]:
 
 
 def set_audit(**fields: str) -> None:
-    """Set the audit fields for the rest of this context (a CLI process: one command, one context)."""
-    base = _CURRENT.get() or AuditInfo()
-    _CURRENT.set(replace(base, **{k: v for k, v in fields.items() if v}))
+    """Set the audit fields for the rest of this context, replacing earlier ones (one command, one context)."""
+    _CURRENT.set(AuditInfo(**{k: v for k, v in fields.items() if v}))
 
 
 def merged(audit: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:

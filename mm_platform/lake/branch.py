@@ -122,7 +122,7 @@ class BranchSnapshot(Snapshot):
             table_versions=dict(snapshot.table_versions),
             published_at=snapshot.published_at,
             partition=snapshot.partition,
-            kind=snapshot.kind,
+            kind="fork" if snapshot.seq == 0 else snapshot.kind,
             branch=store.name,
             store=store,
         )

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -189,8 +190,8 @@ class BranchStore:
     def delete(self) -> None:
         """Delete the record first (the branch is gone), then its log and file lists."""
         self.location.delete_file(f"{self.folder}/branch.json")
-        for info in self.location.list_files(self.folder):
-            self.location.fs.delete_file(info.path)
+        with contextlib.suppress(FileNotFoundError):
+            self.location.fs.delete_dir(self.location.fs_path(self.folder))
 
 
 def list_branches(location: LakeLocation) -> list[BranchRecord]:

@@ -18,16 +18,29 @@ from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import AuditCheck, Lake
 from mm_platform.sources import S3Settings, Source, source_from_uri
 
+BRANCH_TAG = "mm/branch"
+"""A run tagged ``mm/branch=NAME`` reads and publishes on that branch of the lake."""
+
 
 class LakeResource(dg.ConfigurableResource):
     """Where the lake lives."""
 
     uri: str | None = None
     """A local folder or ``s3://bucket/prefix``; default: ``$MM_LAKE`` or ``./lake``."""
+    branch: str | None = None
+    """The branch runs read and publish on; default: the run's ``mm/branch`` tag, ``$MM_BRANCH``, or main."""
 
-    def get_lake(self) -> Lake:
+    def get_lake(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None) -> Lake:
+        """The lake (on the run's branch); publishes made with it record the run as their audit trail."""
+        from mm_platform.lake.audit_trail import set_audit
+
         env = dict(os.environ)
-        return Lake.open(self.uri or env.get("MM_LAKE", "./lake"), env)
+        tags: dict[str, str] = dict(context.run.tags) if context is not None else {}
+        branch = self.branch or tags.get(BRANCH_TAG) or env.get("MM_BRANCH") or None
+        if context is not None:
+            actor = tags.get("mm/actor") or tags.get("dagster/user") or env.get("MM_ACTOR", "")
+            set_audit(actor=actor, message=tags.get("mm/message", ""), command=f"dagster run {context.run_id}")
+        return Lake.open(self.uri or env.get("MM_LAKE", "./lake"), env, branch=branch)
 
 
 class MediaSourceResource(dg.ConfigurableResource):

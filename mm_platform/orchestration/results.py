@@ -118,6 +118,7 @@ def publish_metadata(result: PublishResult, snapshot: Snapshot, partition: str) 
         filter=pc.field("partition") == partition,
     )
     return {
+        "branch": snapshot.branch or "main",
         "publish_seq": result.seq,
         "noop": result.noop,
         "table_versions": dg.MetadataValue.json(dict(result.table_versions)),

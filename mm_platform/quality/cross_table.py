@@ -107,7 +107,7 @@ def media_has_metadata_or_quarantine(context: AuditContext) -> CheckResult:
 
 def _published_lookup(context: AuditContext, table: str, key: str, wanted: pa.Array, columns: list[str]) -> pa.Table:
     """The base snapshot's rows of ``table`` whose ``key`` is in ``wanted`` (nothing read when empty)."""
-    if len(wanted) == 0 or context.base.seq == 0:
+    if len(wanted) == 0 or (context.base.seq == 0 and context.base.branch is None):  # a branch's 0 is its fork
         return DATA_TABLES[table].schema.empty_table().select(columns)
     return context.base.table(table, columns=columns, filter=pc.field(key).isin(wanted))
 

@@ -22,7 +22,7 @@ __all__ = ["BridgeScores", "bridge_scores"]
 
 # Label rows of a keyframe have ordinals (keyframe + 1) * 100 + rank (ingest/rows.py): one label set per frame.
 _LABEL_SET_STRIDE = 100
-_MEMO: OrderedDict[tuple[str, int, str], _LabelSets] = OrderedDict()
+_MEMO: OrderedDict[tuple[str, tuple[str, int], str], _LabelSets] = OrderedDict()
 _LOCK = threading.Lock()
 
 
@@ -76,7 +76,7 @@ def bridge_scores(snapshot: Snapshot, model_id: str, query: str) -> BridgeScores
 
 
 def _label_sets(snapshot: Snapshot, model_id: str, bridge: LabelBridge) -> _LabelSets | None:
-    key = (snapshot.location.root, snapshot.version_of("derived"), model_id)
+    key = (snapshot.location.root, snapshot.table_token("derived"), model_id)
     with _LOCK:
         if key in _MEMO:
             return _MEMO[key]

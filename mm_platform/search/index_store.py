@@ -117,7 +117,7 @@ def open_index(snapshot: Snapshot, model_id: str, config: IndexConfig | None = N
     """The index of ``model_id``'s media vectors in ``snapshot`` (held in memory for reuse by this process)."""
     config = config or IndexConfig()
     version = snapshot.version_of("embeddings")
-    memo_key = (snapshot.location.root, model_id, version, config)
+    memo_key = (snapshot.location.root, model_id, snapshot.table_token("embeddings"), config)
     with _LOCK:
         if memo_key in _MEMO:
             _MEMO.move_to_end(memo_key)
@@ -137,7 +137,8 @@ def open_index(snapshot: Snapshot, model_id: str, config: IndexConfig | None = N
 
 def _open_hnsw(snapshot: Snapshot, model_id: str, keys: pa.Table, config: IndexConfig) -> ModelIndex:
     version = snapshot.version_of("embeddings")
-    store = IndexStore(snapshot.location, model_id) if config.cache else None
+    # The on-disk cache is keyed by main's Delta versions; a branch's index lives in this process only.
+    store = IndexStore(snapshot.location, model_id) if config.cache and snapshot.branch is None else None
     if store is not None:
         cached = store.load(version, config.hnsw)
         if cached is not None:
