@@ -46,6 +46,8 @@ def erase_command(ctx: click.Context, targets: tuple[str, ...], reason: str, req
     from mm_platform.cli import _emit, _lake
     from mm_platform.lake.erasure import erase
 
+    # The audit trail names the command but never the erased objects (vacuum-erased verifies that).
+    ctx.obj["command"] = f"mmp erase ({len(targets)} target(s))"
     result = erase(_lake(ctx), targets, reason, requested_by)
     rows = ", ".join(f"{name}={count}" for name, count in result.rows_removed.items())
     text = (

@@ -61,7 +61,6 @@ def diff_command(
     lake = _lake(ctx)
     snap_a, snap_b = _snapshot(lake, a), _snapshot(lake, b)
     diff = diff_snapshots(lake, snap_a, snap_b, ignore_columns=ignore_columns, sample_size=sample_size)
-    a, b = str(diff.a), str(diff.b)
     shown_ids = [
         k["media_id"]
         for t in diff.tables.values()
@@ -101,7 +100,8 @@ def _readable_key(key: dict[str, Any], names: dict[str, str]) -> str:
     """A row's key as a person reads it: the object key where the row is about one media item."""
     parts = [str(v) for k, v in key.items() if k != "media_id"]
     if "media_id" in key:
-        parts.insert(0, names.get(key["media_id"], key["media_id"]))
+        media_id = key["media_id"]
+        parts.insert(0, f"{media_id} ({names[media_id]})" if media_id in names else media_id)
     return "/".join(parts)
 
 
