@@ -7,6 +7,7 @@ and deleted branches; and the audit trail (`mmp log`, export manifests) for publ
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -302,3 +303,41 @@ def test_log_shows_actor_and_message_of_publishes_merges_and_erasures(
     _mmp(lake_path, "export", "--to", str(tmp_path / "export"))
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     assert [e["actor"] for e in manifest["audit"] if e["kind"] == "merge"] == ["dave"]
+
+
+def test_a_dagster_run_tagged_with_a_branch_publishes_there(
+    shared_media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from definitions import defs
+    from mm_platform.ingest.batches import save_manifest
+    from mm_platform.ingest.discovery import DiscoveryCursor, decide
+    from mm_platform.sources import LocalFolderSource
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for name in ("images/orange.jpg", "images/apple.jpg"):
+        shutil.copy(shared_media / name, folder / Path(name).name)
+    monkeypatch.setenv("MM_LAKE", str(tmp_path / "lake"))
+    lake = Lake.open(str(tmp_path / "lake"))
+    create_branch(lake, "exp")
+    source = LocalFolderSource(folder)
+    [batch], _ = decide(source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor())
+    save_manifest(lake.location, batch)
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        instance.add_dynamic_partitions("ingest_batches", [batch.batch_id])
+        job = defs.resolve_job_def("ingest_job")
+        tags = {"mm/branch": "exp", "mm/actor": "fay", "mm/message": "try on a branch"}
+        result = job.execute_in_process(instance=instance, partition_key=batch.batch_id, tags=tags)
+        assert result.success
+        event = instance.get_latest_materialization_event(dg.AssetKey("published_snapshot"))
+        assert event is not None and event.asset_materialization is not None
+        assert event.asset_materialization.metadata["branch"].value == "exp"
+    assert lake.snapshot().seq == 0  # main saw nothing
+    branch = lake.branch("exp")
+    assert branch.snapshot().table("media").num_rows == 2
+    [published] = branch.state().published()
+    assert published.audit["actor"] == "fay" and published.audit["message"] == "try on a branch"
+    assert published.audit["command"] == f"dagster run {result.run_id}"
