@@ -7,8 +7,8 @@ and deleted branches; and the audit trail (`mmp log`, export manifests) for publ
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import signal
 import subprocess
 import sys
