@@ -11,6 +11,7 @@ import sys
 
 MODULES = [
     "benchmarks.lake_publish",
+    "benchmarks.branches",
     "benchmarks.media_core",
     "benchmarks.pipeline",
     "benchmarks.dagster_overhead",

@@ -186,9 +186,9 @@ def ingest(
 
     env = ctx.obj["env"]
     lake = _lake(ctx, create=True)
-    if ctx.obj.get("branch"):  # the code location's resources read these when the run starts
-        os.environ["MM_BRANCH"] = ctx.obj["branch"]
-    os.environ.setdefault("MM_ACTOR", ctx.obj.get("actor") or "")
+    for key, var in (("branch", "MM_BRANCH"), ("actor", "MM_ACTOR"), ("message", "MM_MESSAGE")):
+        if ctx.obj.get(key):  # the code location's resources read these when the run starts
+            os.environ[var] = ctx.obj[key]
     settings = S3Settings.from_env(env) if source_uri.startswith("s3://") else None
     source = source_from_uri(source_uri, s3_settings=settings)
     snapshot = lake.snapshot()

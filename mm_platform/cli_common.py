@@ -42,7 +42,10 @@ def _lake(ctx: click.Context, create: bool = False) -> Lake:
 
     obj = ctx.obj
     branch = obj.get("branch") or None
-    set_audit(actor=obj.get("actor", ""), message=obj.get("message", ""), command=obj.get("command") or _command(ctx))
+    restore = set_audit(
+        actor=obj.get("actor", ""), message=obj.get("message", ""), command=obj.get("command") or _command(ctx)
+    )
+    ctx.call_on_close(restore)  # the fields belong to this command only
     return Lake.open(obj["lake_uri"], obj["env"], create=create, branch=branch)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import getpass
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,9 +60,16 @@ def audit_context(**fields: str) -> Iterator[AuditInfo]:
         _CURRENT.reset(token)
 
 
-def set_audit(**fields: str) -> None:
-    """Set the audit fields for the rest of this context, replacing earlier ones (one command, one context)."""
-    _CURRENT.set(AuditInfo(**{k: v for k, v in fields.items() if v}))
+def set_audit(**fields: str) -> Callable[[], None]:
+    """Set the audit fields, replacing earlier ones; returns the function that restores the previous ones
+    (a CLI command calls it when it ends, a Dagster step runs in a context of its own)."""
+    token = _CURRENT.set(AuditInfo(**{k: v for k, v in fields.items() if v}))
+
+    def restore() -> None:
+        with contextlib.suppress(ValueError):  # set in another context: nothing to restore here
+            _CURRENT.reset(token)
+
+    return restore
 
 
 def merged(audit: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:

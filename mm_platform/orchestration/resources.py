@@ -39,7 +39,8 @@ class LakeResource(dg.ConfigurableResource):
         branch = self.branch or tags.get(BRANCH_TAG) or env.get("MM_BRANCH") or None
         if context is not None:
             actor = tags.get("mm/actor") or tags.get("dagster/user") or env.get("MM_ACTOR", "")
-            set_audit(actor=actor, message=tags.get("mm/message", ""), command=f"dagster run {context.run.run_id}")
+            message = tags.get("mm/message") or env.get("MM_MESSAGE", "")
+            set_audit(actor=actor, message=message, command=f"dagster run {context.run.run_id}")
         return Lake.open(self.uri or env.get("MM_LAKE", "./lake"), env, branch=branch)
 
 

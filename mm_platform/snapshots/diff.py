@@ -63,10 +63,13 @@ class TableDiff:
     changed_keys: list[dict[str, Any]] = field(default_factory=list)
     removed_keys: list[dict[str, Any]] = field(default_factory=list)
 
+    read: bool | None = None
+    """Whether the table was read (None: decided by the versions, as for two main snapshots)."""
+
     @property
     def compared(self) -> bool:
-        """Whether the table was read (its pinned version differs between the snapshots)."""
-        return self.version_a != self.version_b
+        """Whether the table was read (its content differs between the snapshots' pinned versions)."""
+        return self.version_a != self.version_b if self.read is None else self.read
 
     @property
     def is_empty(self) -> bool:
@@ -210,7 +213,7 @@ def _diff_table(name: str, snap_a: Snapshot, snap_b: Snapshot, ignored: set[str]
     key = DATA_TABLES[name].key
     version_a, version_b = snap_a.version_of(name), snap_b.version_of(name)
     if snap_a.table_token(name) == snap_b.table_token(name):
-        return TableDiff(name, key, version_a, version_b)
+        return TableDiff(name, key, version_a, version_b, read=False)
     files_a, files_b = snap_a.file_uris(name), snap_b.file_uris(name)
     shared = set(files_a) & set(files_b)
     side_a = _Side(snap_a, name, [f for f in files_a if f not in shared])
@@ -251,6 +254,7 @@ def _diff_table(name: str, snap_a: Snapshot, snap_b: Snapshot, ignored: set[str]
         added_keys=_sample(key_columns.filter(pa.array(in_b & ~in_a)), key, sample_size),
         changed_keys=_sample(changed_keys, key, sample_size),
         removed_keys=_sample(key_columns.filter(pa.array(in_a & ~in_b)), key, sample_size),
+        read=True,
     )
 
 
