@@ -20,8 +20,9 @@ def main() -> int:
     parser.add_argument("--partition", required=True)
     parser.add_argument("--rows", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--branch", default=None, help="Publish on this branch of the lake.")
     args = parser.parse_args()
-    lake = Lake.open(args.lake, dict(os.environ))
+    lake = Lake.open(args.lake, dict(os.environ), branch=args.branch)
     result = lake.publish(args.partition, partition_writes(args.partition, args.rows, seed=args.seed))
     json.dump({"seq": result.seq, "noop": result.noop, "stage_id": result.stage_id}, sys.stdout)
     return 0

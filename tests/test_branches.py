@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,7 +23,7 @@ from click.testing import CliRunner
 from mm_platform.cli import main
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import DATA_TABLES, Lake, TableWrite
+from mm_platform.lake import DATA_TABLES, CheckResult, Lake, TableWrite
 from mm_platform.lake.audit_trail import audit_context
 from mm_platform.lake.branch import create_branch, delete_branch
 from mm_platform.lake.merge import merge_branch
@@ -144,38 +145,62 @@ MERGE_POINTS = [
 ]
 
 
-def test_sigkill_at_every_step_of_a_merge_leaves_pre_or_post_and_a_rerun_converges(tmp_path: Path) -> None:
-    lake = Lake.open(str(tmp_path / "lake"))
+def _kill_at(point: str, ready: Path, argv: list[str]) -> None:
+    """Run ``argv`` until it pauses at fault point ``point``, then SIGKILL it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MMP_FAULT_PAUSE_AT": point, "MMP_FAULT_READY_FILE": str(ready)}
+    proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert proc.poll() is None, f"exited before {point}: {proc.stderr.read() if proc.stderr else ''}"
+        assert time.monotonic() < deadline, f"never reached {point}"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_sigkill_at_every_step_of_a_branch_publish_and_of_a_merge(tmp_path: Path) -> None:
+    """Each round: a branch publish killed at the step (the branch shows its previous snapshot or the new one,
+    main nothing; the re-run converges), then the merge killed at the same step (main shows the pre- or the
+    post-merge snapshot, never a mix; the re-run converges and a third run publishes nothing)."""
+    uri = str(tmp_path / "lake")
+    lake = Lake.open(uri)
     lake.publish("p0", partition_writes("p0", 12))
     for round_, point in enumerate(MERGE_POINTS):
-        name = f"exp{round_}"
+        name, partition = f"exp{round_}", f"p{round_ + 1}"
         create_branch(lake, name)
         branch = lake.branch(name)
-        branch.publish(f"p{round_ + 1}", partition_writes(f"p{round_ + 1}", 5, seed=round_))
         branch.publish("p0", partition_writes("p0", 12 - round_ - 1, seed=round_ + 10))  # change and delete
-        pre, post = snapshot_content(lake.snapshot()), snapshot_content(branch.snapshot())
-        ready = tmp_path / f"ready-{round_}"
-        proc = subprocess.Popen(
-            [sys.executable, "-c", f"from mm_platform.lake import Lake; from mm_platform.lake.merge import "
-             f"merge_branch; merge_branch(Lake.open({str(tmp_path / 'lake')!r}), {name!r})"],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO),
-                 "MMP_FAULT_PAUSE_AT": point, "MMP_FAULT_READY_FILE": str(ready)},
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            assert proc.poll() is None, f"merge exited before {point}: {proc.stderr.read() if proc.stderr else ''}"
-            assert time.monotonic() < deadline, f"merge never reached {point}"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        seen = snapshot_content(Lake.open(str(tmp_path / "lake")).snapshot())
+        main_content, before = snapshot_content(lake.snapshot()), snapshot_content(branch.snapshot())
+        worker = [
+            "-m",
+            "tests.publish_worker",
+            "--lake",
+            uri,
+            "--branch",
+            name,
+            "--partition",
+            partition,
+            "--rows",
+            "5",
+        ]
+        _kill_at(point, tmp_path / f"ready-publish-{round_}", worker)
+        seen = snapshot_content(Lake.open(uri, branch=name).snapshot())
+        assert seen == before or point == "after_published", f"branch publish visible before its end: {point}"
+        assert snapshot_content(Lake.open(uri).snapshot()) == main_content  # main saw nothing
+        Lake.open(uri, branch=name).publish(partition, partition_writes(partition, 5))  # the re-run converges
+        branch = Lake.open(uri).branch(name)
+        assert branch.snapshot().table("media").num_rows == len(before["media"]) + 5
+        assert_no_duplicate_keys(branch.snapshot())
+
+        pre, post = main_content, snapshot_content(branch.snapshot())
+        merge = f"from mm_platform.lake import Lake; from mm_platform.lake.merge import merge_branch; " \
+                f"merge_branch(Lake.open({uri!r}), {name!r})"  # fmt: skip
+        _kill_at(point, tmp_path / f"ready-merge-{round_}", ["-c", merge])
+        seen = snapshot_content(Lake.open(uri).snapshot())
         assert seen in (pre, post), f"a mix after SIGKILL at {point}"
         assert (seen == post) == (point == "after_published"), point
-        merge_branch(Lake.open(str(tmp_path / "lake")), name)  # the re-run converges
-        lake = Lake.open(str(tmp_path / "lake"))
+        merge_branch(Lake.open(uri), name)  # the re-run converges
+        lake = Lake.open(uri)
         assert snapshot_content(lake.snapshot()) == post, point
         assert_no_duplicate_keys(lake.snapshot())
         assert merge_branch(lake, name).publish is None  # and a third run publishes nothing
@@ -208,10 +233,12 @@ def _data_files(root: Path) -> set[Path]:
     return {p for name in DATA_TABLES for p in (root / name).glob("*.parquet")}
 
 
-def test_branch_creation_on_a_million_media_rows_costs_a_small_publish_and_copies_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rows", [200_000, pytest.param(1_000_000, marks=pytest.mark.benchmark)])
+def test_branch_creation_on_a_large_lake_costs_a_small_publish_and_copies_nothing(tmp_path: Path, rows: int) -> None:
+    """1M media rows under `make bench` (and in BENCHMARKS.md); 200k in the default suite, to stay fast."""
     lake = Lake.open(str(tmp_path / "lake"))
-    lake.publish("big", {"media": TableWrite(_media_rows(1_000_000))})
-    assert lake.snapshot().dataset("media").count_rows() == 1_000_000
+    lake.publish("big", {"media": TableWrite(_media_rows(rows))})
+    assert lake.snapshot().dataset("media").count_rows() == rows
     files_before = _data_files(tmp_path / "lake")
     publish_s, branch_s = [], []
     for i in range(3):  # interleaved, best of three: the machine is shared
@@ -226,7 +253,7 @@ def test_branch_creation_on_a_million_media_rows_costs_a_small_publish_and_copie
     assert len(new_files) == 3 * 3  # the small publishes' files (media, metadata, embeddings); none by a branch
     branch_files = [p for p in (tmp_path / "lake" / "_branches").rglob("*.parquet") if "_delta_log" not in p.parts]
     assert [p for p in branch_files if "_publish_log" not in p.parts] == []  # a branch holds no data file
-    assert lake.branch("b0").snapshot().dataset("media").count_rows() == 1_000_000 + 10
+    assert lake.branch("b0").snapshot().dataset("media").count_rows() == rows + 10
 
 
 def test_vacuum_keeps_a_live_branch_readable_and_frees_its_files_once_deleted(tmp_path: Path) -> None:
@@ -341,3 +368,23 @@ def test_a_dagster_run_tagged_with_a_branch_publishes_there(
     [published] = branch.state().published()
     assert published.audit["actor"] == "fay" and published.audit["message"] == "try on a branch"
     assert published.audit["command"] == f"dagster run {result.run_id}"
+
+
+def test_the_merge_audit_refuses_keys_that_would_be_duplicated(tmp_path: Path) -> None:
+    from mm_platform.lake.audit import AuditContext
+    from mm_platform.lake.branch_store import file_add, main_files
+    from mm_platform.lake.merge import _merged_keys_unique
+    from mm_platform.lake.stage import Stage, StagedTable, schema_to_ipc
+
+    lake = Lake.open(str(tmp_path / "lake"))
+    lake.publish("p1", partition_writes("p1", 4))
+    snapshot = lake.snapshot()
+    files, schema = main_files(lake.location, "media", snapshot.version_of("media"))
+    again = StagedTable("media", 1, (file_add(files.to_pylist()[0]),), (), 4, schema_to_ipc(schema))
+    stage = Stage(stage_id="s", partition="merge:x", kind="merge", tables={"media": again})
+    context = AuditContext(partition="merge:x", staged={}, base=snapshot)
+    result = _merged_keys_unique(stage, snapshot)(context)
+    assert isinstance(result, CheckResult) and not result.passed and "4 duplicate key(s)" in result.detail
+    fine = Stage(stage_id="s", partition="merge:x", kind="merge", tables={"media": replace(again, adds=())})
+    ok = _merged_keys_unique(fine, snapshot)(context)
+    assert isinstance(ok, CheckResult) and ok.passed
