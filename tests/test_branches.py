@@ -388,3 +388,26 @@ def test_the_merge_audit_refuses_keys_that_would_be_duplicated(tmp_path: Path) -
     fine = Stage(stage_id="s", partition="merge:x", kind="merge", tables={"media": replace(again, adds=())})
     ok = _merged_keys_unique(fine, snapshot)(context)
     assert isinstance(ok, CheckResult) and ok.passed
+
+
+def test_a_branch_lifecycle_on_s3(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Create, publish, read, merge, vacuum with a live branch, delete, vacuum: on the S3 API (moto)."""
+    from tests.conftest import lake_location
+
+    uri, env = lake_location(request, tmp_path, "s3")
+    lake = Lake.open(uri, env)
+    lake.publish("p1", partition_writes("p1", 6))
+    create_branch(lake, "exp")
+    branch = Lake.open(uri, env, branch="exp")
+    branch.publish("p1", partition_writes("p1", 4, seed=1))
+    branch.publish("p2", partition_writes("p2", 3))
+    assert lake.snapshot().table("media").num_rows == 6 and branch.snapshot().table("media").num_rows == 7
+    on_branch = snapshot_content(branch.snapshot())
+    lake.vacuum(keep_last=1, min_age_hours=0)
+    assert snapshot_content(Lake.open(uri, env, branch="exp").snapshot()) == on_branch
+    result = merge_branch(lake, "exp", message="on s3")
+    assert result.publish is not None and snapshot_content(lake.snapshot()) == on_branch
+    delete_branch(lake, "exp")
+    assert lake.location.list_files("_branches/exp") == []
+    lake.vacuum(keep_last=1, min_age_hours=0)
+    assert snapshot_content(Lake.open(uri, env).snapshot()) == on_branch
