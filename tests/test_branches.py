@@ -235,7 +235,7 @@ def _data_files(root: Path) -> set[Path]:
 
 @pytest.mark.parametrize("rows", [200_000, pytest.param(1_000_000, marks=pytest.mark.benchmark)])
 def test_branch_creation_on_a_large_lake_costs_a_small_publish_and_copies_nothing(tmp_path: Path, rows: int) -> None:
-    """1M media rows under `make bench` (and in BENCHMARKS.md); 200k in the default suite, to stay fast."""
+    """1M media rows with `pytest -m benchmark` (and in BENCHMARKS.md); 200k in the default suite, to stay fast."""
     lake = Lake.open(str(tmp_path / "lake"))
     lake.publish("big", {"media": TableWrite(_media_rows(rows))})
     assert lake.snapshot().dataset("media").count_rows() == rows
