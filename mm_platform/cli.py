@@ -42,7 +42,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     info = _lake(ctx).status()
     snap = info["snapshot"]
     lines = [
-        f"lake        {info['lake']}",
+        f"lake        {info['lake']}" + (f" (branch {info['branch']})" if "branch" in info else ""),
         f"snapshot    {snap['seq']} ({snap['kind']}, partition {snap['partition']}, at {snap['published_at']})",
         "rows        " + ", ".join(f"{name}={count}" for name, count in info["rows"].items()),
         f"snapshots   {info['snapshots']}",

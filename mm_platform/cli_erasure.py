@@ -72,7 +72,7 @@ def vacuum_erased_command(ctx: click.Context, as_json: bool) -> None:
     from mm_platform.cli import _emit, _lake
     from mm_platform.lake.erasure_vacuum import vacuum_erased
 
-    report = vacuum_erased(_lake(ctx))
+    report = vacuum_erased(_lake(ctx).main())  # history is main's: a branch cannot vacuum it
     text = (
         f"{report.erased_media} erased media: deleted {sum(report.data_files_deleted.values())} data file(s), "
         f"{sum(report.vacuumed_files.values())} other expired file(s), "
