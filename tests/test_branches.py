@@ -411,3 +411,33 @@ def test_a_branch_lifecycle_on_s3(request: pytest.FixtureRequest, tmp_path: Path
     assert lake.location.list_files("_branches/exp") == []
     lake.vacuum(keep_last=1, min_age_hours=0)
     assert snapshot_content(Lake.open(uri, env).snapshot()) == on_branch
+
+
+def test_erasures_and_branches(tmp_path: Path) -> None:
+    """A merge never brings back an object main erased after the fork; an erasure made on a branch and merged
+    is an erase publish on main, and vacuum-erased waits for the branches that still hold the object."""
+    from mm_platform.errors import MMPlatformError
+    from mm_platform.lake.erasure import erase
+    from mm_platform.lake.erasure_vacuum import vacuum_erased
+
+    lake = Lake.open(str(tmp_path / "lake"))
+    lake.publish("p1", partition_writes("p1", 4))
+    create_branch(lake, "stale")
+    lake.branch("stale").publish("p1", partition_writes("p1", 4, seed=5))  # new vectors for every object
+    victim = lake.snapshot().table("media").to_pylist()[0]["media_id"]
+    erase(lake, [victim], "request 1")
+    with pytest.raises(MMPlatformError, match="bring back 1 object"):
+        merge_branch(lake, "stale")
+
+    create_branch(lake, "cleanup")
+    other = lake.branch("cleanup").snapshot().table("media").to_pylist()[0]["media_id"]
+    erase(lake.branch("cleanup"), [other], "request 2")
+    result = merge_branch(lake, "cleanup", message="erasure made on a branch")
+    assert result.publish is not None and lake.state().latest_published().kind == "erase"  # type: ignore[union-attr]
+    assert other not in lake.snapshot().table("media").column("media_id").to_pylist()
+    with pytest.raises(MMPlatformError, match="still hold the erased objects"):
+        vacuum_erased(lake)
+    delete_branch(lake, "stale")
+    delete_branch(lake, "cleanup")
+    report = vacuum_erased(lake)
+    assert report.erased_media == 2 and report.complete, report.leftovers

@@ -243,7 +243,8 @@ def merge_branch(
         stage = Stage(
             stage_id=stage_id,
             partition=f"merge:{source}",
-            kind="merge",
+            # A merge that brings erasures is an erase publish on the target: vacuum-erased then finds it.
+            kind="erase" if "erasures" in plan.tables else "merge",
             tables=plan.tables,
             message=message or current_audit().message or f"merge {source} into {into}",
             audit=audit,
@@ -315,6 +316,7 @@ def _plan(base: Snapshot, source: Snapshot, target: Snapshot, target_lake: Lake,
             continue
         key = table_spec(name).key
         ours, theirs = _changes(base, source, name), _changes(base, target, name)
+        _refuse_erased(name, ours.rows, base, target)  # before conflicts: --prefer source must not undo an erasure
         both = pc.is_in(ours.all_keys, value_set=theirs.all_keys)
         win_up = np.ones(len(ours.keys), dtype=bool)
         win_del = np.ones(len(ours.deleted), dtype=bool)
@@ -326,6 +328,22 @@ def _plan(base: Snapshot, source: Snapshot, target: Snapshot, target_lake: Lake,
         staged = _stage_table(name, source, target, target_lake, ours, win_up, win_del, tag)
         tables[name], summary[name] = staged
     return _Plan(tables, summary, conflicts)
+
+
+def _refuse_erased(name: str, rows: pa.Table, base: Snapshot, target: Snapshot) -> None:
+    """Never bring back an object the target erased after the fork (the branch still holds its rows)."""
+    if "media_id" not in rows.column_names or rows.num_rows == 0 or name == "erasures":
+        return
+    if base.table_token("erasures") == target.table_token("erasures"):
+        return
+    erased = target.table("erasures", columns=["media_id"]).column("media_id")
+    hit = pc.unique(rows.column("media_id").filter(pc.is_in(rows.column("media_id"), value_set=erased)))
+    if len(hit):
+        raise MMPlatformError(
+            f"merge refused: table {name} would bring back {len(hit)} object(s) erased on the target after the "
+            f"branch forked (media_id {hit[0]}…)",
+            hint="erase them on the branch too (mmp --branch NAME erase …), or delete the branch",
+        )
 
 
 def _resolve(
