@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from mm_platform.errors import MMPlatformError
 from mm_platform.lake import faults
@@ -33,12 +32,12 @@ from mm_platform.lake.branch import BranchLake, BranchSnapshot
 from mm_platform.lake.branch_store import MAIN, file_add, main_files, now_iso
 from mm_platform.lake.files import FileAdd, FileRemove, write_parquet_files
 from mm_platform.lake.lake import Lake
+from mm_platform.lake.merge_changes import Side, changes, joined_keys, read_files, rel_paths, same_rows
 from mm_platform.lake.publish import PublishResult
 from mm_platform.lake.publish_log import REJECTED, LogEntry
 from mm_platform.lake.schemas import DATA_TABLES, table_spec
 from mm_platform.lake.snapshot import Snapshot
 from mm_platform.lake.stage import Stage, StagedTable, conform, load_stage, save_stage, schema_to_ipc
-from mm_platform.lake.stage_writer import _joined_keys
 from mm_platform.log import get_logger, kv
 
 log = get_logger("mm_platform.lake.merge")
@@ -121,73 +120,6 @@ class MergeConflictError(MMPlatformError):
     def __init__(self, message: str, *, conflicts: list[Conflict], hint: str) -> None:
         super().__init__(message, hint=hint)
         self.conflicts = conflicts
-
-
-# --- changes of one side since the base -------------------------------------------------------------
-
-
-@dataclass
-class _Side:
-    """Rows one side changed since the base: upserts (its rows) and deletions, by joined key."""
-
-    rows: pa.Table
-    keys: pa.Array
-    """Joined key of each row of ``rows``."""
-    deleted: pa.Array
-    """Joined keys the side deleted."""
-
-    @property
-    def all_keys(self) -> pa.Array:
-        return pa.concat_arrays([self.keys, self.deleted])
-
-
-def _rel(snapshot: Snapshot, name: str) -> list[str]:
-    prefix = snapshot.location.uri(name) + "/"
-    return [
-        uri[len(prefix) :] if uri.startswith(prefix) else uri.rsplit("/", 1)[-1] for uri in snapshot.file_uris(name)
-    ]
-
-
-def _read(snapshot: Snapshot, name: str, paths: Sequence[str], columns: Sequence[str] | None = None) -> pa.Table:
-    schema = snapshot.schema(name)
-    files = [snapshot.location.fs_path(name, p) for p in paths]
-    dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=snapshot.location.fs)
-    return dataset.to_table(columns=list(columns) if columns else None)
-
-
-def _changes(base: Snapshot, side: Snapshot, name: str) -> _Side:
-    key = table_spec(name).key
-    if base.table_token(name) == side.table_token(name):
-        empty = side.schema(name).empty_table()
-        return _Side(empty, pa.array([], pa.string()), pa.array([], pa.string()))
-    files_base, files_side = _rel(base, name), _rel(side, name)
-    shared = set(files_base) & set(files_side)
-    old = _read(base, name, [f for f in files_base if f not in shared])
-    new = _read(side, name, [f for f in files_side if f not in shared])
-    old_keys, new_keys = _joined_keys(old, key), _joined_keys(new, key)
-    position = pc.index_in(new_keys, value_set=old_keys)
-    matched = np.asarray(position.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    changed = ~matched
-    if matched.any():
-        same = _same_rows(old.take(position.filter(pa.array(matched))), new.filter(pa.array(matched)), key)
-        changed[np.flatnonzero(matched)[~same]] = True
-    deleted = old_keys.filter(pc.invert(pc.is_in(old_keys, value_set=new_keys)))
-    return _Side(new.filter(pa.array(changed)), new_keys.filter(pa.array(changed)), deleted)
-
-
-def _same_rows(left: pa.Table, right: pa.Table, key: Sequence[str]) -> np.ndarray:
-    """Per row: equal in every column but the key (a column one side lacks reads as nulls)."""
-    from mm_platform.snapshots._compare import same_values
-
-    same = np.ones(left.num_rows, dtype=bool)
-    for column in dict.fromkeys([*left.column_names, *right.column_names]):
-        if column in key:
-            continue
-        data_type = (left.schema if column in left.column_names else right.schema).field(column).type
-        a = left.column(column) if column in left.column_names else pa.nulls(left.num_rows, data_type)
-        b = right.column(column) if column in right.column_names else pa.nulls(right.num_rows, data_type)
-        same &= same_values(a, b)
-    return same
 
 
 # --- the merge ---------------------------------------------------------------------------------------
@@ -315,7 +247,7 @@ def _plan(base: Snapshot, source: Snapshot, target: Snapshot, target_lake: Lake,
         if base.table_token(name) == source.table_token(name):
             continue
         key = table_spec(name).key
-        ours, theirs = _changes(base, source, name), _changes(base, target, name)
+        ours, theirs = changes(base, source, name), changes(base, target, name)
         _refuse_erased(name, ours.rows, base, target)  # before conflicts: --prefer source must not undo an erasure
         both = pc.is_in(ours.all_keys, value_set=theirs.all_keys)
         win_up = np.ones(len(ours.keys), dtype=bool)
@@ -347,7 +279,7 @@ def _refuse_erased(name: str, rows: pa.Table, base: Snapshot, target: Snapshot) 
 
 
 def _resolve(
-    name: str, key: Sequence[str], ours: _Side, theirs: _Side, prefer: str | None
+    name: str, key: Sequence[str], ours: Side, theirs: Side, prefer: str | None
 ) -> tuple[np.ndarray, np.ndarray, list[Conflict]]:
     """Which of our upserts and deletions win, and the conflicts found."""
     their_row = pc.index_in(ours.keys, value_set=theirs.keys)
@@ -358,7 +290,7 @@ def _resolve(
     if has_row.any():
         mine = ours.rows.filter(pa.array(has_row))
         other = theirs.rows.take(their_row.filter(pa.array(has_row)))
-        same = _same_rows(mine, other, key)
+        same = same_rows(mine, other, key)
         for position, equal, left, right in zip(
             np.flatnonzero(has_row), same, mine.to_pylist(), other.to_pylist(), strict=True
         ):
@@ -388,7 +320,7 @@ def _stage_table(
     source: Snapshot,
     target: Snapshot,
     target_lake: Lake,
-    ours: _Side,
+    ours: Side,
     win_up: np.ndarray,
     win_del: np.ndarray,
     tag: str,
@@ -409,14 +341,14 @@ def _stage_table(
         zip(target_files.column("path").to_pylist(), target_files.column("size_bytes").to_pylist(), strict=True)
     )
     for path in sizes:
-        keys = _joined_keys(_read(target, name, [path], spec.key), spec.key)
+        keys = joined_keys(read_files(target, name, [path], spec.key), spec.key)
         hit = pc.is_in(keys, value_set=touched)
         if not pc.any(hit).as_py():
             continue
         removes.append(FileRemove(path=path, size=sizes[path]))
         if pc.all(hit).as_py():
             continue
-        rows = _read(target, name, [path]).filter(pc.invert(hit))
+        rows = read_files(target, name, [path]).filter(pc.invert(hit))
         adds += write_parquet_files(target.location, name, conform(spec, merged_schema, rows, "merge")[0], file_tag)
         rewritten += 1
     # The branch's files with winning rows: committed where they lie when they hold nothing else.
@@ -426,7 +358,7 @@ def _stage_table(
     for row in source_files.to_pylist():
         if row["path"] in target_paths:
             continue
-        keys = _joined_keys(_read(source, name, [row["path"]], spec.key), spec.key)
+        keys = joined_keys(read_files(source, name, [row["path"]], spec.key), spec.key)
         wins = pc.is_in(keys, value_set=up_keys)
         if not pc.any(wins).as_py():
             continue
@@ -435,7 +367,7 @@ def _stage_table(
             new_row_files.append(row["path"])
             committed += 1
             continue
-        rows = _read(source, name, [row["path"]]).filter(wins)
+        rows = read_files(source, name, [row["path"]]).filter(wins)
         written = write_parquet_files(target.location, name, conform(spec, merged_schema, rows, "merge")[0], file_tag)
         adds += written
         new_row_files += [a.path for a in written]
@@ -471,9 +403,9 @@ def _merged_keys_unique(stage: Stage, target: Snapshot) -> AuditCheck:
         for name, staged in stage.tables.items():
             key = table_spec(name).key
             removed = {r.path for r in staged.removes}
-            kept = [p for p in _rel(target, name) if p not in removed]
-            added = _joined_keys(_read(target, name, [a.path for a in staged.adds], key), key)
-            kept_keys = _joined_keys(_read(target, name, kept, key), key) if kept else pa.array([], pa.string())
+            kept = [p for p in rel_paths(target, name) if p not in removed]
+            added = joined_keys(read_files(target, name, [a.path for a in staged.adds], key), key)
+            kept_keys = joined_keys(read_files(target, name, kept, key), key) if kept else pa.array([], pa.string())
             clashes = pc.unique(kept_keys.filter(pc.is_in(kept_keys, value_set=added)))
             duplicates = len(added) - pc.count_distinct(added).as_py() + len(clashes)
             if duplicates:
