@@ -57,8 +57,8 @@ class LocalFolderSource(Source):
         self._root_str = str(self.root)
         self._root_prefix = os.path.join(self._root_str, "")
 
-    def list_objects(self) -> Iterator[ObjectInfo]:
-        return self._walk(self.root, "")
+    def list_objects(self, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        return self._walk(self.root, "", start_after or "")
 
     def fetch(self, obj: ObjectInfo) -> FetchedObject:
         if obj.source != self.uri:
@@ -97,7 +97,7 @@ class LocalFolderSource(Source):
                     f"cannot read {_shown(path)}: {exc.strerror or exc}", hint="check that the file is readable"
                 ) from exc
 
-    def _walk(self, folder: Path, key_prefix: str) -> Iterator[ObjectInfo]:
+    def _walk(self, folder: Path, key_prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         try:
             with os.scandir(folder) as scan:
                 entries = [entry for entry in scan if not entry.name.startswith(".")]
@@ -111,7 +111,12 @@ class LocalFolderSource(Source):
         for entry in entries:
             key = key_prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(Path(entry.path), key + "/")
+                # Resuming a paged listing: a folder whose keys all sort before start_after is not entered.
+                if start_after and not start_after.startswith(key + "/") and start_after > key + "/":
+                    continue
+                yield from self._walk(Path(entry.path), key + "/", start_after)
+            elif start_after and key <= start_after:
+                continue
             elif entry.is_symlink() and entry.is_dir():
                 log.warning("not following symlinked folder path=%s", entry.path)
             elif entry.is_file() or entry.is_symlink():
