@@ -117,7 +117,10 @@ class Reconciler:
             keys: list[str] = media.column("key").to_pylist()
             uris: list[str] = media.column("uri").to_pylist()
             for row, key in enumerate(keys):
-                if seen[row] or key in self._busy:
+                if seen[row]:
+                    continue
+                if key in self._busy:
+                    self.counts["busy"] += 1
                     continue
                 self.counts["deleted"] += 1
                 self._gone.append(DeletedMedia(media_id=ids[row], uri=uris[row]))
