@@ -169,7 +169,7 @@ def ingest(
     and materialize them through Dagster (stage → audit → publish)."""
     from tqdm import tqdm
 
-    from mm_platform.ingest.batches import save_manifest
+    from mm_platform.ingest.batches import ManifestWriter
     from mm_platform.ingest.ledger import DiscoveryLedger
     from mm_platform.ingest.reconcile import ReconcileCursor
     from mm_platform.ingest.scan import ScanBudget, scan_step
@@ -183,17 +183,19 @@ def ingest(
     snapshot = lake.snapshot()
     erased = frozenset(snapshot.table("erasures", columns=["media_id"]).column("media_id").to_pylist())
     # One pass of the paged, chunked diff: batches are saved as they fill, so memory stays flat at 1M objects.
-    batches = scan_step(
-        source,
-        snapshot,
-        DiscoveryLedger(),
-        ReconcileCursor(),
-        lambda batch: save_manifest(lake.location, batch),
-        budget=ScanBudget.unbounded(),
-        max_objects=max_objects,
-        erased=erased,
-        deletions=reconcile,
-    ).batches
+    with ManifestWriter(lake.location) as writer:
+        batches = scan_step(
+            source,
+            snapshot,
+            DiscoveryLedger(),
+            ReconcileCursor(),
+            writer.save,
+            budget=ScanBudget.unbounded(),
+            max_objects=max_objects,
+            erased=erased,
+            deletions=reconcile,
+            remember=False,
+        ).batches
     os.environ["MM_LAKE"] = lake.location.root  # the code location's resources read it when the run starts
     instance = instance_for(env.get("DAGSTER_HOME"))
     if plan_only:

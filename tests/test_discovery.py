@@ -42,7 +42,9 @@ def test_messages_plain_sns_wrapped_test_event_and_encoded_keys() -> None:
     plain = json.dumps({"Records": [_record("ObjectCreated:Put", "lib/my+photos/a%2Bb%20c.jpg", "0A")]})
     [event] = parse_message(plain)
     assert event.key == "lib/my photos/a+b c.jpg" and event.kind == "created" and event.sequencer == "0A"
-    sns = json.dumps({"Type": "Notification", "Message": json.dumps({"Records": [_record("ObjectRemoved:Delete", "lib/x", "0B")]})})
+    sns = json.dumps(
+        {"Type": "Notification", "Message": json.dumps({"Records": [_record("ObjectRemoved:Delete", "lib/x", "0B")]})}
+    )
     [removed] = parse_message(sns)
     assert removed.kind == "removed" and removed.key == "lib/x"
     assert parse_message(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "media"})) == []
@@ -56,8 +58,13 @@ def test_messages_plain_sns_wrapped_test_event_and_encoded_keys() -> None:
 def test_the_sequencer_decides_and_duplicates_or_late_events_change_nothing() -> None:
     # Reordered within a tick: the delete (sequencer 0C) is the latest for a, whatever the arrival order;
     # sequencers of different lengths compare after right-padding ("0B" < "0B01").
-    events = [_event("lib/a", "0C", "removed"), _event("lib/a", "0A"), _event("lib/b", "0B01", etag="new"),
-              _event("lib/b", "0B", etag="old"), _event("lib/b", "0B01", etag="new")]
+    events = [
+        _event("lib/a", "0C", "removed"),
+        _event("lib/a", "0A"),
+        _event("lib/b", "0B01", etag="new"),
+        _event("lib/b", "0B", etag="old"),
+        _event("lib/b", "0B01", etag="new"),
+    ]
     first = decide_events(SOURCE, events, DiscoveryLedger(), now=100.0)
     kinds = {b.kind: b for b in first.batches}
     assert set(kinds) == {"ingest", "erasure"}
@@ -73,8 +80,12 @@ def test_the_sequencer_decides_and_duplicates_or_late_events_change_nothing() ->
     freed = decide_events(SOURCE, [], waiting.ledger.finish({b.batch_id for b in first.batches}), now=130.0)
     assert [o.etag for b in freed.batches for o in b.objects] == ["newest"] and not freed.ledger.deferred
     # Other buckets and prefixes are not this source's.
-    foreign = decide_events(SOURCE, [ObjectEvent("other", "lib/a", "created", "01"), _event("elsewhere/a", "01")],
-                            DiscoveryLedger(), now=140.0)
+    foreign = decide_events(
+        SOURCE,
+        [ObjectEvent("other", "lib/a", "created", "01"), _event("elsewhere/a", "01")],
+        DiscoveryLedger(),
+        now=140.0,
+    )
     assert foreign.batches == [] and foreign.foreign == 2
 
 
@@ -137,8 +148,12 @@ def test_paged_reconciliation_spans_ticks_finds_unannounced_changes_and_keeps_th
     ledger = load_ledger(lake.location, source.uri)
     manifests = {b.batch_id: lake.location.read_json(f"_batches/{b.batch_id}.json") for b in found}
     ingested = sorted(o["key"] for m in manifests.values() if m and m["kind"] == "ingest" for o in m["objects"])
-    erased = sorted(d["uri"].rsplit("/", 2)[-2] + "/" + d["uri"].rsplit("/", 1)[-1]
-                    for m in manifests.values() if m and m["kind"] == "erasure" for d in m["deleted"])
+    erased = sorted(
+        d["uri"].rsplit("/", 2)[-2] + "/" + d["uri"].rsplit("/", 1)[-1]
+        for m in manifests.values()
+        if m and m["kind"] == "erasure"
+        for d in m["deleted"]
+    )
     assert ingested == ["d3/f00003.txt", "d6/new.txt"] and erased == ["d5/f00005.txt"]
     assert set(ledger.pending) == set(manifests)
     # While they are pending, the next pass requests nothing again; once published, their keys are free.

@@ -70,7 +70,9 @@ def test_a_20_batch_tick_is_queued_under_the_configured_limit(tmp_path: Path, mo
                 max_running = max(max_running, len(running))
                 max_queued = max(max_queued, sum(r.status == dg.DagsterRunStatus.QUEUED for r in runs))
                 succeeded = sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-                assert not [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE], (tmp_path / "daemon.log").read_text()[-3000:]
+                assert not [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE], (
+                    tmp_path / "daemon.log"
+                ).read_text()[-3000:]
                 time.sleep(0.3)
             runs = instance.get_runs()
     finally:

@@ -118,7 +118,10 @@ def test_s3_events_through_sqs_become_published_batches(
     [request] = first.run_requests or []
     batch = str(request.partition_key)
     manifest = lake.location.read_json(f"_batches/{batch}.json")
-    assert manifest is not None and sorted(o["key"] for o in manifest["objects"]) == ["lib/my photos/chel sea+1.png", "lib/orange.jpg"]
+    assert manifest is not None and sorted(o["key"] for o in manifest["objects"]) == [
+        "lib/my photos/chel sea+1.png",
+        "lib/orange.jpg",
+    ]
     assert _in_queue(sqs, queue) == 0  # deleted once the manifest and the ledger were saved
     _run(instance, batch)
     media = {r["key"]: r for r in lake.snapshot().table("media").to_pylist()}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 
 from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, BatchManifest, erasure_batch, ingest_batches
-from mm_platform.ingest.ledger import DiscoveryLedger, KeyMark, PendingBatch
+from mm_platform.ingest.ledger import DiscoveryLedger, PendingBatch
 from mm_platform.sources import DeletedMedia, ObjectInfo
 
 __all__ = ["ListingChunk", "ReconcileCursor", "Reconciler"]
@@ -75,11 +75,15 @@ class Reconciler:
         max_objects: int = DEFAULT_MAX_OBJECTS,
         erased: frozenset[str] = frozenset(),
         deletions: bool = True,
+        remember: bool = True,
     ) -> None:
+        """``remember=False``: do not keep handed-out batches as pending (a one-shot plan that saves no
+        ledger, like ``mmp ingest``), so memory stays flat over a whole pass."""
         self.source_uri = source_uri
         self.max_objects = max_objects
         self.erased = erased
         self.deletions = deletions
+        self.remember = remember
         self.now = now
         self._busy = ledger.busy_keys()
         self._marks = dict(ledger.marks)
@@ -106,10 +110,10 @@ class Reconciler:
                 seen[row] = 1
                 if obj.etag == etags[row] and obj.version_id == versions[row]:
                     continue
-            if obj.key in self._busy:
+            if self._busy and obj.key in self._busy:
                 self.counts["busy"] += 1
                 continue
-            if obj.media_id in self.erased:
+            if self.erased and obj.media_id in self.erased:
                 continue
             self.counts["new" if row is None else "changed"] += 1
             self._fresh.append(obj)
@@ -149,16 +153,15 @@ class Reconciler:
             gone, self._gone = self._gone[: self.max_objects], self._gone[self.max_objects :]
             keys, self._gone_keys = self._gone_keys[: len(gone)], self._gone_keys[len(gone) :]
             batch = erasure_batch(self.source_uri, gone)
-            self._record(batch, tuple(keys), "removed")
+            self._record(batch, tuple(keys))
             out.append(batch)
         for batch in out:
             if batch.kind == "ingest":
-                self._record(batch, tuple(o.key for o in batch.objects), "created")
+                self._record(batch, tuple(o.key for o in batch.objects))
         return out
 
-    def _record(self, batch: BatchManifest, keys: tuple[str, ...], kind: str) -> None:
-        self._pending[batch.batch_id] = PendingBatch(batch.batch_id, batch.kind, keys, self.now)
-        for key in keys:
-            # A listing has no sequencer: keep the last event's order, so a late duplicate stays stale.
-            order = self._marks[key].order if key in self._marks else ""
-            self._marks[key] = KeyMark(order, kind, batch.batch_id, self.now)
+    def _record(self, batch: BatchManifest, keys: tuple[str, ...]) -> None:
+        # No new marks: a listing has no sequencer, and a key's last event mark (if any) must stay, so a
+        # late duplicate of that event stays stale. Pending is what keeps the key out of other batches.
+        if self.remember:
+            self._pending[batch.batch_id] = PendingBatch(batch.batch_id, batch.kind, keys, self.now)

@@ -74,12 +74,17 @@ def scan_step(
     max_objects: int = DEFAULT_MAX_OBJECTS,
     erased: frozenset[str] = frozenset(),
     deletions: bool = True,
+    remember: bool = True,
 ) -> ScanOutcome:
-    """List from ``cursor.after`` within ``budget``; save each batch with ``save`` as soon as it is decided."""
+    """List from ``cursor.after`` within ``budget``; save each batch with ``save`` as soon as it is decided.
+
+    ``remember=False``: a one-shot plan (no ledger is saved): batches are not kept as pending in memory."""
     budget = budget or ScanBudget()
     started = time.monotonic()
     when = time.time() if now is None else now
-    reconciler = Reconciler(source.uri, ledger, when, max_objects=max_objects, erased=erased, deletions=deletions)
+    reconciler = Reconciler(
+        source.uri, ledger, when, max_objects=max_objects, erased=erased, deletions=deletions, remember=remember
+    )
     planned: list[PlannedBatch] = []
 
     def keep(batches: list[BatchManifest]) -> None:

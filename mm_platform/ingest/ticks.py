@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, save_manifest
+from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, ManifestWriter, save_manifest
 from mm_platform.ingest.coalesce import decide_events
 from mm_platform.ingest.events import ObjectEvent, UnreadableMessage, parse_message
 from mm_platform.ingest.ledger import PendingBatch, finished_batches, load_ledger, save_ledger
@@ -141,17 +141,18 @@ def listing_tick(
     budget = budget or ScanBudget()
     if budget.max_batches is None or budget.max_batches > room:
         budget = ScanBudget(budget.max_keys, budget.max_seconds, budget.chunk_keys, room)
-    outcome = scan_step(
-        source,
-        lake.snapshot(),
-        ledger,
-        cursor,
-        lambda batch: save_manifest(location, batch),
-        budget=budget,
-        now=now,
-        max_objects=limits.max_objects,
-        erased=_erased(lake),
-    )
+    with ManifestWriter(location) as writer:
+        outcome = scan_step(
+            source,
+            lake.snapshot(),
+            ledger,
+            cursor,
+            writer.save,
+            budget=budget,
+            now=now,
+            max_objects=limits.max_objects,
+            erased=_erased(lake),
+        )
     save_ledger(location, source.uri, outcome.ledger.pruned(now))
     counts = {"listed": outcome.listed, "pass_finished": int(outcome.pass_finished), **outcome.counts}
     return TickOutcome(outcome.batches, list(outcome.ledger.pending.values()), counts, outcome.cursor)

@@ -10,6 +10,7 @@ import stat as stat_module
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 from mm_platform.errors import ConfigError, SourceChangedError, SourceError
 from mm_platform.sources.base import (
@@ -134,7 +135,9 @@ class LocalFolderSource(Source):
             log.warning("skipping file gone while listing path=%s error=%s", entry.path, exc.strerror)
             return None
         return ObjectInfo(
-            uri=Path(entry.path).as_uri(),
+            # = Path(entry.path).as_uri() (the root is resolved, so entry paths are normal), without building a
+            # Path per file: a third of a million-file listing's time.
+            uri="file://" + quote_from_bytes(os.fsencode(entry.path)),
             source=self.uri,
             key=key_for_name(key),
             size_bytes=stat.st_size,

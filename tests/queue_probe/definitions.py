@@ -27,7 +27,9 @@ probe_job = dg.define_asset_job("probe_job", selection=[probe_batch])
 def probe_discovery(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     lake = Lake.open(os.environ["MM_LAKE"])
     source = LocalFolderSource(os.environ["MM_SOURCE"])
-    outcome = listing_tick(lake, source, ReconcileCursor.from_json(context.cursor), limits=DiscoveryLimits(max_objects=1))
+    outcome = listing_tick(
+        lake, source, ReconcileCursor.from_json(context.cursor), limits=DiscoveryLimits(max_objects=1)
+    )
     assert outcome.cursor is not None
     return sensor_result(context, source.uri, outcome, outcome.cursor.to_json())
 
