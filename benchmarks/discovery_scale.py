@@ -166,14 +166,19 @@ def main() -> None:
     parser.add_argument("--local", type=int, action="append")
     parser.add_argument("--seaweed", type=int, action="append")
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="10,000 local files, one rep (a smoke run)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results_discovery_scale.json"))
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
+    if args.quick:
+        args.local, args.seaweed, args.reps = [10_000], None, 1
+    elif not args.local and not args.seaweed:
+        args.local, args.seaweed = [100_000, 1_000_000], [100_000]
     results = []
     env = dict(os.environ)
-    for n in args.local or ([] if args.seaweed else [100_000, 1_000_000]):
+    for n in args.local or []:
         root = Path(tempfile.mkdtemp(prefix="mmp-bench-tree-"))
         try:
             started = time.perf_counter()

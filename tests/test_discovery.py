@@ -162,3 +162,14 @@ def test_paged_reconciliation_spans_ticks_finds_unannounced_changes_and_keeps_th
     for batch_id in manifests:
         lake.location.write_json(published_marker(batch_id), {"seq": 0})
     assert finished_batches(lake.location, ledger, now=0.0, give_up_s=3600) == set(manifests)
+
+
+def test_a_local_listing_resumes_after_any_key(tmp_path: Path) -> None:
+    for name in ["a.txt", "a/b.txt", "a/c/d.txt", "a-b.txt", "b/x.txt", "b/y/z.txt", "c.txt", "é.txt"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    source = LocalFolderSource(tmp_path)
+    keys = [o.key for o in source.list_objects()]
+    assert keys == sorted(keys)
+    for after in [*keys, "", "a/", "a/c", "a/zzz", "b/y/", "bb", "zzz"]:
+        assert [o.key for o in source.list_objects(start_after=after)] == [k for k in keys if k > after], after
