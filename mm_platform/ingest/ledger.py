@@ -20,9 +20,13 @@ from mm_platform.lake.storage import LakeLocation
 __all__ = ["DISCOVERY_DIR", "DiscoveryLedger", "KeyMark", "PendingBatch", "load_ledger", "save_ledger", "source_id"]
 
 DISCOVERY_DIR = "_discovery"
-DEFAULT_HORIZON_S = 24 * 3600.0
+DEFAULT_HORIZON_S = 3600.0
 """How long the last event per key is remembered. S3 duplicates and reorderings come within minutes;
 anything older is caught by reconciliation, which compares the source itself with the lake."""
+MAX_MARKS = 50_000
+"""At most this many marks are kept (the newest): a burst of a million uploads must not make the ledger,
+rewritten each tick, a million entries. A duplicate arriving after its mark was dropped re-ingests the
+same version, which reuses every result by content hash."""
 
 
 def source_id(source_uri: str) -> str:
@@ -73,11 +77,13 @@ class DiscoveryLedger:
             return self
         return replace(self, pending={b: p for b, p in self.pending.items() if b not in batch_ids})
 
-    def pruned(self, now: float, horizon_s: float = DEFAULT_HORIZON_S) -> DiscoveryLedger:
-        """Forget marks older than the horizon, except for keys still pending."""
-        busy = self.busy_keys()
-        marks = {k: m for k, m in self.marks.items() if now - m.at <= horizon_s or k in busy}
-        return replace(self, marks=marks)
+    def pruned(self, now: float, horizon_s: float = DEFAULT_HORIZON_S, max_marks: int = MAX_MARKS) -> DiscoveryLedger:
+        """Forget marks older than the horizon, and the oldest beyond ``max_marks``."""
+        marks = {k: m for k, m in self.marks.items() if now - m.at <= horizon_s}
+        if len(marks) > max_marks:
+            newest = sorted(marks.items(), key=lambda item: item[1].at)[-max_marks:]
+            marks = dict(newest)
+        return self if marks == self.marks else replace(self, marks=marks)
 
     def to_json(self) -> dict[str, Any]:
         return {

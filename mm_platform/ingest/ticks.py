@@ -83,10 +83,10 @@ def event_tick(
     limits = limits or DiscoveryLimits()
     now = time.time() if now is None else now
     location = lake.location
-    ledger = load_ledger(location, source_uri)
-    ledger = ledger.finish(finished_batches(location, ledger, now, limits.give_up_s) | failed(set(ledger.pending)))
+    loaded = load_ledger(location, source_uri)
+    ledger = loaded.finish(finished_batches(location, loaded, now, limits.give_up_s) | failed(set(loaded.pending)))
     if len(ledger.pending) >= limits.max_pending:
-        save_ledger(location, source_uri, ledger)
+        save_ledger(location, source_uri, ledger)  # finished batches leave the pending set
         return TickOutcome([], list(ledger.pending.values()), {"backpressure": 1})
     messages = queue.receive(max_messages=limits.max_messages, wait_s=limits.wait_s, budget_s=limits.receive_s)
     events: list[ObjectEvent] = []
@@ -100,7 +100,9 @@ def event_tick(
     decision = decide_events(source_uri, events, ledger, now, max_objects=limits.max_objects, erased=_erased(lake))
     for batch in decision.batches:
         save_manifest(location, batch)
-    save_ledger(location, source_uri, decision.ledger.pruned(now))
+    next_ledger = decision.ledger.pruned(now)
+    if next_ledger != loaded:  # an idle tick writes nothing
+        save_ledger(location, source_uri, next_ledger)
     delete_failures = queue.delete(messages)
     counts = {
         "messages": len(messages),
@@ -132,8 +134,8 @@ def listing_tick(
     limits = limits or DiscoveryLimits()
     now = time.time() if now is None else now
     location = lake.location
-    ledger = load_ledger(location, source.uri)
-    ledger = ledger.finish(finished_batches(location, ledger, now, limits.give_up_s) | failed(set(ledger.pending)))
+    loaded = load_ledger(location, source.uri)
+    ledger = loaded.finish(finished_batches(location, loaded, now, limits.give_up_s) | failed(set(loaded.pending)))
     room = limits.max_pending - len(ledger.pending)
     if room <= 0:
         save_ledger(location, source.uri, ledger)
@@ -153,6 +155,8 @@ def listing_tick(
             max_objects=limits.max_objects,
             erased=_erased(lake),
         )
-    save_ledger(location, source.uri, outcome.ledger.pruned(now))
+    next_ledger = outcome.ledger.pruned(now)
+    if next_ledger != loaded:
+        save_ledger(location, source.uri, next_ledger)
     counts = {"listed": outcome.listed, "pass_finished": int(outcome.pass_finished), **outcome.counts}
     return TickOutcome(outcome.batches, list(outcome.ledger.pending.values()), counts, outcome.cursor)
