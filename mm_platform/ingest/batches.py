@@ -108,19 +108,23 @@ def save_manifest(location: LakeLocation, manifest: BatchManifest) -> None:
     location.write_bytes(f"{BATCHES_DIR}/{manifest.batch_id}.json", orjson.dumps(doc))
 
 
+WRITER_THREADS = 4
+
+
 class ManifestWriter:
-    """Saves manifests on one background thread, so a long listing goes on while the previous batch is
-    encoded and fsynced. :meth:`wait` (or leaving the ``with`` block) returns once every manifest is durable,
-    and raises the first error: callers save the ledger, or delete SQS messages, only after it."""
+    """Saves manifests on background threads, so a long listing goes on while earlier batches are written
+    and fsynced (several at once: on a busy disk one fsync can take longer than listing a whole batch).
+    :meth:`wait` (or leaving the ``with`` block) returns once every manifest is durable, and raises the
+    first error: callers save the ledger, or delete SQS messages, only after it."""
 
     def __init__(self, location: LakeLocation) -> None:
         self.location = location
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-manifests")
+        self._pool = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="mmp-manifests")
         self._futures: list[Future[None]] = []
 
     def save(self, manifest: BatchManifest) -> None:
-        # At most two manifests wait: a writer slower than the listing must not hold a million objects.
-        while len(self._futures) >= 2:
+        # A bounded number wait: writers slower than the listing must not hold a million objects.
+        while len(self._futures) >= 2 * WRITER_THREADS:
             self._futures.pop(0).result()
         self._futures.append(self._pool.submit(save_manifest, self.location, manifest))
 
