@@ -11,16 +11,18 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from mm_platform.ingest.coalesce import decide_events
 from mm_platform.ingest.events import ObjectEvent, UnreadableMessage, parse_message
 from mm_platform.ingest.ledger import DiscoveryLedger, finished_batches, load_ledger, published_marker
 from mm_platform.ingest.reconcile import ReconcileCursor
-from mm_platform.ingest.register import register_objects
+from mm_platform.ingest.register import fetch_all, media_row
 from mm_platform.ingest.scan import ScanBudget
 from mm_platform.ingest.ticks import DiscoveryLimits, listing_tick
 from mm_platform.lake import Lake, TableWrite
+from mm_platform.lake.schemas import MEDIA
 from mm_platform.sources import LocalFolderSource
 
 SOURCE = "s3://media/lib"
@@ -109,8 +111,12 @@ def test_ten_thousand_upload_events_over_a_few_ticks_become_a_bounded_number_of_
 
 def _seed(lake: Lake, source: LocalFolderSource) -> None:
     """Publish real registration rows (bytes read and hashed; no models needed) for every listed file."""
-    batch = register_objects(source, source.list_objects(), "seed", "test")
-    lake.publish("seed", {"media": TableWrite(batch.media_table())})
+    rows = []
+    for info, fetched in fetch_all(source, source.list_objects()):
+        assert not isinstance(fetched, Exception)
+        with fetched:
+            rows.append(media_row(info, fetched, "seed", "test"))
+    lake.publish("seed", {"media": TableWrite(pa.Table.from_pylist(rows, schema=MEDIA.schema))})
 
 
 @pytest.mark.parametrize("files", [300, 3_000])
@@ -172,4 +178,18 @@ def test_a_local_listing_resumes_after_any_key(tmp_path: Path) -> None:
     keys = [o.key for o in source.list_objects()]
     assert keys == sorted(keys)
     for after in [*keys, "", "a/", "a/c", "a/zzz", "b/y/", "bb", "zzz"]:
+        assert [o.key for o in source.list_objects(start_after=after)] == [k for k in keys if k > after], after
+
+
+def test_a_listing_with_non_utf8_names_is_in_key_order_and_resumes(tmp_path: Path) -> None:
+    root = os.fsencode(str(tmp_path))
+    for name in [b"a.txt", b"caf\xe9.txt", b"caf\xc3\xa9.txt", b"d\xff/x.txt", b"d/y.txt", b"zz.txt"]:
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(name)
+    source = LocalFolderSource(tmp_path)
+    keys = [o.key for o in source.list_objects()]
+    assert keys == sorted(keys) and len(keys) == 6
+    for after in keys:
         assert [o.key for o in source.list_objects(start_after=after)] == [k for k in keys if k > after], after

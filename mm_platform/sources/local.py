@@ -107,16 +107,19 @@ class LocalFolderSource(Source):
             log.warning("skipping unreadable folder path=%s error=%s", folder, exc.strerror or exc)
             return
         # Sorting a folder's entries with "/" appended to folder names yields keys in global sorted order
-        # during a depth-first walk, without collecting the whole tree first.
-        entries.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+        # during a depth-first walk, without collecting the whole tree first. Sorted by their keys (a
+        # non-UTF-8 name's key is percent-encoded), so listing order is key order and a paged listing can
+        # resume after a key.
+        entries.sort(key=lambda e: key_for_name(e.name) + ("/" if e.is_dir(follow_symlinks=False) else ""))
         for entry in entries:
             key = key_prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
                 # Resuming a paged listing: a folder whose keys all sort before start_after is not entered.
-                if start_after and not start_after.startswith(key + "/") and start_after > key + "/":
+                folder_key = key_for_name(key) + "/"
+                if start_after and not start_after.startswith(folder_key) and start_after > folder_key:
                     continue
                 yield from self._walk(Path(entry.path), key + "/", start_after)
-            elif start_after and key <= start_after:
+            elif start_after and key_for_name(key) <= start_after:
                 continue
             elif entry.is_symlink() and entry.is_dir():
                 log.warning("not following symlinked folder path=%s", entry.path)
