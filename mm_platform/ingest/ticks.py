@@ -45,8 +45,9 @@ class DiscoveryLimits:
     objects again."""
     max_messages: int = 10_000
     """Messages received per tick."""
-    wait_s: float = 1.0
-    """Long poll of the first receive."""
+    wait_s: float = 4.0
+    """Long poll of the first receive: an upload during the first 4 s of an idle tick is taken at once
+    instead of waiting for the next tick (a tick that finds messages returns without waiting)."""
     receive_s: float = 8.0
     """Time spent receiving per tick."""
 
