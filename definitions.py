@@ -6,6 +6,7 @@ from assets import all_assets
 from assets.pipeline import PIPELINE
 from mm_platform.orchestration import LakeResource, MediaSourceResource
 from mm_platform.orchestration.annotations import AnnotationSourceResource
+from mm_platform.orchestration.queue import S3EventQueueResource
 from sensors import all_jobs, all_sensors
 
 defs = dg.Definitions(
@@ -20,5 +21,6 @@ defs = dg.Definitions(
         "s3_source": MediaSourceResource(uri=None),
         "pipeline": PIPELINE,
         "annotation_source": AnnotationSourceResource(),
+        "s3_events": S3EventQueueResource(),
     },
 )

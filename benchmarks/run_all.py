@@ -18,6 +18,8 @@ MODULES = [
     "benchmarks.incremental",
     "benchmarks.search",
     "benchmarks.label_bridge_eval",
+    "benchmarks.discovery_scale",
+    "benchmarks.discovery_latency",
 ]
 
 

@@ -176,11 +176,12 @@ def ingest(
 ) -> None:
     """Discover new, changed and deleted objects in SOURCE (a folder or s3://bucket/prefix), create batches,
     and materialize them through Dagster (stage → audit → publish)."""
-    import pyarrow.compute as pc
     from tqdm import tqdm
 
-    from mm_platform.ingest.batches import save_manifest
-    from mm_platform.ingest.discovery import DiscoveryCursor, decide
+    from mm_platform.ingest.batches import ManifestWriter
+    from mm_platform.ingest.ledger import DiscoveryLedger
+    from mm_platform.ingest.reconcile import ReconcileCursor
+    from mm_platform.ingest.scan import ScanBudget, scan_step
     from mm_platform.orchestration.runner import PARTITIONS, instance_for, load_definitions, run_batches
     from mm_platform.sources import S3Settings, source_from_uri
 
@@ -193,28 +194,26 @@ def ingest(
     source = source_from_uri(source_uri, s3_settings=settings)
     snapshot = lake.snapshot()
     erased = frozenset(snapshot.table("erasures", columns=["media_id"]).column("media_id").to_pylist())
-    media = snapshot.table(
-        "media",
-        columns=["media_id", "uri", "etag", "version_id", "content_sha256", "status"],
-        filter=pc.field("status") != "deleted",
-    )
-    batches, _ = decide(
-        source.uri,
-        source.list_objects(),
-        media,
-        DiscoveryCursor(),
-        reconcile=reconcile,
-        max_objects=max_objects,
-        erased=erased,
-    )
-    for batch in batches:
-        save_manifest(lake.location, batch)
+    # One pass of the paged, chunked diff: batches are saved as they fill, so memory stays flat at 1M objects.
+    with ManifestWriter(lake.location) as writer:
+        batches = scan_step(
+            source,
+            snapshot,
+            DiscoveryLedger(),
+            ReconcileCursor(),
+            writer.save,
+            budget=ScanBudget.unbounded(),
+            max_objects=max_objects,
+            erased=erased,
+            deletions=reconcile,
+            remember=False,
+        ).batches
     os.environ["MM_LAKE"] = lake.location.root  # the code location's resources read it when the run starts
     instance = instance_for(env.get("DAGSTER_HOME"))
     if plan_only:
         if batches:
             instance.add_dynamic_partitions(PARTITIONS, [b.batch_id for b in batches])
-        plan = [{"batch": b.batch_id, "kind": b.kind, "objects": len(b.objects) + len(b.deleted)} for b in batches]
+        plan = [{"batch": b.batch_id, "kind": b.kind, "objects": b.size} for b in batches]
         _emit(
             as_json,
             plan,

@@ -2,8 +2,9 @@
 
 from sensors.annotations import annotation_file_sensor, annotation_job
 from sensors.discovery import folder_media_sensor, ingest_job, s3_media_sensor
+from sensors.events import sqs_media_sensor
 
-all_sensors = [s3_media_sensor, folder_media_sensor, annotation_file_sensor]
+all_sensors = [s3_media_sensor, sqs_media_sensor, folder_media_sensor, annotation_file_sensor]
 all_jobs = [ingest_job, annotation_job]
 
 __all__ = ["all_jobs", "all_sensors"]

@@ -1,8 +1,9 @@
-"""What a sensor tick decides, as a pure function of (listing, published media, cursor).
+"""A one-shot decision over a whole listing held in memory: (listing, published media, cursor) → batches.
 
-New or overwritten object versions become ingest batches; on a reconciliation tick, objects gone from the
-source become one erasure batch. The cursor remembers what was requested and not yet published, so a
-second tick with no change requests nothing, and a run that is still going is not requested twice.
+Kept for small sources, tests and benchmarks that hand over a complete listing. The sensors and `mmp ingest`
+do not use it: they page the listing and diff it chunk by chunk (:mod:`mm_platform.ingest.scan`), keep
+pending work in the lake (:mod:`mm_platform.ingest.ledger`) and read S3 events (:mod:`.coalesce`), so their
+cost and their cursor do not grow with the source. This cursor does (it lists every requested URI).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from mm_platform.errors import AuditFailedError, ConfigError, StaleStageError
 from mm_platform.ingest.batches import BATCHES_DIR, BatchManifest, load_manifest
+from mm_platform.ingest.ledger import published_marker
 from mm_platform.ingest.process import BatchProcessor, BatchReport
 from mm_platform.lake import AuditCheck, CheckResult, Lake, PublishResult
 from mm_platform.lake.stage import load_stage
@@ -103,4 +104,7 @@ def _publish_pointed(lake: Lake, batch_id: str) -> PublishResult:
     stage = load_stage(lake.location, pointer["stage_id"])
     if stage is None:
         raise ConfigError(f"batch {batch_id}: stage {pointer['stage_id']} is gone", hint="stage the batch again")
-    return lake.publish_stage(stage)
+    result = lake.publish_stage(stage)
+    # Discovery frees the batch's keys once this marker exists (mm_platform.ingest.ledger).
+    lake.location.write_json(published_marker(batch_id), {"seq": result.seq, "stage_id": stage.stage_id})
+    return result

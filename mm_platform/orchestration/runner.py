@@ -6,7 +6,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import dagster as dg
 
 from mm_platform.errors import ConfigError
 from mm_platform.ingest.batches import BatchManifest
+from mm_platform.ingest.scan import PlannedBatch
 
 PARTITIONS = "ingest_batches"
 JOB = "ingest_job"
@@ -73,7 +74,9 @@ class BatchRun:
     """Why a step failed, as the user's code said it (the innermost cause), when one did."""
 
 
-def run_batches(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[BatchManifest]) -> Iterator[BatchRun]:
+def run_batches(
+    defs: dg.Definitions, instance: dg.DagsterInstance, batches: Sequence[BatchManifest | PlannedBatch]
+) -> Iterator[BatchRun]:
     """Materialize each batch's partition (stage, audit, publish) through the ingest job."""
     job = defs.resolve_job_def(JOB)
     if batches:

@@ -285,8 +285,10 @@ class Source(ABC):
     """The root URI this source lists (``file:///abs/root`` or ``s3://bucket/prefix``)."""
 
     @abstractmethod
-    def list_objects(self) -> Iterator[ObjectInfo]:
-        """Every object under the root, sorted by key, so two listings of the same state are identical."""
+    def list_objects(self, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object under the root, sorted by key, so two listings of the same state are identical.
+
+        ``start_after``: only keys sorting after it (a paged listing resuming where the last page ended)."""
 
     @abstractmethod
     def fetch(self, obj: ObjectInfo) -> FetchedObject:

@@ -10,6 +10,7 @@ import stat as stat_module
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 from mm_platform.errors import ConfigError, SourceChangedError, SourceError
 from mm_platform.sources.base import (
@@ -57,8 +58,8 @@ class LocalFolderSource(Source):
         self._root_str = str(self.root)
         self._root_prefix = os.path.join(self._root_str, "")
 
-    def list_objects(self) -> Iterator[ObjectInfo]:
-        return self._walk(self.root, "")
+    def list_objects(self, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        return self._walk(self.root, "", start_after or "")
 
     def fetch(self, obj: ObjectInfo) -> FetchedObject:
         if obj.source != self.uri:
@@ -97,7 +98,7 @@ class LocalFolderSource(Source):
                     f"cannot read {_shown(path)}: {exc.strerror or exc}", hint="check that the file is readable"
                 ) from exc
 
-    def _walk(self, folder: Path, key_prefix: str) -> Iterator[ObjectInfo]:
+    def _walk(self, folder: Path, key_prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         try:
             with os.scandir(folder) as scan:
                 entries = [entry for entry in scan if not entry.name.startswith(".")]
@@ -106,12 +107,20 @@ class LocalFolderSource(Source):
             log.warning("skipping unreadable folder path=%s error=%s", folder, exc.strerror or exc)
             return
         # Sorting a folder's entries with "/" appended to folder names yields keys in global sorted order
-        # during a depth-first walk, without collecting the whole tree first.
-        entries.sort(key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+        # during a depth-first walk, without collecting the whole tree first. Sorted by their keys (a
+        # non-UTF-8 name's key is percent-encoded), so listing order is key order and a paged listing can
+        # resume after a key.
+        entries.sort(key=lambda e: key_for_name(e.name) + ("/" if e.is_dir(follow_symlinks=False) else ""))
         for entry in entries:
             key = key_prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(Path(entry.path), key + "/")
+                # Resuming a paged listing: a folder whose keys all sort before start_after is not entered.
+                folder_key = key_for_name(key) + "/"
+                if start_after and not start_after.startswith(folder_key) and start_after > folder_key:
+                    continue
+                yield from self._walk(Path(entry.path), key + "/", start_after)
+            elif start_after and key_for_name(key) <= start_after:
+                continue
             elif entry.is_symlink() and entry.is_dir():
                 log.warning("not following symlinked folder path=%s", entry.path)
             elif entry.is_file() or entry.is_symlink():
@@ -129,7 +138,9 @@ class LocalFolderSource(Source):
             log.warning("skipping file gone while listing path=%s error=%s", entry.path, exc.strerror)
             return None
         return ObjectInfo(
-            uri=Path(entry.path).as_uri(),
+            # = Path(entry.path).as_uri() (the root is resolved, so entry paths are normal), without building a
+            # Path per file: a third of a million-file listing's time.
+            uri="file://" + quote_from_bytes(os.fsencode(entry.path)),
             source=self.uri,
             key=key_for_name(key),
             size_bytes=stat.st_size,

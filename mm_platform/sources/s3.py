@@ -180,8 +180,8 @@ class S3Source(Source):
                 self._client.close()
                 self._client = None
 
-    def list_objects(self) -> Iterator[ObjectInfo]:
-        entries = self._list_latest_versions() if self._is_versioned() else self._list_current()
+    def list_objects(self, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        entries = self._list_latest_versions(start_after) if self._is_versioned() else self._list_current(start_after)
         previous = ""
         for info in entries:
             # S3 promises keys in ascending UTF-8 order (= Python str order); a store that breaks this would
@@ -239,8 +239,10 @@ class S3Source(Source):
         # "Suspended" buckets still hold versions; listing versions keeps their ids right.
         return answer.get("Status") in ("Enabled", "Suspended")
 
-    def _list_current(self) -> Iterator[ObjectInfo]:
+    def _list_current(self, start_after: str | None = None) -> Iterator[ObjectInfo]:
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix, "MaxKeys": self.page_size}
+        if start_after:
+            params["StartAfter"] = start_after
         while True:
             # Paging by hand (not a botocore paginator): a failed page is retried alone, the walk resumes.
             page = self._call("ListObjectsV2", partial(self.client.list_objects_v2, **params), what=self.uri)
@@ -250,8 +252,10 @@ class S3Source(Source):
                 return
             params["ContinuationToken"] = page["NextContinuationToken"]
 
-    def _list_latest_versions(self) -> Iterator[ObjectInfo]:
+    def _list_latest_versions(self, start_after: str | None = None) -> Iterator[ObjectInfo]:
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix, "MaxKeys": self.page_size}
+        if start_after:
+            params["KeyMarker"] = start_after  # versions of keys after the marker (the marker's own are done)
         while True:
             page = self._call("ListObjectVersions", partial(self.client.list_object_versions, **params), what=self.uri)
             # Deleted keys have a delete marker as their latest version, so none of their Versions is latest.
