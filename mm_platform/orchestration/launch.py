@@ -15,6 +15,8 @@ the same internal functions as the ``dagster job launch`` command; they are conf
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -22,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import click
 import dagster as dg
 from dagster._cli.job import _create_run
 from dagster._cli.workspace.cli_target import (
@@ -56,9 +59,26 @@ def daemon_is_running(instance: dg.DagsterInstance) -> bool:
 
 
 @contextmanager
-def _workspace(instance: dg.DagsterInstance, definitions: Path) -> Iterator[WorkspaceRequestContext]:
+def _children_print_to_stderr() -> Iterator[None]:
+    """The code server and the run processes it starts inherit stdout: point it at stderr meanwhile, so
+    their logs never mix with what the command prints (``mmp ingest --json`` stays one JSON document)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextmanager
+def _workspace(
+    instance: dg.DagsterInstance, definitions: Path, working_directory: Path
+) -> Iterator[WorkspaceRequestContext]:
     target = PythonFileTarget(
-        python_file=str(definitions), attribute=None, working_directory=str(definitions.parent), location_name=None
+        python_file=str(definitions), attribute="defs", working_directory=str(working_directory), location_name=None
     )
     with WorkspaceProcessContext(
         instance, version=dg.__version__, read_only=False, workspace_load_target=target
@@ -74,10 +94,15 @@ def launch_batches(
     parallel: int,
     run_config: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
+    working_directory: str | Path | None = None,
     timeout_s: float = 3600.0,
     on_start: Callable[[BatchManifest, str], None] | None = None,
 ) -> Iterator[BatchRun]:
-    """Run each batch as its own Dagster run, at most ``parallel`` at once; yields runs as they finish."""
+    """Run each batch as its own Dagster run, at most ``parallel`` at once; yields runs as they finish.
+
+    ``working_directory`` (default: the current one, the project folder) is where the code location
+    imports from, as ``working_directory`` in workspace.yaml.
+    """
     file = Path(definitions).resolve()
     if not file.is_file():
         raise ConfigError(f"no Dagster definitions at {file}", hint="run from the project folder or pass --definitions")
@@ -85,14 +110,21 @@ def launch_batches(
         raise ConfigError(f"--parallel must be at least 1, not {parallel}")
     if not batches:
         return
-    instance.add_dynamic_partitions(PARTITIONS, [b.batch_id for b in batches])
+    instance.add_dynamic_partitions(PARTITIONS, sorted({b.batch_id for b in batches}))
     invocation = uuid.uuid4().hex[:12]
     queued = isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
     submit = not queued or daemon_is_running(instance)
-    with _workspace(instance, file) as workspace:
-        location = get_code_location_from_workspace(workspace, None)
-        repo = get_remote_repository_from_code_location(location, None)
-        job = get_remote_job_from_remote_repo(repo, JOB)
+    directory = Path(working_directory or Path.cwd()).resolve()
+    with _children_print_to_stderr(), _workspace(instance, file, directory) as workspace:
+        try:
+            location = get_code_location_from_workspace(workspace, None)
+            repo = get_remote_repository_from_code_location(location, None)
+            job = get_remote_job_from_remote_repo(repo, JOB)
+        except click.UsageError as exc:  # how Dagster's loaders report a code location that does not load
+            raise ConfigError(
+                f"the code location {file} does not load: {exc.format_message()}",
+                hint="check it with `dagster definitions validate -f FILE` from the project folder",
+            ) from exc
         pending = list(batches)
         running: dict[str, BatchManifest] = {}
         deadline = time.monotonic() + timeout_s
