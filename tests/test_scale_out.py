@@ -131,7 +131,10 @@ def test_two_runs_of_one_partition_never_publish_each_others_stage(
     monkeypatch.setenv("MMP_FAULT_BARRIER_DIR", str(tmp_path / "barrier"))
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
-        runs = list(launch_batches(instance, DEFINITIONS, [batch, batch], parallel=2, working_directory=REPO))
+        launched = launch_batches(
+            instance, DEFINITIONS, [batch, batch], parallel=2, working_directory=REPO, timeout_s=400
+        )
+        runs = list(launched)
         assert len(runs) == 2 and all(r.success for r in runs), runs
         published = {r.run_id: r.metadata["published_snapshot"] for r in runs}
     assert len(os.listdir(tmp_path / "barrier")) == 2  # both really were in flight together
@@ -165,10 +168,16 @@ class CeleryCluster:
     def start_worker(self, name: str, config: Path, **extra: str) -> subprocess.Popen[bytes]:
         log = open(self.root / f"worker-{name}.log", "wb")  # noqa: SIM115  (closed with the process)
         proc = subprocess.Popen(
-            [str(CELERY), "worker", "start", "-n", name, "-y", str(config), "--", "--concurrency=1", "--pool=prefork"],
+            [str(CELERY), "worker", "start", "-A", "dagster_celery.app", "-n", name, "-y", str(config),
+             "--", "--pool=solo"],
             cwd=REPO, env={**self.env, **extra}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.workers.append(proc)
+        deadline = time.monotonic() + 120
+        while b"ready." not in (self.root / f"worker-{name}.log").read_bytes():
+            assert proc.poll() is None, (self.root / f"worker-{name}.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"worker {name} did not get ready"
+            time.sleep(0.3)
         return proc
 
     def stop_workers(self, sig: int = signal.SIGTERM) -> None:
@@ -224,6 +233,7 @@ def celery_cluster(
         **os.environ, **QUIET, **pg_database.env(), **seaweedfs_endpoint.env(),
         "DAGSTER_HOME": str(home), "MM_LAKE": lake_uri, "MMP_TEST_CLIP": str(tiny_clip),
         "MMP_TEST_EXECUTOR": "celery",
+        "PATH": f"{CELERY.parent}{os.pathsep}{os.environ.get('PATH', '')}",  # dagster-celery runs `celery`
         "MMP_CELERY_BROKER": f"redis://127.0.0.1:{port}/0", "MMP_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1",
     }
     cluster = CeleryCluster(env, home, lake_uri, root, [])
@@ -259,7 +269,8 @@ def test_celery_workers_publish_eight_concurrent_batches_exactly_once(
     assert len(batches) == 8
     try:
         with celery_cluster.instance() as instance:
-            runs = list(launch_batches(instance, DEFINITIONS, batches, parallel=8, working_directory=REPO))
+            launched = launch_batches(instance, DEFINITIONS, batches, parallel=8, working_directory=REPO, timeout_s=480)
+            runs = list(launched)
             assert all(r.success for r in runs), [(r.batch_id, r.failed_checks) for r in runs]
             hosts = {h.split("@")[0] for r in runs for h in _celery_hosts(instance, r.run_id, "staged_batch")}
             processes: dict[str, list[int]] = {}
@@ -290,7 +301,9 @@ def test_a_worker_killed_mid_staging_still_publishes_the_batch_once(
             result: list[BatchRun] = []
             thread = threading.Thread(
                 target=lambda: result.extend(
-                    launch_batches(instance, DEFINITIONS, [batch], parallel=1, working_directory=REPO)
+                    launch_batches(
+                        instance, DEFINITIONS, [batch], parallel=1, working_directory=REPO, timeout_s=400
+                    )
                 )
             )
             thread.start()
