@@ -92,7 +92,7 @@ def main() -> None:
     lost = sum(int(r["lost"]) for r in many + single)
     dup = sum(int(r["duplicated"]) for r in many + single)
     gapless = all(r["gapless"] for r in many + single)
-    print("| benchmark | 1 publisher | %d publishers | ratio |" % args.publishers)
+    print(f"| benchmark | 1 publisher | {args.publishers} publishers | ratio |")
     print("|---|---|---|---|")
     print(f"| publishes (lost / duplicated / gapless seqs) | {int(single[0]['publishes'])} per round | "
           f"{int(many[0]['publishes'])} per round | {lost} lost, {dup} duplicated, gapless={gapless} |")
