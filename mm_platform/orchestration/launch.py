@@ -16,6 +16,7 @@ the same internal functions as the ``dagster job launch`` command; they are conf
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -80,10 +81,16 @@ def _workspace(
     target = PythonFileTarget(
         python_file=str(definitions), attribute="defs", working_directory=str(working_directory), location_name=None
     )
-    with WorkspaceProcessContext(
-        instance, version=dg.__version__, read_only=False, workspace_load_target=target
-    ) as context:
+    context = WorkspaceProcessContext(instance, version=dg.__version__, read_only=False, workspace_load_target=target)
+    context.__enter__()
+    try:
         yield context.create_request_context()
+    finally:
+        try:
+            context.__exit__(None, None, None)
+        except subprocess.TimeoutExpired:  # on a loaded machine the code server may take > 30 s to exit;
+            # every run has finished by now, and the server stops by itself once its heartbeat ends
+            log.warning("code server slow to stop %s", kv(definitions=str(definitions)))
 
 
 def launch_batches(
