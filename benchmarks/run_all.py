@@ -18,6 +18,8 @@ MODULES = [
     "benchmarks.incremental",
     "benchmarks.search",
     "benchmarks.label_bridge_eval",
+    "benchmarks.publish_contention",
+    "benchmarks.celery_scale",
 ]
 
 
