@@ -31,9 +31,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check mm_platform assets sensors tests benchmarks definitions.py
 	$(BIN)/mypy mm_platform assets sensors definitions.py
 
-# PostgreSQL on 127.0.0.1:5432 (the Dagster instance tests) and headless Chromium (the UI screenshot); idempotent.
+# PostgreSQL on 127.0.0.1:5432 (the Dagster instance tests), Redis on 127.0.0.1:6379 (the Celery broker of
+# deploy/celery) and headless Chromium (the UI screenshot); idempotent.
 services:
 	scripts/ensure_postgres.sh
+	scripts/ensure_redis.sh
 	scripts/ensure_chromium.sh
 
 test: $(STAMP) lint services

@@ -103,7 +103,8 @@ def staged_annotation_set(
 )
 def annotation_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     the_lake = lake.get_lake(context)
-    revision, published = publish_revision(the_lake, context.partition_key)
+    revision, redemption = publish_revision(the_lake, context.partition_key, context.run.run_id)
+    published, winner = redemption.result, redemption.superseded_by
     metadata: dict[str, Any] = {
         "revision": revision,
         "published": published is not None,
@@ -115,4 +116,6 @@ def annotation_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
             noop=published.noop,
             table_versions=dg.MetadataValue.json(dict(published.table_versions)),
         )
+    elif winner is not None:  # another run attached the same file version first
+        metadata.update(publish_seq=winner.publish_seq, noop=True, superseded_by_run=winner.run_id or "")
     return dg.MaterializeResult(metadata=metadata)

@@ -4,6 +4,8 @@ One multi-asset, because one pass over the bytes produces all four tables (decod
 each table is its own asset with its own blocking checks, so a failure names the layer it concerns.
 """
 
+import os
+import socket
 from collections.abc import Iterator
 
 import dagster as dg
@@ -13,6 +15,7 @@ from assets.partitions import ingest_batches
 from mm_platform.ingest.analyze import ANALYZE_VERSION
 from mm_platform.ingest.steps import stage_batch
 from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
+from mm_platform.orchestration.resources import embedders_loaded
 from mm_platform.orchestration.results import ASSET_TABLES, TABLE_ASSETS, check_result, staged_metadata
 from mm_platform.quality import CHECK_TABLES
 from mm_platform.reprocess import stale_report
@@ -76,6 +79,9 @@ def staged_batch(
         metadata = staged_metadata(staged.report, asset)
         if asset == "embeddings":
             metadata["stale_in_lake"] = dg.MetadataValue.json(stale)
+        if asset == "raw_media":  # where the step ran: a Celery worker process keeps its models across tasks
+            metadata["process"] = f"{socket.gethostname()}:{os.getpid()}"
+            metadata["embedders_loaded_in_process"] = embedders_loaded()
         yield dg.MaterializeResult(asset_key=asset, metadata=metadata)
     for result in staged.checks:
         yield check_result(result, TABLE_ASSETS[CHECK_TABLES[result.name]], context.partition_key)

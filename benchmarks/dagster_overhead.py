@@ -71,7 +71,7 @@ def main() -> None:
                     lake, pipeline.processor(lake), source_from_uri, batch, "direct", pipeline.checks()
                 )
                 assert staged.passed
-                publish_batch(lake, batch)
+                publish_batch(lake, batch, "direct")
                 direct.append(time.perf_counter() - start)
 
                 lake_uri = str(root / f"dagster-{round_}")

@@ -20,6 +20,8 @@ MODULES = [
     "benchmarks.label_bridge_eval",
     "benchmarks.discovery_scale",
     "benchmarks.discovery_latency",
+    "benchmarks.publish_contention",
+    "benchmarks.celery_scale",
 ]
 
 

@@ -161,6 +161,13 @@ def recover(ctx: click.Context) -> None:
 @click.option("--reconcile/--no-reconcile", default=True, show_default=True, help="Erase objects gone from SOURCE.")
 @click.option("--definitions", default="definitions.py", show_default=True, help="The Dagster code location.")
 @click.option("--plan-only", is_flag=True, help="Create the batches (partitions) but run nothing.")
+@click.option(
+    "--parallel",
+    type=int,
+    default=None,
+    help="Batches in flight at once, each a Dagster run submitted through the instance's run coordinator and "
+    "launcher. Default: from the machine (half its cores, at most 8); 1 runs them one by one in this process.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @audit_options
 @click.pass_context
@@ -172,6 +179,7 @@ def ingest(
     reconcile: bool,
     definitions: str,
     plan_only: bool,
+    parallel: int | None,
     as_json: bool,
 ) -> None:
     """Discover new, changed and deleted objects in SOURCE (a folder or s3://bucket/prefix), create batches,
@@ -182,7 +190,13 @@ def ingest(
     from mm_platform.ingest.ledger import DiscoveryLedger
     from mm_platform.ingest.reconcile import ReconcileCursor
     from mm_platform.ingest.scan import ScanBudget, scan_step
-    from mm_platform.orchestration.runner import PARTITIONS, instance_for, load_definitions, run_batches
+    from mm_platform.orchestration.runner import (
+        PARTITIONS,
+        default_parallel,
+        instance_for,
+        load_definitions,
+        run_batches,
+    )
     from mm_platform.sources import S3Settings, source_from_uri
 
     env = ctx.obj["env"]
@@ -220,11 +234,18 @@ def ingest(
             "\n".join(f"{p['batch']}  {p['kind']}  {p['objects']} object(s)" for p in plan) or "nothing new",
         )
         return
-    defs = load_definitions(definitions)
+    parallel = default_parallel() if parallel is None else parallel
     runs = []
     progress = tqdm(total=len(batches), desc="batches", unit="batch", disable=as_json or not batches)
-    for run in run_batches(defs, instance, batches):
+    if parallel > 1 and len(batches) > 1:
+        from mm_platform.orchestration.launch import launch_batches
+
+        finished = launch_batches(instance, definitions, batches, parallel=parallel)
+    else:
+        finished = run_batches(load_definitions(definitions), instance, batches)
+    for run in finished:
         runs.append(run)
+        progress.set_postfix_str(f"{run.batch_id} {'published' if run.success else 'FAILED'}")
         progress.update()
     progress.close()
     batch_summaries: list[dict[str, Any]] = [
@@ -259,7 +280,7 @@ def ingest(
         seq = current["seq"]
         click.echo(
             f"error: {len(failed)} of {len(runs)} batch(es) did not publish ({_why_failed(failed[0])}); "
-            f"the lake still serves snapshot {seq}, unchanged",
+            f"nothing of them is in the lake, which serves snapshot {seq}",
             err=True,
         )
         click.echo(f"hint: {_failure_hint(failed[0])}", err=True)

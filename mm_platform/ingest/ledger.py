@@ -17,7 +17,17 @@ from mm_platform.ingest.batches import BATCHES_DIR
 from mm_platform.ingest.events import ObjectEvent
 from mm_platform.lake.storage import LakeLocation
 
-__all__ = ["DISCOVERY_DIR", "DiscoveryLedger", "KeyMark", "PendingBatch", "load_ledger", "save_ledger", "source_id"]
+__all__ = [
+    "DISCOVERY_DIR",
+    "DiscoveryLedger",
+    "KeyMark",
+    "PendingBatch",
+    "load_ledger",
+    "published_marker",
+    "rejected_marker",
+    "save_ledger",
+    "source_id",
+]
 
 DISCOVERY_DIR = "_discovery"
 DEFAULT_HORIZON_S = 3600.0
@@ -146,6 +156,11 @@ def published_marker(batch_id: str) -> str:
     return f"{BATCHES_DIR}/{batch_id}.published.json"
 
 
+def rejected_marker(batch_id: str) -> str:
+    """The file ``stage_batch`` leaves when a batch's audit rejected it (nothing of it was published)."""
+    return f"{BATCHES_DIR}/{batch_id}.rejected.json"
+
+
 def finished_batches(location: LakeLocation, ledger: DiscoveryLedger, now: float, give_up_s: float) -> set[str]:
     """Pending batches that are over: published, rejected by their audit, or pending longer than ``give_up_s``
     (a run that never ran; reconciliation finds its objects again). One small read per pending batch."""
@@ -154,7 +169,6 @@ def finished_batches(location: LakeLocation, ledger: DiscoveryLedger, now: float
         if location.exists(published_marker(batch_id)) or now - pending.created_at > give_up_s:
             done.add(batch_id)
             continue
-        pointer = location.read_json(f"{BATCHES_DIR}/{batch_id}.stage.json")
-        if pointer is not None and not pointer.get("passed", True):
+        if location.exists(rejected_marker(batch_id)):
             done.add(batch_id)
     return done

@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from mm_platform.errors import ConfigError, LakeNotFoundError
-from mm_platform.lake.audit import AuditCheck
+from mm_platform.lake.audit import AuditCheck, CheckResult
 from mm_platform.lake.maintenance import CompactionReport, VacuumReport, plan_compaction, vacuum
 from mm_platform.lake.publish import Publisher, PublishResult, StagedPartition
 from mm_platform.lake.publish_log import LogState
@@ -18,6 +18,7 @@ from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.lake.snapshot import Snapshot, latest_snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint
 from mm_platform.lake.storage import LakeLocation
+from mm_platform.lake.ticket import Redemption, StageTicket, issue_ticket, redeem_ticket
 
 # A checkpoint every 10 commits keeps log replay short: opening a table reads one checkpoint and at most
 # 9 JSON commits, however many publishes the lake has seen (delta-rs writes them after each commit).
@@ -150,6 +151,45 @@ class Lake:
 
     def publish_stage(self, stage: Stage) -> PublishResult:
         return self.publisher.publish(stage)
+
+    # --- the two-phase publish of an orchestrated run (stage ticket) ---------------------------------------
+
+    def published_seq(self) -> int:
+        """The latest published snapshot's seq (0 for a new lake): what a ticket's stage was built against."""
+        latest = self.log.head().latest
+        return 0 if latest is None else latest.publish_seq or 0
+
+    def audit_and_ticket(
+        self,
+        staged: StagedPartition,
+        checks: Sequence[AuditCheck],
+        *,
+        partition: str,
+        run_id: str,
+        base_seq: int,
+        work: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> tuple[StageTicket, list[CheckResult]]:
+        """Audit the stage (a failure is logged as rejected) and issue the run's ticket for ``partition``."""
+        results = self.publisher.audit(staged, checks, raise_on_failure=False)
+        ticket = issue_ticket(self.publisher, partition, run_id, base_seq, staged, results, work=work, extra=extra)
+        return ticket, results
+
+    def ticket_nothing(
+        self,
+        partition: str,
+        *,
+        run_id: str,
+        base_seq: int,
+        work: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> StageTicket:
+        """Issue the run's ticket saying staging found nothing to publish."""
+        return issue_ticket(self.publisher, partition, run_id, base_seq, None, (), work=work, extra=extra)
+
+    def redeem(self, partition: str, run_id: str) -> Redemption:
+        """Publish what this run's ticket names (only its own run's passed stage; see ``lake.ticket``)."""
+        return redeem_ticket(self.publisher, partition, run_id)
 
     def rollback(self, seq: int, *, run_id: str = "", reason: str = "") -> PublishResult:
         """Publish a new snapshot whose tables equal snapshot ``seq``'s (history is not rewritten)."""

@@ -65,6 +65,11 @@ def _embedder(spec: str, modality: str) -> Embedder[Any]:
     return embedder_for(spec, modality)  # type: ignore[arg-type]
 
 
+def embedders_loaded() -> int:
+    """How many embedders this process has built: stays put across tasks, as each worker loads models once."""
+    return _embedder.cache_info().misses
+
+
 class PipelineResource(dg.ConfigurableResource):
     """Which models embed, and how a batch is processed. A model change makes the embeddings stale."""
 

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from mm_platform.ingest.process import BatchReport
 from mm_platform.lake import CheckResult, PublishResult, Snapshot
+from mm_platform.lake.publish_log import LogEntry
 
 # Which asset shows the checks about which table.
 TABLE_ASSETS = {
@@ -127,4 +128,14 @@ def publish_metadata(result: PublishResult, snapshot: Snapshot, partition: str) 
         "thumbnails": dg.MetadataValue.md(thumbnails_markdown(snapshot, partition)),
         "dagster/column_lineage": column_lineage(),
         "dagster/row_count": int(pa.compute.sum(pa.array(list(result.row_counts.values()) or [0])).as_py() or 0),
+    }
+
+
+def superseded_metadata(winner: LogEntry) -> dict[str, Any]:
+    """A publish step that found its partition published by another run (its own stage is dropped)."""
+    return {
+        "publish_seq": winner.publish_seq,
+        "noop": True,
+        "superseded_by_run": winner.run_id or "",
+        "table_versions": dg.MetadataValue.json(dict(winner.table_versions)),
     }

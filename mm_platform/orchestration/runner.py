@@ -6,7 +6,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,15 @@ def instance_for(dagster_home: str | None) -> dg.DagsterInstance:
         return instance
 
 
+def default_parallel() -> int:
+    """Batches in flight at once when ``--parallel`` is not given: half the machine's cores, at most 8.
+
+    A batch's staging step uses about two cores (decoding in worker processes beside embedding), so a
+    2-core machine runs one batch at a time, in process; bigger machines submit runs.
+    """
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
+
+
 @dataclass(frozen=True)
 class BatchRun:
     """The outcome of one batch's run."""
@@ -77,31 +86,39 @@ class BatchRun:
 def run_batches(
     defs: dg.Definitions, instance: dg.DagsterInstance, batches: Sequence[BatchManifest | PlannedBatch]
 ) -> Iterator[BatchRun]:
-    """Materialize each batch's partition (stage, audit, publish) through the ingest job."""
+    """Materialize each batch's partition (stage, audit, publish) through the ingest job, one after another,
+    in this process (the embedded default: no daemon, no subprocesses, models loaded once)."""
     job = defs.resolve_job_def(JOB)
     if batches:
         instance.add_dynamic_partitions(PARTITIONS, [b.batch_id for b in batches])
     for batch in batches:
         result = job.execute_in_process(instance=instance, partition_key=batch.batch_id, raise_on_error=False)
-        metadata: dict[str, Any] = {}
-        seq: int | None = None
-        for event in result.get_asset_materialization_events():
+        yield batch_run_from_instance(instance, result.run_id, batch.batch_id)
+
+
+def batch_run_from_instance(instance: dg.DagsterInstance, run_id: str, batch_id: str) -> BatchRun:
+    """A finished run's outcome, read from the instance's event log (wherever the run executed)."""
+    run = instance.get_run_by_id(run_id)
+    events = [record.dagster_event for record in instance.all_logs(run_id) if record.dagster_event is not None]
+    metadata: dict[str, Any] = {}
+    seq: int | None = None
+    failed: list[str] = []
+    for event in events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
             materialization = event.step_materialization_data.materialization
             values = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
             metadata[materialization.asset_key.to_user_string()] = values
             if materialization.asset_key.to_user_string() == "published_snapshot":
                 seq = int(str(values["publish_seq"])) if values.get("publish_seq") is not None else None
-        failed = [
-            e.asset_check_evaluation_data.check_name
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
-        ]
-        yield BatchRun(batch.batch_id, result.run_id, result.success, seq, metadata, failed, step_error(result))
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.asset_check_evaluation_data.passed:
+            failed.append(event.asset_check_evaluation_data.check_name)
+    success = run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    return BatchRun(batch_id, run_id, success, seq, metadata, failed, step_error(events))
 
 
-def step_error(result: dg.ExecuteInProcessResult) -> str | None:
+def step_error(events: Iterable[dg.DagsterEvent]) -> str | None:
     """The first failed step's error: the exception our code raised, not Dagster's wrapper around it."""
-    for event in result.all_events:
+    for event in events:
         if event.event_type_value != "STEP_FAILURE" or event.step_failure_data is None:
             continue
         error = event.step_failure_data.error
