@@ -124,21 +124,23 @@ def write_parquet_files(location: LakeLocation, table_name: str, rows: pa.Table,
 def _write_file(rows: pa.Table, target: str, location: LakeLocation, *, where: str) -> pq.FileMetaData:
     """One Parquet file; a failed write (a full disk) becomes one StorageError and leaves no writer behind."""
     collector: list[pq.FileMetaData] = []
-    writer = pq.ParquetWriter(
-        target,
-        rows.schema,
-        metadata_collector=collector,
-        filesystem=location.fs,
-        compression="zstd",
-        use_dictionary=dictionary_columns(rows.schema),
-        # Statistics for flat columns only: nested ones feed no Delta stats and cost time to compute.
-        write_statistics=[f.name for f in rows.schema if not pa.types.is_nested(f.type)],
-    )
+    writer: pq.ParquetWriter | None = None
     try:
+        writer = pq.ParquetWriter(
+            target,
+            rows.schema,
+            metadata_collector=collector,
+            filesystem=location.fs,
+            compression="zstd",
+            use_dictionary=dictionary_columns(rows.schema),
+            # Statistics for flat columns only: nested ones feed no Delta stats and cost time to compute.
+            write_statistics=[f.name for f in rows.schema if not pa.types.is_nested(f.type)],
+        )
         writer.write_table(rows)
         writer.close()
-    except (OSError, RuntimeError) as exc:
-        writer.is_open = False  # its close failed already: do not let __del__ try again at exit
+    except (OSError, RuntimeError) as exc:  # opening writes the header: a full disk can fail right there
+        if writer is not None:
+            writer.is_open = False  # its close failed already: do not let __del__ try again at exit
         raise storage_write_error(location.uri(where), exc) from exc
     return collector[0]
 
