@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
 
+import mm_platform.media.probe_av
+import mm_platform.media.probe_document  # noqa: F401 - with probe_av: loaded with the workers (forkserver preload)
 from mm_platform.media import Probed, chunk_text, extract_keyframes
 from mm_platform.media.blob import Buffer, as_stream
 from mm_platform.media.probe import probe_decoded

@@ -15,8 +15,6 @@ from typing import TypeVar
 from mm_platform.media.blob import Buffer, head
 from mm_platform.media.decode_image import DecodedImage, decode_image
 from mm_platform.media.limits import require_strict_pillow
-from mm_platform.media.probe_av import probe_av
-from mm_platform.media.probe_document import probe_pdf, probe_text
 from mm_platform.media.probe_image import probe_image
 from mm_platform.media.quarantine import (
     MediaRejected,
@@ -26,7 +24,10 @@ from mm_platform.media.quarantine import (
 )
 from mm_platform.media.sniff import ContentType, sniff
 
-__all__ = ["Probed", "probe", "probe_decoded"]
+__all__ = ["DECODER_MODULES", "Probed", "probe", "probe_decoded"]
+
+DECODER_MODULES = ("mm_platform.media.probe", "mm_platform.media.probe_av", "mm_platform.media.probe_document")
+"""What a probe worker should import before its first file (the forkserver preloads them)."""
 
 T = TypeVar("T")
 
@@ -94,6 +95,10 @@ def _translated(name: str, ct: ContentType, step: Callable[[], T]) -> T:
 
 
 def _dispatch(data: Buffer, name: str, ct: ContentType) -> Probed:
+    # PyAV and pypdf load with the first file that needs them (probe workers preload them: DECODER_MODULES).
+    from mm_platform.media.probe_av import probe_av
+    from mm_platform.media.probe_document import probe_pdf, probe_text
+
     if ct.modality == "image":
         return Probed(ct, probe_image(data, name, ct))
     if ct.modality in ("video", "audio"):
