@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from mm_platform.config import PipelineConfig
+from mm_platform.ingest import batch_stage
 from mm_platform.ingest.analyze import Analysis, analyze, embedding_input
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake
@@ -64,7 +65,7 @@ def test_each_image_is_decoded_once_and_gives_what_separate_decodes_gave(
 
 
 def test_a_batch_decodes_each_image_once_in_its_worker_and_never_in_the_main_process(
-    shared_media: Path, tmp_path: Path, counted: decode_counter.Counter[str]
+    shared_media: Path, tmp_path: Path, counted: decode_counter.Counter[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class CountingProcessor(BatchProcessor):
         """The real pipeline; only the worker's function is wrapped, to report its decodes."""
@@ -77,17 +78,18 @@ def test_a_batch_decodes_each_image_once_in_its_worker_and_never_in_the_main_pro
             return self._pool
 
     worker_decodes: dict[str, int] = {}
-    real_embed = BatchProcessor._embed
+    real_embed = batch_stage.embed_pending
 
-    def embed(self: BatchProcessor, pending: list[Any], *args: Any) -> None:
+    def embed(embedders: Any, pending: list[Any], *args: Any) -> None:
         worker_decodes.update({p.media_id: p.analysis.decodes for p in pending})
-        real_embed(self, pending, *args)
+        real_embed(embedders, pending, *args)
+
+    monkeypatch.setattr(batch_stage, "embed_pending", embed)
 
     lake = Lake.open(str(tmp_path / "lake"))
     source = LocalFolderSource(shared_media / "images")
     objects = list(source.list_objects())
     with CountingProcessor(lake, PipelineConfig(timeout_s=120, workers=2)) as processor:
-        processor._embed = embed.__get__(processor)  # type: ignore[method-assign]
         report = processor.run(source, objects, "images", "run-1")
     # fruits.jpg and fruits_really_a_jpeg.png are the same bytes: analysed (and decoded) once for both.
     assert report.analyzed == len(objects) - report.reused == len(worker_decodes)
