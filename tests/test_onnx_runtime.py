@@ -143,3 +143,10 @@ def test_an_export_that_disagrees_with_torch_is_refused(
     model._export_onnx = corrupted  # type: ignore[method-assign]
     assert model.session is None and model.runtime == "torch"  # the embedder falls back, vectors stay right
     assert model.encode([Image.new("RGB", (64, 64), (200, 30, 30))]).shape == (1, 1280)
+
+
+def test_loading_minilm_with_torch_prints_no_progress_bar(capfd: pytest.CaptureFixture[str]) -> None:
+    model = MiniLMTextEmbedder(runtime="torch")
+    assert model.encode(["a flower"]).shape == (1, 384)
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out
