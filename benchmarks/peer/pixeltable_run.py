@@ -18,7 +18,8 @@ def main() -> None:
     folder, query = Path(sys.argv[1]), sys.argv[2]
     pxt.init()
     table = pxt.create_table("bench_images", {"img": pxt.Image}, if_exists="replace")
-    table.add_computed_column(thumb=table.img.thumbnail((256, 256)))
+    # RGB first: Pixeltable stores the thumbnail as JPEG and fails on palette (GIF) images otherwise.
+    table.add_computed_column(thumb=table.img.convert("RGB").thumbnail((256, 256)))
     table.add_embedding_index("img", embedding=effnet_embed)
     table.insert([{"img": str(p)} for p in sorted(folder.iterdir())])
     hits = table.select(table.img, score=table.img.similarity(image=query)).order_by(
