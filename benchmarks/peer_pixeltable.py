@@ -167,8 +167,11 @@ def main() -> None:
                 work = root / f"{name}-{round_}"
                 work.mkdir()
                 run = ours(folder, query, work) if name == "ours" else pixeltable(python, folder, query, work)
-                print(f"round {round_} {name:<10} wall {run.wall_s:6.2f} s  cpu {run.cpu_s:6.2f} s  "
-                      f"peak {run.max_rss_mib:7.1f} MiB" + ("  (warm-up)" if round_ == 0 else ""), flush=True)
+                print(
+                    f"round {round_} {name:<10} wall {run.wall_s:6.2f} s  cpu {run.cpu_s:6.2f} s  "
+                    f"peak {run.max_rss_mib:7.1f} MiB" + ("  (warm-up)" if round_ == 0 else ""),
+                    flush=True,
+                )
                 if round_:
                     runs[name].append(run)
                 shutil.rmtree(work, ignore_errors=True)
@@ -183,8 +186,13 @@ def main() -> None:
     print(f"ours / pixeltable wall: {ratio:.2f}x (goal <= 0.5x: {'pass' if ratio <= 0.5 else 'FAIL'})")
     args.json.write_text(
         json.dumps(
-            {"summary": summary, "ratio_wall": ratio, "runs": {k: [asdict(r) for r in v] for k, v in runs.items()},
-             "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+            {
+                "summary": summary,
+                "ratio_wall": ratio,
+                "runs": {k: [asdict(r) for r in v] for k, v in runs.items()},
+                "cpus": os.cpu_count(),
+                "load_avg": os.getloadavg(),
+            },
             indent=2,
         )
     )

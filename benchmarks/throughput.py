@@ -78,7 +78,9 @@ def main() -> None:
         torch_model = EfficientNetLite0Embedder(runtime="torch")
         text_model = MiniLMTextEmbedder()
         assert image_model.runtime == text_model.runtime == "onnx", "ONNX Runtime is not installed"
-        pictures = [picture for data, p in zip(blobs, paths, strict=True) for _, picture in analyze(data, p.name).images]
+        pictures = [
+            picture for data, p in zip(blobs, paths, strict=True) for _, picture in analyze(data, p.name).images
+        ]
         session = image_model.session
         config = PipelineConfig(timeout_s=300)
         processor = BatchProcessor(Lake.open(str(root / "warm")), config, {"image": image_model, "text": text_model})
@@ -148,13 +150,23 @@ def main() -> None:
         }
     im, tx = results["images"], results["text"]
     print(f"{im['n']} images, {cores} cores; medians of {args.repeats} interleaved")
-    print(f"decode+thumbnail+hash on one core {im['decode_hash_thumbnail_one_core_s']:.2f} s "
-          f"(/{cores} = {im['decode_hash_thumbnail_one_core_s'] / cores:.2f} s), bare ORT model {im['bare_ort_model_s']:.2f} s")
-    print(f"pipeline {im['pipeline_s']:.2f} s vs ideal {im['ideal_s']:.2f} s -> {im['pipeline_vs_ideal']:.2f}x (goal <= 1.4x)")
-    print(f"image model: ours {im['ours_model_img_s']:.1f} img/s vs bare ORT {im['bare_ort_img_s']:.1f} "
-          f"-> {im['ours_vs_bare']:.2f}x (goal >= 0.8x); torch eager {im['torch_img_s']:.1f} img/s")
-    print(f"text: ours {tx['ours_sent_s']:.1f} sent/s vs bare ORT {tx['bare_ort_sent_s']:.1f} "
-          f"-> {tx['ours_vs_bare']:.2f}x (goal >= 0.8x)")
+    print(
+        f"decode+thumbnail+hash on one core {im['decode_hash_thumbnail_one_core_s']:.2f} s "
+        f"(/{cores} = {im['decode_hash_thumbnail_one_core_s'] / cores:.2f} s), "
+        f"bare ORT model {im['bare_ort_model_s']:.2f} s"
+    )
+    print(
+        f"pipeline {im['pipeline_s']:.2f} s vs ideal {im['ideal_s']:.2f} s "
+        f"-> {im['pipeline_vs_ideal']:.2f}x (goal <= 1.4x)"
+    )
+    print(
+        f"image model: ours {im['ours_model_img_s']:.1f} img/s vs bare ORT {im['bare_ort_img_s']:.1f} "
+        f"-> {im['ours_vs_bare']:.2f}x (goal >= 0.8x); torch eager {im['torch_img_s']:.1f} img/s"
+    )
+    print(
+        f"text: ours {tx['ours_sent_s']:.1f} sent/s vs bare ORT {tx['bare_ort_sent_s']:.1f} "
+        f"-> {tx['ours_vs_bare']:.2f}x (goal >= 0.8x)"
+    )
     args.json.write_text(json.dumps(results, indent=2))
 
 

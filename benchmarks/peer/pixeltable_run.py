@@ -22,9 +22,12 @@ def main() -> None:
     table.add_computed_column(thumb=table.img.convert("RGB").thumbnail((256, 256)))
     table.add_embedding_index("img", embedding=effnet_embed)
     table.insert([{"img": str(p)} for p in sorted(folder.iterdir())])
-    hits = table.select(table.img, score=table.img.similarity(image=query)).order_by(
-        table.img.similarity(image=query), asc=False
-    ).limit(5).collect()
+    hits = (
+        table.select(table.img, score=table.img.similarity(image=query))
+        .order_by(table.img.similarity(image=query), asc=False)
+        .limit(5)
+        .collect()
+    )
     print(f"rows={table.count()} top={len(hits)}")
 
 
