@@ -108,3 +108,16 @@ def test_the_one_decode_still_rejects_broken_images(shared_media: Path, tmp_path
     with pytest.raises(MediaRejected) as separately:
         probe(broken, name)
     assert separately.value.reason == caught.value.reason
+
+
+def test_the_one_decode_gives_probes_verdict_on_every_malformed_file(shared_media: Path) -> None:
+    def verdict(fn: Any, data: bytes, name: str) -> str:
+        try:
+            fn(data, name)
+        except MediaRejected as exc:
+            return exc.reason.value
+        return "accepted"
+
+    for path in sorted((shared_media / "malformed").iterdir()):
+        data = path.read_bytes()
+        assert verdict(analyze, data, path.name) == verdict(probe, data, path.name), path.name

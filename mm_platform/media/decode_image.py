@@ -61,7 +61,6 @@ def decode_image(
             "mode": im.mode,
             "frame_count": frames,
         }
-        fields.update(read_exif(im))
         if im.format == "JPEG":
             # Let libjpeg decode at 1/2..1/8 scale: a 24 MP photo is not decoded at full size for 256 px uses.
             im.draft("RGB", (draft_side, draft_side))
@@ -71,6 +70,9 @@ def decode_image(
             if "truncated" not in str(exc).lower():
                 raise
             raise truncated_error(str(fields["format"]), im_size(fields), len(data), exc, name) from None
+        # After the decode, as probe_image does: reading a PNG's EXIF can load the image, and read_exif keeps
+        # going past errors, so read first it would swallow a broken data stream.
+        fields.update(read_exif(im))
         try:
             upright = ImageOps.exif_transpose(im)
             # fit() resizes in place: give it its own copy, so ``upright`` stays whole for the model input.
