@@ -14,6 +14,7 @@ MODULES = [
     "benchmarks.branches",
     "benchmarks.media_core",
     "benchmarks.pipeline",
+    "benchmarks.throughput",
     "benchmarks.dagster_overhead",
     "benchmarks.incremental",
     "benchmarks.search",

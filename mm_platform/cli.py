@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shlex
 import sys
@@ -12,7 +13,24 @@ import click
 from mm_platform.cli_common import _emit, _handle_errors, _lake, audit_options
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """A group whose commands in ``lazy_commands`` ("name" -> "module:attribute") import on first use."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module, _, attribute = self.lazy_commands[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup)
 @click.option(
     "--lake",
     "lake_uri",
@@ -304,32 +322,27 @@ def _failure_hint(batch: dict[str, Any]) -> str:
     return f"the logs of Dagster run {batch['run_id']} have the details; `mmp ingest` again re-plans the batch"
 
 
-# Command groups that live in their own modules (imported last: they use the helpers above).
-from mm_platform.cli_reprocess import activate_model_command, reprocess_command, stale_command  # noqa: E402
-
-main.add_command(stale_command)
-main.add_command(reprocess_command)
-main.add_command(activate_model_command)
-
-from mm_platform.cli_erasure import erase_command, vacuum_erased_command  # noqa: E402
-from mm_platform.cli_search import lineage_command, search_command  # noqa: E402
-from mm_platform.cli_snapshots import diff_command, export_command, verify_export_command  # noqa: E402
-
-for _command in (diff_command, export_command, verify_export_command, erase_command, vacuum_erased_command):
-    main.add_command(_command)
-main.add_command(search_command, "search")
-main.add_command(lineage_command, "lineage")
-
-from mm_platform.cli_annotate import annotate_command, annotations_command  # noqa: E402
-
-main.add_command(annotate_command)
-main.add_command(annotations_command)
-
-from mm_platform.cli_branch import branch_group, log_command, merge_command  # noqa: E402
-
-for _command in (branch_group, merge_command, log_command):
-    main.add_command(_command)
-
+# Commands that live in their own modules, imported only when one of them runs (or ``mmp --help`` lists
+# them): `mmp search` must not pay for the ingest pipeline's decoders, nor `mmp status` for the models.
+main.lazy_commands.update(
+    {
+        "stale": "mm_platform.cli_reprocess:stale_command",
+        "reprocess": "mm_platform.cli_reprocess:reprocess_command",
+        "activate-model": "mm_platform.cli_reprocess:activate_model_command",
+        "diff": "mm_platform.cli_snapshots:diff_command",
+        "export": "mm_platform.cli_snapshots:export_command",
+        "verify-export": "mm_platform.cli_snapshots:verify_export_command",
+        "erase": "mm_platform.cli_erasure:erase_command",
+        "vacuum-erased": "mm_platform.cli_erasure:vacuum_erased_command",
+        "search": "mm_platform.cli_search:search_command",
+        "lineage": "mm_platform.cli_search:lineage_command",
+        "annotate": "mm_platform.cli_annotate:annotate_command",
+        "annotations": "mm_platform.cli_annotate:annotations_command",
+        "branch": "mm_platform.cli_branch:branch_group",
+        "merge": "mm_platform.cli_branch:merge_command",
+        "log": "mm_platform.cli_branch:log_command",
+    }
+)
 
 if __name__ == "__main__":
     main()

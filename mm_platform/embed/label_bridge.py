@@ -24,7 +24,9 @@ label to land on. ``benchmarks/label_bridge_eval.py`` measures it on the shared 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -32,6 +34,7 @@ from numpy.typing import NDArray
 
 from mm_platform.embed.base import Embedder
 from mm_platform.embed.imagenet_labels import IMAGENET_LABELS
+from mm_platform.embed.onnx_export import cache_dir
 
 __all__ = ["LabelBridge", "Weighting"]
 
@@ -40,6 +43,26 @@ Weighting = Literal["cosine", "softmax"]
 # Label vectors per (text model, revision, label list): embedding 1000 names costs seconds on a CPU, and
 # several bridges over the same cached embedder should pay it once per process.
 _LABEL_VECTORS: dict[tuple[str, str, str], NDArray[np.float32]] = {}
+
+
+def _cached_vectors(key: tuple[str, str, str], compute: Callable[[], NDArray[np.float32]]) -> NDArray[np.float32]:
+    """``compute()`` stored as ``.npy`` under the cache folder, by model, revision and label-list hash."""
+    model_id, revision, labels_key = key
+    path = cache_dir() / "label_vectors" / f"{model_id.replace('/', '--')}-{revision}-{labels_key[:16]}.npy"
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):  # not cached yet (or a partial file from a crash): compute it
+        pass
+    vectors = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, vectors, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: searching still works, it just recomputes next time
+        pass
+    return vectors
 
 
 class LabelBridge:
@@ -67,11 +90,15 @@ class LabelBridge:
 
     @property
     def label_vectors(self) -> NDArray[np.float32]:
-        """Unit vectors of the label names, ``(len(labels), dim)``; computed once per process."""
+        """Unit vectors of the label names, ``(len(labels), dim)``.
+
+        Computed once per model revision and label list, then kept in the user cache (``onnx_export.
+        cache_dir``): 1,000 names cost ~5 s on one CPU thread, which every ``mmp search`` would pay again.
+        """
         labels_key = hashlib.sha256("\n".join(self.labels).encode()).hexdigest()
         key = (self.text_embedder.model_id, self.text_embedder.revision, labels_key)
         if key not in _LABEL_VECTORS:
-            _LABEL_VECTORS[key] = self.text_embedder.encode(self.labels, self.batch_size)
+            _LABEL_VECTORS[key] = _cached_vectors(key, lambda: self.text_embedder.encode(self.labels, self.batch_size))
         return _LABEL_VECTORS[key]
 
     def label_weights(self, query: str) -> NDArray[np.float32]:

@@ -10,13 +10,18 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
 
-from mm_platform.media import Probed, chunk_text, extract_keyframes, make_thumbnail, probe
+import mm_platform.media.probe_av
+import mm_platform.media.probe_document  # noqa: F401 - with probe_av: loaded with the workers (forkserver preload)
+from mm_platform.media import Probed, chunk_text, extract_keyframes
 from mm_platform.media.blob import Buffer, as_stream
+from mm_platform.media.probe import probe_decoded
 
 ANALYZE_VERSION = "1"
 """Bump when metadata extraction or derivation changes: rows from older versions become stale."""
 EMBED_INPUT_SIDE = 256
 """Embedding inputs keep a short side of this many pixels (models crop 224 from it)."""
+THUMBNAIL_SIDE = 256
+"""Longest side of a thumbnail."""
 MAX_KEYFRAMES = 8
 
 
@@ -46,11 +51,16 @@ class Analysis:
     """Text chunks to embed: (chunk ordinal, text)."""
 
 
-def _embed_input(data: Buffer) -> Image.Image:
+def embedding_input(data: Buffer) -> Image.Image:
+    """The model input the pipeline makes from these image bytes (for queries: a stored image finds itself)."""
     im = Image.open(as_stream(data))
     if im.format == "JPEG":
-        im.draft("RGB", (EMBED_INPUT_SIDE, EMBED_INPUT_SIDE))  # decode at reduced scale
-    upright = ImageOps.exif_transpose(im)
+        im.draft("RGB", (EMBED_INPUT_SIDE, EMBED_INPUT_SIDE))  # the pipeline's draft scale (THUMBNAIL_SIDE too)
+    return _embed_input(ImageOps.exif_transpose(im))
+
+
+def _embed_input(upright: Image.Image) -> Image.Image:
+    """The model's input from the one decoded picture: RGB on white, short side at most EMBED_INPUT_SIDE."""
     if upright.mode != "RGB":
         background = Image.new("RGB", upright.size, (255, 255, 255))
         rgba = upright.convert("RGBA")
@@ -65,13 +75,16 @@ def _embed_input(data: Buffer) -> Image.Image:
 
 def analyze(data: Buffer, name: str) -> Analysis:
     """Probe, derive and prepare embedding inputs; raises ``MediaRejected`` for unusable bytes."""
-    probed = probe(data, name)
+    # An image is decoded once, here: metadata, validity, thumbnail and model input all come from that decode.
+    probed, decoded = probe_decoded(
+        data, name, thumb_side=THUMBNAIL_SIDE, draft_side=max(THUMBNAIL_SIDE, EMBED_INPUT_SIDE)
+    )
     analysis = Analysis(probed=probed)
     modality = probed.modality
-    if modality == "image":
-        thumb = make_thumbnail(data, 256, probed.content_type)
+    if decoded is not None:
+        thumb = decoded.thumbnail
         analysis.derived.append(DerivedArtifact("thumbnail", 0, "image/jpeg", thumb.jpeg, thumb.width, thumb.height))
-        analysis.images.append((None, _embed_input(data)))
+        analysis.images.append((None, _embed_input(decoded.upright)))
     elif modality == "video":
         for frame in extract_keyframes(data, max_frames=MAX_KEYFRAMES):
             analysis.derived.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -101,6 +102,8 @@ class BatchStage:
         self._sha_by_media: dict[str, str] = {}
         self._info_by_uri = {o.uri: o for o in objects}
         self._in_workers: dict[str, FetchedObject] = {}  # their bytes (or file) must live until answered
+        self._embedding: ThreadPoolExecutor | None = None  # the thread embedding a chunk (embed_and_flush)
+        self._job: tuple[Future[None], dict[str, list[dict[str, object]]]] | None = None
         self._progress = tqdm(
             total=len(objects), desc=f"batch {partition}", unit="obj", disable=not self.config.progress
         )
@@ -181,26 +184,51 @@ class BatchStage:
             self.report.analyzed += 1
         self._progress.update()
 
-    def embed_and_flush(self) -> None:
-        """Embed the pending objects, then gate and write every row gathered so far."""
-        if self.pending:
-            embed_pending(self.embedders, self.pending, self.out, self._lineage, self.config.label_top_k)
-            self.pending = []
-        self._flush()
+    def embed_and_flush(self, *, background: bool = False) -> None:
+        """Embed the pending objects, then gate and write every row gathered so far.
+
+        ``background``: embed in a thread and return at once, so the caller goes on feeding the probe
+        workers while the model runs (without it, the workers idle for the whole model call). The chunk
+        takes its own rows along, and is gated and written, whole, by the next call: an object's metadata,
+        derived rows and vectors are always gated together. One chunk embeds at a time.
+        """
+        self._finish_background()
+        if not background:
+            if self.pending:
+                embed_pending(self.embedders, self.pending, self.out, self._lineage, self.config.label_top_k)
+                self.pending = []
+            self._flush()
+            return
+        rows, self.out = self.out, defaultdict(list)
+        pending, self.pending = self.pending, []
+        if self._embedding is None:
+            self._embedding = ThreadPoolExecutor(1, thread_name_prefix="mmp-embed")
+        job = self._embedding.submit(
+            embed_pending, self.embedders, pending, rows, self._lineage, self.config.label_top_k
+        )
+        self._job = (job, rows)
+
+    def _finish_background(self) -> None:
+        if self._job is not None:
+            job, rows = self._job
+            self._job = None
+            job.result()  # the model's exception, if any, surfaces here, in the caller's thread
+            self._flush(rows)
 
     def _lineage(self, pending: Pending, embedder: Embedder[Any]) -> Lineage:
         return Lineage(pending.sha256, embedder.model_id, embedder.revision, self.run_id, self.partition)
 
     # --- gate and write ------------------------------------------------------------------------------
 
-    def _flush(self) -> None:
+    def _flush(self, out: dict[str, list[dict[str, object]]] | None = None) -> None:
+        out = self.out if out is None else out
         written = ("derived", "embeddings") if self.shadow else (*TABLES, "settings")
         tables = {
             name: pa.Table.from_pylist(rows, schema=_schema_for(name, rows))
-            for name, rows in self.out.items()
+            for name, rows in out.items()
             if rows and name in written  # a shadow batch leaves registration and verdicts as published
         }
-        self.out.clear()
+        out.clear()
         failures = failures_by_object({name: tables[name] for name in _GATED_TABLES if name in tables})
         if failures:
             tables = self._quarantine_invalid(tables, failures)
@@ -243,6 +271,7 @@ class BatchStage:
 
     def finish(self) -> BatchReport:
         """Copy reused results, write the media rows with their final status, and close the stage."""
+        self._finish_background()
         self._copy_reused()
         for row in self.media_rows:
             row["status"] = self.media_status.get(str(row["media_id"]), row["status"])
@@ -303,6 +332,10 @@ class BatchStage:
 
     def close(self) -> None:
         """Release whatever is still held (temporary files of objects a worker never answered for)."""
+        if self._embedding is not None:
+            self._embedding.shutdown(wait=True)  # an abandoned chunk's model call ends before its rows go
+            self._embedding = None
+        self._job = None
         for fetched in self._in_workers.values():
             fetched.close()
         self._in_workers.clear()

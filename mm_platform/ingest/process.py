@@ -132,7 +132,7 @@ class BatchProcessor:
                 for uri, outcome in pool.map(batch.to_analyze(source)):
                     batch.take(uri, cast(Analysis | MediaRejected, outcome))
                     if len(batch.pending) >= self.config.chunk_size:
-                        batch.embed_and_flush()
+                        batch.embed_and_flush(background=True)  # the workers keep decoding meanwhile
             batch.embed_and_flush()
             report = batch.finish()
         finally:

@@ -11,8 +11,6 @@ import io
 import re
 from dataclasses import dataclass, field
 
-import av
-import av.error
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -98,6 +96,8 @@ def make_thumbnail(data: Buffer, max_side: int = 256, content_type: ContentType 
 
 def extract_keyframes(data: Buffer, max_frames: int = 8, max_side: int = 256) -> list[Keyframe]:
     """Up to ``max_frames`` key frames spread evenly over the video, each as a thumbnail."""
+    import av  # here, not at import: commands that never see a video should not load FFmpeg
+
     try:
         with av.open(as_stream(data), mode="r") as container:
             stream = next(

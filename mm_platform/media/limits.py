@@ -203,7 +203,11 @@ class ProbePool:
         probe_fn: ProbeFn | None = None,
         max_in_flight: int | None = None,
         start_method: str = "forkserver",
-        preload: Sequence[str] = ("mm_platform.media.probe",),
+        preload: Sequence[str] = (
+            "mm_platform.media.probe",
+            "mm_platform.media.probe_av",
+            "mm_platform.media.probe_document",
+        ),
     ) -> None:
         if workers < 1 or timeout_s <= 0:
             raise ValueError("workers must be >= 1 and timeout_s > 0")

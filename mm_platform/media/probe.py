@@ -8,12 +8,13 @@ so a caller needs one ``except`` to send a file to quarantine. It runs in the ca
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from mm_platform.media.blob import Buffer, head
+from mm_platform.media.decode_image import DecodedImage, decode_image
 from mm_platform.media.limits import require_strict_pillow
-from mm_platform.media.probe_av import probe_av
-from mm_platform.media.probe_document import probe_pdf, probe_text
 from mm_platform.media.probe_image import probe_image
 from mm_platform.media.quarantine import (
     MediaRejected,
@@ -23,7 +24,12 @@ from mm_platform.media.quarantine import (
 )
 from mm_platform.media.sniff import ContentType, sniff
 
-__all__ = ["Probed", "probe"]
+__all__ = ["DECODER_MODULES", "Probed", "probe", "probe_decoded"]
+
+DECODER_MODULES = ("mm_platform.media.probe", "mm_platform.media.probe_av", "mm_platform.media.probe_document")
+"""What a probe worker should import before its first file (the forkserver preloads them)."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,40 @@ def probe(data: Buffer, name: str = "", content_type: ContentType | None = None)
 
     Raises ``MediaRejected`` with a ``QuarantineReason`` for anything that cannot be registered.
     """
+    ct = _content_type(data, name, content_type)
+    return _translated(name, ct, lambda: _dispatch(data, name, ct))
+
+
+def probe_decoded(
+    data: Buffer,
+    name: str = "",
+    content_type: ContentType | None = None,
+    *,
+    thumb_side: int = 256,
+    draft_side: int = 256,
+) -> tuple[Probed, DecodedImage | None]:
+    """As ``probe``; for an image, also the thumbnail and upright picture from the same, single decode.
+
+    The rejections are the same as ``probe``'s for the same bytes: the one decode is also the validity check.
+    """
+    ct = _content_type(data, name, content_type)
+    if ct.modality != "image":
+        return _translated(name, ct, lambda: _dispatch(data, name, ct)), None
+    decoded = _translated(name, ct, lambda: decode_image(data, name, ct, thumb_side=thumb_side, draft_side=draft_side))
+    return Probed(ct, decoded.fields), decoded
+
+
+def _content_type(data: Buffer, name: str, content_type: ContentType | None) -> ContentType:
     if not data:
         raise MediaRejected(QuarantineReason.EMPTY, "the object has zero bytes", name=name, stage="sniff")
     require_strict_pillow()  # a process-wide misconfiguration, not a property of this file
-    ct = content_type or sniff(head(data), name)
+    return content_type or sniff(head(data), name)
+
+
+def _translated(name: str, ct: ContentType, step: Callable[[], T]) -> T:
+    """Run ``step``; every failure leaves as ``MediaRejected`` naming the file."""
     try:
-        return _dispatch(data, name, ct)
+        return step()
     except MediaRejected as exc:
         if not exc.name:
             raise MediaRejected(exc.reason, exc.detail, name=name, stage=exc.stage) from exc
@@ -61,6 +95,10 @@ def probe(data: Buffer, name: str = "", content_type: ContentType | None = None)
 
 
 def _dispatch(data: Buffer, name: str, ct: ContentType) -> Probed:
+    # PyAV and pypdf load with the first file that needs them (probe workers preload them: DECODER_MODULES).
+    from mm_platform.media.probe_av import probe_av
+    from mm_platform.media.probe_document import probe_pdf, probe_text
+
     if ct.modality == "image":
         return Probed(ct, probe_image(data, name, ct))
     if ct.modality in ("video", "audio"):

@@ -18,7 +18,7 @@ from mm_platform.media.limits import check_image_pixels, pillow_guard
 from mm_platform.media.quarantine import MediaRejected, QuarantineReason
 from mm_platform.media.sniff import ContentType
 
-__all__ = ["open_image", "probe_image", "read_exif"]
+__all__ = ["frame_count", "open_image", "probe_image", "read_exif", "truncated_error"]
 
 # Sniffed format -> Pillow plugin name; formats found by asking Pillow are already plugin names.
 _PILLOW_FORMAT = {"jpeg": "JPEG", "pnm": "PPM", "jpeg2000": "JPEG2000", "heif": "HEIF"}
@@ -51,25 +51,20 @@ def probe_image(data: Buffer, name: str, content_type: ContentType) -> dict[str,
     """Metadata fields for an image; raises ``MediaRejected`` or a Pillow error for bad files."""
     with pillow_guard():
         im = open_image(data, content_type)
-        frame_count = _frame_count(im)
+        frames = frame_count(im)
         im.seek(0)
         try:
             im.load()
         except OSError as exc:
             if "truncated" not in str(exc).lower():
                 raise
-            raise MediaRejected(
-                QuarantineReason.TRUNCATED,
-                f"{im.format} {im.width}x{im.height} image is truncated: its {len(data):,} bytes end before "
-                f"the last row is decoded ({exc})",
-                name=name,
-            ) from None
+            raise truncated_error(str(im.format), im.size, len(data), exc, name) from None
         fields: dict[str, object] = {
             "format": im.format or content_type.format.upper(),
             "width": im.width,
             "height": im.height,
             "mode": im.mode,
-            "frame_count": frame_count,
+            "frame_count": frames,
         }
         fields.update(read_exif(im))
     return fields
@@ -120,7 +115,17 @@ def read_exif(im: Image.Image) -> dict[str, Any]:
     return out
 
 
-def _frame_count(im: Image.Image) -> int:
+def truncated_error(fmt: str, size: tuple[int, int], n_bytes: int, exc: OSError, name: str) -> MediaRejected:
+    """The rejection of an image whose bytes end before its last row."""
+    return MediaRejected(
+        QuarantineReason.TRUNCATED,
+        f"{fmt} {size[0]}x{size[1]} image is truncated: its {n_bytes:,} bytes end before "
+        f"the last row is decoded ({exc})",
+        name=name,
+    )
+
+
+def frame_count(im: Image.Image) -> int:
     try:
         return int(getattr(im, "n_frames", 1))
     except Exception:  # a broken next-frame pointer (seen in TIFFs): the first frame is what is readable

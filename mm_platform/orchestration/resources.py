@@ -16,6 +16,7 @@ from mm_platform.config import PipelineConfig
 from mm_platform.embed import Embedder, embedder_for
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import AuditCheck, Lake
+from mm_platform.machine import default_probe_workers
 from mm_platform.sources import S3Settings, Source, source_from_uri
 
 BRANCH_TAG = "mm/branch"
@@ -75,7 +76,7 @@ class PipelineResource(dg.ConfigurableResource):
 
     image_model: str = "efficientnet-lite0"
     text_model: str = "minilm"
-    workers: int = 2
+    workers: int = 0  # 0: one decode worker per usable CPU core
     timeout_s: float = 60.0
     chunk_size: int = 32
 
@@ -83,7 +84,7 @@ class PipelineResource(dg.ConfigurableResource):
         return PipelineConfig(
             image_model=self.image_model,
             text_model=self.text_model,
-            workers=self.workers,
+            workers=self.workers or default_probe_workers(),
             timeout_s=self.timeout_s,
             chunk_size=self.chunk_size,
         )

@@ -92,13 +92,13 @@ def embed_query(route: Route, query: Query) -> NDArray[np.float32]:
 
 def _picture(query: Query) -> Image.Image:
     """An image query, prepared exactly as the pipeline prepares images, so a stored image finds itself."""
-    from mm_platform.ingest.analyze import _embed_input  # the pipeline's own preprocessing, not a copy
+    from mm_platform.ingest.analyze import embedding_input  # the pipeline's own preprocessing, not a copy
 
     if isinstance(query, Image.Image):
         buffer = io.BytesIO()
         query.save(buffer, format="PNG")
-        return _embed_input(buffer.getvalue())
+        return embedding_input(buffer.getvalue())
     try:
-        return _embed_input(query if isinstance(query, bytes) else Path(query).read_bytes())
+        return embedding_input(query if isinstance(query, bytes) else Path(query).read_bytes())
     except OSError as exc:
         raise ConfigError(f"the query image could not be read: {exc}", hint="give a JPEG, PNG, WebP, … file") from exc

@@ -1,0 +1,1 @@
+"""Code that runs inside a benchmark peer's own virtual environment (not part of mm_platform)."""
