@@ -310,6 +310,10 @@ from mm_platform.cli_branch import branch_group, log_command, merge_command  # n
 for _command in (branch_group, merge_command, log_command):
     main.add_command(_command)
 
+from mm_platform.cli_serve import serve_command  # noqa: E402
+
+main.add_command(serve_command)
+
 
 if __name__ == "__main__":
     main()

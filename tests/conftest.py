@@ -72,3 +72,21 @@ def active_model_invariant(tmp_path: Path) -> Iterator[None]:
             if model is not None:
                 coverage = model_coverage(snapshot, role, model)
                 assert coverage.passed, f"invariant broken in {root}: {coverage.detail}"
+
+
+@pytest.fixture(scope="session")
+def browser_lake(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
+    """One small ingested lake for the lake-browser and first-hour tests (tests/browser_lake.py)."""
+    from tests.browser_lake import build_browser_lake
+
+    return build_browser_lake(shared_media, tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="session")
+def served(browser_lake: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """`mmp serve` over ``browser_lake`` on 127.0.0.1 (with a token), for the whole session."""
+    from tests.browser_lake import BrowserLake, serve
+
+    assert isinstance(browser_lake, BrowserLake)
+    with serve(browser_lake.root, tmp_path_factory.mktemp("serve") / "serve.log") as running:
+        yield running

@@ -39,7 +39,11 @@ class SearchHit:
     thumbnail: bytes | None = None
     """JPEG bytes of the media's thumbnail (images and video), when it has one and it was asked for."""
     fused_score: float | None = None
-    """When several routes answered (text → images and documents): the score that interleaved them."""
+    """When several routes answered (text → images and documents): the score that interleaved them (a cosine
+    in the shared model's space for ``scale``, the reciprocal-rank-fusion score for ``rrf``)."""
+    fusion: str = "single"
+    """How the routes' lists were combined: ``single``, ``scale``, ``rrf`` or ``group``
+    (``mm_platform.search.fusion``)."""
     annotations: list[dict[str, Any]] = field(default_factory=list)
     """The media's annotations (set, key, label, score, bbox, value, producer, revision, extra fields)."""
 
@@ -87,6 +91,7 @@ def hydrate(
     *,
     columns: Sequence[str] = DEFAULT_METADATA,
     thumbnails: bool = True,
+    fusion: str = "single",
 ) -> list[SearchHit]:
     """Hits for ranked ``(media_id, score, route, model_id, fused)``, in order, joined with their rows."""
     ids = pa.array([r[0] for r in ranked], pa.string())
@@ -124,6 +129,7 @@ def hydrate(
                 thumbnail=thumbs.get(media_id),
                 fused_score=fused,
                 annotations=annotations.get(media_id, []),
+                fusion=fusion,
             )
         )
     return hits
