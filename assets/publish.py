@@ -27,4 +27,6 @@ def published_snapshot(
         return stage_batch(the_lake, processor, source.get_source, context.partition_key, run_id, pipeline.checks())
 
     result = publish_batch(the_lake, context.partition_key, restage)
-    return dg.MaterializeResult(metadata=publish_metadata(result, the_lake.snapshot(result.seq), context.partition_key))
+    snapshot = the_lake.snapshot(result.seq)
+    browser = lake.resolved_browser_url()
+    return dg.MaterializeResult(metadata=publish_metadata(result, snapshot, context.partition_key, browser_url=browser))

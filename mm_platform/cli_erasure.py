@@ -58,6 +58,14 @@ def erase_command(ctx: click.Context, targets: tuple[str, ...], reason: str, req
     if result.shared_content:
         text += f"\nnote: {result.shared_content} other media have identical bytes; their rows keep the content hash"
     _emit(as_json, result.__dict__, text)
+    from mm_platform.cli_dagster import report_to_dagster
+
+    report_to_dagster(
+        ctx, "published_snapshot", seq=result.seq, kind="erase",
+        description=f"erasure {result.erasure_id}: {len(result.media_ids)} media removed from every table ({reason})",
+        metadata={"erasure_id": result.erasure_id, "media_erased": len(result.media_ids),
+                  "partition": f"erasure:{result.erasure_id}", "rows_removed": sum(result.rows_removed.values())},
+    )
 
 
 @click.command("vacuum-erased")

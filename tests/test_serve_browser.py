@@ -94,7 +94,8 @@ def test_search_item_lineage_and_diff_in_chromium(page: Any, served: Served, bro
     changed = page.locator(".card.changed")
     assert changed.count() == 1 and OVERWRITTEN in changed.first.inner_text()
     assert "other bytes" in changed.first.inner_text()
-    assert _images_loaded(page, ".card.changed img") > [0, 0]  # before and after, both from the derived table
+    widths = _images_loaded(page, ".card.changed img")  # before and after, both from the derived table
+    assert len(widths) == 2 and all(w > 0 for w in widths), widths
     before, after = (page.get_attribute(f".card.changed img >> nth={i}", "src") for i in (0, 1))
     assert before.endswith("snapshot=1") and after.endswith("snapshot=2")
     _shot(page, "diff")
