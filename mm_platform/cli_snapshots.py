@@ -158,6 +158,7 @@ def verify_export_command(ctx: click.Context, export_dir: Path, workers: int, as
     ]
     lines += [f"  {p.status:<8} {p.key}: {p.detail}" for p in report.problems]
     lines += [f"  file     {problem}" for problem in report.file_problems]
+    lines += [f"  newer    {p.key}: {p.detail}" for p in report.newer]  # information, not a failure
     _emit(as_json, report.to_dict(), "\n".join(lines))
     if not report.passed:
         sys.exit(1)

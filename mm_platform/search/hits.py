@@ -58,10 +58,30 @@ class SearchHit:
         return out
 
 
+TIME_COLUMNS = ("captured_at",)
+"""Metadata columns stored as ISO-8601 text (EXIF has no time zone type) that filters compare as times."""
+_UTC = pa.timestamp("us", tz="UTC")
+
+
 def filter_schema(snapshot: Snapshot) -> pa.Schema:
     """The columns a ``--where`` filter may name: media's scalar columns, then metadata's, then the label
-    columns of annotations and model labels (``mm_platform.annotations.query``); the first wins a name."""
-    return searchable_schema(snapshot.schema("media"), snapshot.schema("metadata"), label_schema(snapshot))
+    columns of annotations and model labels (``mm_platform.annotations.query``); the first wins a name.
+    ``TIME_COLUMNS`` are typed as UTC timestamps, so ``captured_at > '2020-01-01'`` compares times, not text."""
+    schema = searchable_schema(snapshot.schema("media"), snapshot.schema("metadata"), label_schema(snapshot))
+    for name in TIME_COLUMNS:
+        if name in schema.names:
+            schema = schema.set(schema.get_field_index(name), pa.field(name, _UTC))
+    return schema
+
+
+def as_times(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """ISO-8601 text → UTC timestamps. A time without an offset is read as UTC (as the filter reads a naive
+    literal); text that is not such a time becomes null (it matches no comparison, like a missing value)."""
+    text = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    zoned = pc.match_substring_regex(text, r"([+-]\d\d:\d\d|Z)$")
+    fixed = pc.if_else(zoned, text, pc.binary_join_element_wise(text, pa.scalar("+00:00"), ""))
+    valid = pc.match_substring_regex(fixed, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)$")
+    return pc.cast(pc.if_else(valid, fixed, pa.scalar(None, pa.string())), _UTC)
 
 
 def matching_media(snapshot: Snapshot, where: ParsedFilter | str) -> pa.Array:
@@ -78,6 +98,9 @@ def matching_media(snapshot: Snapshot, where: ParsedFilter | str) -> pa.Array:
     table = snapshot.table("media", columns=["media_id", *media_cols], filter=active)
     if meta_cols:
         metadata = snapshot.table("metadata", columns=["media_id", *meta_cols])
+        for name in TIME_COLUMNS:
+            if name in meta_cols:
+                metadata = metadata.set_column(metadata.schema.get_field_index(name), name, as_times(metadata[name]))
         table = table.join(metadata, "media_id", join_type="left outer")
     if label_cols:  # one row per label: a media item matches when any of its rows does
         table = table.join(label_rows(snapshot, label_cols), "media_id", join_type="left outer")
