@@ -45,6 +45,16 @@ def lake_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[
     return lake_location(request, tmp_path, request.param)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_developer_dagster_home() -> Iterator[None]:
+    """`make test` exports DAGSTER_HOME=.dagster_home (the developer's instance); tests that need an instance
+    make their own, and CLI publishes (which report to DAGSTER_HOME) must not write into the developer's."""
+    saved = os.environ.pop("DAGSTER_HOME", None)
+    yield
+    if saved is not None:
+        os.environ["DAGSTER_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def shared_media() -> Path:
     if not SHARED_MEDIA.is_dir():

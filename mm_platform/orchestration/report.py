@@ -11,6 +11,7 @@ partition, because a partition invites a backfill, and an erasure is not somethi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -35,9 +36,10 @@ def report_publish(
     media_ids: tuple[str, ...] = (),
 ) -> dg.AssetMaterialization:
     """Record the publish ``seq`` as a materialization of ``asset`` in the instance under ``dagster_home``."""
-    from mm_platform.orchestration.runner import instance_for  # the instance `mmp ingest` runs batches in
-
-    with instance_for(dagster_home) as instance:
+    home = Path(dagster_home).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    # The instance DAGSTER_HOME names (its dagster.yaml, or Dagster's SQLite default), without touching os.environ.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         if partition is not None and not instance.has_dynamic_partition(PARTITIONS_OF[asset], partition):
             partition = None
         values: dict[str, Any] = {"publish_seq": seq, "kind": kind, "reported_by": "mmp", **metadata}

@@ -82,4 +82,4 @@ def _rrf(per_route: Sequence[RouteHits], k: int) -> list[Ranked]:
                 best[hit[0]] = (rank, hit)
     # Ties (equal ranks in different routes) break by route name, then id: stable across runs.
     order = sorted(fused, key=lambda m: (-fused[m], best[m][1][2], m))
-    return [(*best[m][1][:4], round(fused[m], 6)) for m in order[:k]]
+    return [(*best[m][1][:4], fused[m]) for m in order[:k]]
