@@ -50,6 +50,9 @@ def serve_command(ctx: click.Context, host: str, port: int, token: str | None, w
             f"refusing to serve the lake on {host} without a token",
             hint="add --token auto (or --token SECRET); other machines then need ?token=… or a Bearer header",
         )
+    from mm_platform.cli_search import _quiet_model_loading
+
+    _quiet_model_loading()
     browser = LakeBrowser(_lake(ctx))
     if warm:
         browser.warm()

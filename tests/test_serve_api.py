@@ -147,6 +147,9 @@ def test_the_token_is_required_and_the_api_is_documented(served: Served) -> None
     status, body, _ = served.get("/openapi.json")
     paths = json.loads(body)["paths"]
     assert status == 200 and {"/api/search", "/api/items/{media_id}", "/api/lineage", "/api/diff"} <= set(paths)
+    status, body, headers = served.get("/docs")  # rendered offline from the same schema, no scripts
+    assert status == 200 and b"/api/lineage" in body and b"<script" not in body
+    assert "default-src 'none'" in headers["content-security-policy"]
 
 
 def test_serving_off_loopback_needs_a_token(browser_lake: BrowserLake) -> None:

@@ -116,3 +116,8 @@ def test_quarantine_filter_and_image_upload(page: Any, served: Served, browser_l
     page.wait_for_selector(".card.hit")
     assert page.locator(".card.hit .key").first.inner_text() == "images/orange.jpg"
     _shot(page, "upload")
+
+    page.click("header a[href='/docs']")
+    page.wait_for_selector("#endpoints")
+    assert "/api/lineage" in page.inner_text("#endpoints")
+    _shot(page, "api")

@@ -45,6 +45,8 @@ def create_app(browser: LakeBrowser, *, token: str | None = None) -> FastAPI:
         description="Read-only pages and JSON over one lake: search, items with lineage, snapshots, diffs, "
         "quarantine. The JSON equals what `mmp search --json` / `mmp lineage --json` / `mmp diff --json` print.",
         version="1",
+        docs_url=None,  # Swagger UI loads scripts from a CDN: the offline page below lists the API instead
+        redoc_url=None,
     )
     app.state.browser = browser
     app.include_router(api_router)

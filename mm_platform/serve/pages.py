@@ -152,3 +152,26 @@ def quarantine_page(
     listing = browser_of(request).quarantine(reason or None, snapshot, limit, offset)
     return render(request, "quarantine.html", listing=listing)
 
+
+
+@page_router.get("/docs", response_class=HTMLResponse)
+def api_docs_page(request: Request) -> HTMLResponse:
+    """The API, read from the app's own OpenAPI schema (``/openapi.json``), rendered without scripts."""
+    schema = request.app.openapi()
+    endpoints = [
+        {
+            "method": method.upper(),
+            "path": path,
+            "summary": op.get("summary", ""),
+            "description": op.get("description", ""),
+            "params": [
+                {"name": p["name"], "in": p["in"], "required": p.get("required", False),
+                 "description": p.get("description", "")}
+                for p in op.get("parameters", [])
+            ],
+        }
+        for path, ops in schema["paths"].items()
+        for method, op in ops.items()
+    ]
+    return render(request, "docs.html", endpoints=endpoints, title=schema["info"]["title"],
+                  description=schema["info"].get("description", ""))
