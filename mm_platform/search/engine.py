@@ -20,6 +20,7 @@ from mm_platform.search.fusion import RouteHits, fuse
 from mm_platform.search.hits import DEFAULT_METADATA, SearchHit, filter_schema, hydrate, matching_media
 from mm_platform.search.index_store import IndexConfig, open_index
 from mm_platform.search.routes import Query, Route, embed_query, plan_routes
+from mm_platform.search.row_index import RowIndex
 
 __all__ = ["SearchError", "search"]
 
@@ -46,6 +47,7 @@ def search(
     thumbnails: bool = True,
     config: IndexConfig | None = None,
     fusion: str = "auto",
+    rows: RowIndex | None = None,
 ) -> list[SearchHit]:
     """The ``k`` media most similar to ``query`` (text, or an image path / bytes / PIL image).
 
@@ -54,10 +56,14 @@ def search(
     (embedder specs, e.g. ``clip:<dir>``) pick other vectors than the active ones (``active_models``).
     ``fusion`` says how the lists of several routes (text → images and documents) become one
     (``mm_platform.search.fusion``); every hit names the method used. ``columns`` must be metadata columns.
+    ``rows``: the snapshot's rows kept in memory by a long-lived caller (``RowIndex``), instead of a filtered
+    read per query.
     """
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
     snapshot = _snapshot(source, seq)
+    if rows is not None and rows.snapshot.seq != snapshot.seq:
+        raise ConfigError(f"rows of snapshot {rows.snapshot.seq} given for snapshot {snapshot.seq}")
     parsed = compile_filter(where, filter_schema(snapshot)) if where is not None else None
     _check_columns(snapshot, columns)
     routes = plan_routes(query, _models(snapshot, image_model, text_model))
@@ -79,7 +85,7 @@ def search(
     ]
     merged, method = fuse(per_route, k, fusion)
     wanted = [*DEFAULT_METADATA, *(parsed.columns if parsed else ()), *columns]
-    return hydrate(snapshot, merged, columns=wanted, thumbnails=thumbnails, fusion=method)
+    return hydrate(snapshot, merged, columns=wanted, thumbnails=thumbnails, fusion=method, rows=rows)
 
 
 def _check_columns(snapshot: Snapshot, columns: Sequence[str]) -> None:

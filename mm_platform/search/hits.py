@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from mm_platform.annotations.query import annotations_of, label_rows, label_schema
 from mm_platform.lake import Snapshot
 from mm_platform.search.filters import ParsedFilter, compile_filter, searchable_schema
+from mm_platform.search.row_index import RowIndex
 
 __all__ = ["DEFAULT_METADATA", "SearchHit", "filter_schema", "hydrate", "matching_media"]
 
@@ -46,6 +47,8 @@ class SearchHit:
     (``mm_platform.search.fusion``)."""
     annotations: list[dict[str, Any]] = field(default_factory=list)
     """The media's annotations (set, key, label, score, bbox, value, producer, revision, extra fields)."""
+    thumbnail_bytes: int | None = None
+    """The thumbnail's size when only its size was read (a server fetches the bytes by URL)."""
 
     def to_dict(self, *, thumbnail: bool = False) -> dict[str, Any]:
         """JSON-ready; the thumbnail as base64 only when asked (else its size in bytes)."""
@@ -54,7 +57,7 @@ class SearchHit:
         if thumbnail:
             out["thumbnail_jpeg_base64"] = None if self.thumbnail is None else base64.b64encode(self.thumbnail).decode()
         else:
-            out["thumbnail_bytes"] = None if self.thumbnail is None else len(self.thumbnail)
+            out["thumbnail_bytes"] = self.thumbnail_bytes if self.thumbnail is None else len(self.thumbnail)
         return out
 
 
@@ -115,22 +118,33 @@ def hydrate(
     columns: Sequence[str] = DEFAULT_METADATA,
     thumbnails: bool = True,
     fusion: str = "single",
+    rows: RowIndex | None = None,
 ) -> list[SearchHit]:
-    """Hits for ranked ``(media_id, score, route, model_id, fused)``, in order, joined with their rows."""
+    """Hits for ranked ``(media_id, score, route, model_id, fused)``, in order, joined with their rows.
+
+    ``rows``: the snapshot's rows held in memory (a server's); then thumbnails are given by size only."""
     ids = pa.array([r[0] for r in ranked], pa.string())
     in_ids = pc.field("media_id").isin(ids)
-    media = {r["media_id"]: r for r in snapshot.table("media", filter=in_ids).to_pylist()}
     meta_names = snapshot.schema("metadata").names
     wanted = [c for c in dict.fromkeys(columns) if c in meta_names and c != "media_id"]
-    metadata = {
-        r["media_id"]: r for r in snapshot.table("metadata", columns=["media_id", *wanted], filter=in_ids).to_pylist()
-    }
+    sizes: dict[str, int] = {}
+    if rows is not None:
+        listed = [r[0] for r in ranked]
+        media = rows.rows("media", listed)
+        metadata = rows.rows("metadata", listed, ["media_id", *wanted])
+        sizes = rows.thumbnail_sizes(listed) if thumbnails else {}
+    else:
+        media = {r["media_id"]: r for r in snapshot.table("media", filter=in_ids).to_pylist()}
+        metadata = {
+            r["media_id"]: r
+            for r in snapshot.table("metadata", columns=["media_id", *wanted], filter=in_ids).to_pylist()
+        }
     thumbs: dict[str, bytes] = {}
-    if thumbnails:
-        rows = snapshot.table(
+    if thumbnails and rows is None:
+        found = snapshot.table(
             "derived", columns=["media_id", "data"], filter=in_ids & (pc.field("kind") == "thumbnail")
         ).to_pylist()
-        thumbs = {r["media_id"]: r["data"] for r in rows if r["data"] is not None}
+        thumbs = {r["media_id"]: r["data"] for r in found if r["data"] is not None}
     annotations = annotations_of(snapshot, media)
     hits: list[SearchHit] = []
     for media_id, score, route, model_id, fused in ranked:
@@ -150,6 +164,7 @@ def hydrate(
                 modality=row.get("modality"),
                 metadata={c: extra.get(c) for c in wanted},
                 thumbnail=thumbs.get(media_id),
+                thumbnail_bytes=sizes.get(media_id),
                 fused_score=fused,
                 annotations=annotations.get(media_id, []),
                 fusion=fusion,

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from mm_platform.errors import ConfigError, MMPlatformError
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.search.routes import Query
+from mm_platform.search.row_index import RowIndex
 
 __all__ = ["MAX_K", "MAX_PAGE", "BrowserError", "LakeBrowser", "NotFound"]
 
@@ -67,6 +68,7 @@ class LakeBrowser:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
+        self._rows: OrderedDict[int, RowIndex] = OrderedDict()
         self._lock = threading.Lock()
 
     def warm(self) -> None:
@@ -81,16 +83,22 @@ class LakeBrowser:
         Image.new("RGB", (64, 64), (128, 96, 64)).save(picture, format="PNG")
         for query in ("warm-up", picture.getvalue()):
             try:
-                search(self.lake, query, k=1, thumbnails=False)
+                snapshot = self.snapshot()
+                search(snapshot, query, k=1, thumbnails=True, rows=self.rows(snapshot))
             except SearchError:  # nothing of that kind to search yet
                 continue
 
     # --- snapshots -------------------------------------------------------------------------------------
 
     def snapshot(self, seq: int | None = None) -> Snapshot:
-        """Snapshot ``seq`` (default: the latest, re-read each time: the lake may have moved on)."""
+        """Snapshot ``seq`` (default: the latest, looked up each time: the lake may have moved on). Opened
+        snapshots are kept: one never changes, and its opened tables are what make the next request fast."""
         if seq is None:
-            return self.lake.snapshot()
+            latest = self.lake.snapshot()  # one read of the log's head
+            seq = latest.seq
+            with self._lock:
+                if seq not in self._snapshots:
+                    self._snapshots[seq] = latest
         with self._lock:
             if seq in self._snapshots:
                 self._snapshots.move_to_end(seq)
@@ -138,8 +146,20 @@ class LakeBrowser:
         from mm_platform.search import search
 
         _bounded(k, MAX_K, "k")
-        hits = search(self.lake, query, k=k, where=where or None, seq=seq, thumbnails=True, fusion=fusion)
+        snapshot = self.snapshot(seq)
+        rows = self.rows(snapshot)
+        hits = search(snapshot, query, k=k, where=where or None, thumbnails=True, fusion=fusion, rows=rows)
         return [h.to_dict() for h in hits]
+
+    def rows(self, snapshot: Snapshot) -> RowIndex:
+        """The snapshot's rows by media id, kept for the latest few snapshots searched."""
+        with self._lock:
+            found = self._rows.get(snapshot.seq)
+            if found is None:
+                found = self._rows[snapshot.seq] = RowIndex(snapshot)
+                while len(self._rows) > 2:
+                    self._rows.popitem(last=False)
+            return found
 
     def like(self, media_id: str, **kwargs: Any) -> list[dict[str, Any]]:
         """More like this: the item's own thumbnail-sized picture (or its text) as the query."""
