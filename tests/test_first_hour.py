@@ -20,8 +20,10 @@ from click.testing import CliRunner
 from mm_platform.cli import main
 from mm_platform.embed import clear_embedder_cache
 from mm_platform.errors import ConfigError
+from mm_platform.lake import Lake
 from mm_platform.search import search
 from mm_platform.search.fusion import RRF_K, RouteHits, fuse
+from mm_platform.serve.service import LakeBrowser
 from tests.browser_lake import OVERWRITTEN, BrowserLake
 from tests.services import S3Endpoint
 
@@ -153,7 +155,8 @@ def test_erase_annotate_and_rollback_publishes_reach_dagster(browser_lake: Brows
     assert annotated.exit_code == 0, annotated.output
     rolled = _mmp(lake, "rollback", "4", "--reason", "undo nothing", env=env)
     assert rolled.exit_code == 0, rolled.output
-    erased = _mmp(lake, "erase", browser_lake.ids["documents/crazyones.pdf"], "--reason", "request 1", env=env)
+    erased = _mmp(lake, "erase", browser_lake.ids["documents/crazyones.pdf"], "--reason", "request 1",
+                  "--requested-by", "dpo@example.org", env=env)
     assert erased.exit_code == 0, erased.output
     assert "reported snapshot 6 to Dagster" in erased.output
 
@@ -169,6 +172,10 @@ def test_erase_annotate_and_rollback_publishes_reach_dagster(browser_lake: Brows
     latest = publish[0].asset_materialization
     assert latest is not None and latest.metadata["browser_snapshot"] == dg.MetadataValue.url(
         "http://127.0.0.1:8750/diff?a=5&b=6")
+    # The browser's snapshot list names who asked for the erasure and why (the `erasures` audit table).
+    listed = LakeBrowser(Lake.open(str(lake))).snapshots()[-1]
+    assert (listed["kind"], listed["actor"]) == ("erase", "dpo@example.org")
+    assert listed["message"].endswith("(reason: request 1)")
     # No DAGSTER_HOME: nothing is reported (and Dagster is not even imported for it).
     quiet = _mmp(lake, "rollback", "6", env={"DAGSTER_HOME": ""})
     assert quiet.exit_code == 0 and "Dagster" not in quiet.output

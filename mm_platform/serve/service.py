@@ -111,16 +111,31 @@ class LakeBrowser:
         return snapshot
 
     def snapshots(self) -> list[dict[str, Any]]:
-        """What ``mmp snapshots --json`` prints, plus the publish log's actor and message where recorded."""
+        """What ``mmp snapshots --json`` prints, plus the publish log's run and message, and for an erasure
+        who asked for it and why (the ``erasures`` audit table), where recorded."""
         extra = {e.publish_seq: e for e in self.lake.state().published()}
+        snapshots = self.lake.snapshots()
+        actors = self._erasure_actors(snapshots[-1]) if snapshots else {}
         out = []
-        for snap in self.lake.snapshots():
+        for snap in snapshots:
             row = snap.to_dict()
             entry = extra.get(snap.seq)
             row["message"] = getattr(entry, "message", "") or ""
             row["run_id"] = getattr(entry, "run_id", "") or ""
+            actor, reason = actors.get(str(snap.partition), ("", ""))
+            row["actor"] = actor
+            if reason:
+                row["message"] = f"{row['message']} (reason: {reason})" if row["message"] else reason
             out.append(row)
         return out
+
+    @staticmethod
+    def _erasure_actors(latest: Snapshot) -> dict[str, tuple[str, str]]:
+        """``erasure:<id>`` partition → (requested_by, reason), from the append-only audit table."""
+        if "erasures" not in latest.table_versions:
+            return {}
+        rows = latest.table("erasures", columns=["erasure_id", "requested_by", "reason"]).to_pylist()
+        return {f"erasure:{r['erasure_id']}": (r["requested_by"], r["reason"]) for r in rows}
 
     def diff(self, a: int, b: int, limit: int = 50) -> dict[str, Any]:
         """``mmp diff A B --json`` (every table) plus the media objects that changed, by key, with thumbnails."""
