@@ -120,10 +120,11 @@ class LakeBrowser:
         for snap in snapshots:
             row = snap.to_dict()
             entry = extra.get(snap.seq)
-            row["message"] = getattr(entry, "message", "") or ""
+            audit = dict(getattr(entry, "audit", None) or {})  # the publish log's audit trail, where recorded
+            row["message"] = audit.get("message") or getattr(entry, "message", "") or ""
             row["run_id"] = getattr(entry, "run_id", "") or ""
             actor, reason = actors.get(str(snap.partition), ("", ""))
-            row["actor"] = actor
+            row["actor"] = actor or audit.get("actor") or ""
             if reason:
                 row["message"] = f"{row['message']} (reason: {reason})" if row["message"] else reason
             out.append(row)
