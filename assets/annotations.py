@@ -5,6 +5,7 @@ config the sensor writes, or, when materialized by hand, the newest file of the 
 source. Thin: the work is ``mm_platform.annotations.steps``.
 """
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,10 +24,18 @@ GROUP = "annotations"
 STAGED = "staged_annotation_set"
 annotation_sets = dg.DynamicPartitionsDefinition(name="annotation_sets")
 
-ANNOTATION_CHECKS = [
-    dg.AssetCheckSpec(name, asset=STAGED, blocking=True, description=f"audit of the staged {table} rows")
-    for name, table in ANNOTATION_CHECK_NAMES.items()
-]
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks: see assets/checks.py
+    ANNOTATION_CHECKS = [
+        dg.AssetCheckSpec(
+            name,
+            asset=STAGED,
+            blocking=True,
+            description=f"audit of the staged {table} rows",
+            partitions_def=annotation_sets,
+        )
+        for name, table in ANNOTATION_CHECK_NAMES.items()
+    ]
 
 
 class AnnotationFileConfig(dg.Config):

@@ -36,4 +36,6 @@ def published_snapshot(
         context.log.info(f"batch {context.partition_key} was published by run {redemption.superseded_by.run_id}")
         return dg.MaterializeResult(metadata=superseded_metadata(redemption.superseded_by))
     result = redemption.result
-    return dg.MaterializeResult(metadata=publish_metadata(result, the_lake.snapshot(result.seq), context.partition_key))
+    browser = lake.resolved_browser_url()
+    metadata = publish_metadata(result, the_lake.snapshot(result.seq), context.partition_key, browser_url=browser)
+    return dg.MaterializeResult(metadata=metadata)

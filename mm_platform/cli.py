@@ -121,6 +121,11 @@ def rollback(ctx: click.Context, seq: int, reason: str, as_json: bool) -> None:
         {"seq": result.seq, "restored": seq, "table_versions": dict(result.table_versions)},
         f"published snapshot {result.seq}: tables restored to snapshot {seq}",
     )
+    from mm_platform.cli_dagster import report_to_dagster
+
+    report_to_dagster(ctx, "published_snapshot", seq=result.seq, kind="rollback",
+                      description=f"rollback to snapshot {seq}" + (f": {reason}" if reason else ""),
+                      metadata={"restored": seq})
 
 
 @main.command()
@@ -341,6 +346,7 @@ main.lazy_commands.update(
         "branch": "mm_platform.cli_branch:branch_group",
         "merge": "mm_platform.cli_branch:merge_command",
         "log": "mm_platform.cli_branch:log_command",
+        "serve": "mm_platform.cli_serve:serve_command",
     }
 )
 

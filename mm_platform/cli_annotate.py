@@ -79,6 +79,15 @@ def annotate_command(
             click.echo(_rejects_text(exc.problems), err=True)
         raise
     _emit(as_json, result.to_dict(), _report(result))
+    if result.seq is not None and not result.noop:
+        from mm_platform.cli_dagster import report_to_dagster
+
+        report_to_dagster(
+            ctx, "annotation_set", seq=result.seq, kind="annotate", partition=result.set_name,
+            description=f"annotation set {result.set_name} revision {result.revision} from {result.file.uri}",
+            metadata={"annotation_set": result.set_name, "revision": result.revision,
+                      "rows_attached": result.rows_attached, "rows_rejected": result.rows_rejected},
+        )
 
 
 def _report(result: Any) -> str:

@@ -24,6 +24,8 @@ def _handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except MMPlatformError as exc:
+            if kwargs.get("as_json"):  # a script asked for JSON: it gets the error as JSON too, on stdout
+                click.echo(json.dumps({"error": exc.message, "hint": exc.hint or None}, indent=2))
             click.echo(f"error: {exc.message}", err=True)
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)

@@ -29,6 +29,16 @@ def _guarded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _seqs(seqs: list[int]) -> str:
+    if not seqs:
+        return ""
+    word = "snapshot" if len(seqs) == 1 else "snapshots"
+    shown = f"{seqs[0]}–{seqs[-1]}" if len(seqs) > 2 and seqs == list(range(seqs[0], seqs[-1] + 1)) else ", ".join(
+        map(str, seqs)
+    )
+    return f"{word} {shown}"
+
+
 @click.command("erase")
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--reason", required=True, help="Why (recorded in the `erasures` audit table), e.g. a request id.")
@@ -58,21 +68,49 @@ def erase_command(ctx: click.Context, targets: tuple[str, ...], reason: str, req
     if result.shared_content:
         text += f"\nnote: {result.shared_content} other media have identical bytes; their rows keep the content hash"
     _emit(as_json, result.__dict__, text)
+    from mm_platform.cli_dagster import report_to_dagster
+
+    report_to_dagster(
+        ctx, "published_snapshot", seq=result.seq, kind="erase",
+        description=f"erasure {result.erasure_id}: {len(result.media_ids)} media removed from every table ({reason})",
+        metadata={"erasure_id": result.erasure_id, "media_erased": len(result.media_ids),
+                  "partition": f"erasure:{result.erasure_id}", "rows_removed": sum(result.rows_removed.values())},
+    )
 
 
 @click.command("vacuum-erased")
+@click.option("--dry-run", is_flag=True, help="Say which snapshots would expire; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before expiring snapshots (asked only on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 @_guarded
-def vacuum_erased_command(ctx: click.Context, as_json: bool) -> None:
-    """Make erased objects unreadable: expire older snapshots, delete their files and old Delta logs, verify.
+def vacuum_erased_command(ctx: click.Context, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Make erased objects unreadable: EXPIRE every snapshot before the latest erasure (they can no longer be
+    read, rolled back to or exported), delete their files and old Delta logs, verify.
 
     Exits with code 2 when a file still names an erased object (the report lists it).
     """
     from mm_platform.cli import _emit, _lake
-    from mm_platform.lake.erasure_vacuum import vacuum_erased
+    from mm_platform.lake.erasure_vacuum import plan_vacuum_erased, vacuum_erased
 
-    report = vacuum_erased(_lake(ctx).main())  # history is main's: a branch cannot vacuum it
+    lake = _lake(ctx).main()  # history is main's: a branch cannot vacuum it
+    plan = plan_vacuum_erased(lake)
+    expiring = _seqs(plan.expiring)
+    if dry_run:
+        _emit(
+            as_json,
+            {**plan.to_dict(), "dry_run": True},
+            f"would expire {expiring or 'no snapshots'} (history before the erasure of {plan.erased_media} media)"
+            + "; nothing changed",
+        )
+        return
+    if plan.expiring and not yes and sys.stdin.isatty():
+        click.confirm(
+            f"this expires {expiring}: they can no longer be read, rolled back to or exported. Continue?",
+            abort=True,
+            err=True,
+        )
+    report = vacuum_erased(lake)
     text = (
         f"{report.erased_media} erased media: deleted {sum(report.data_files_deleted.values())} data file(s), "
         f"{sum(report.vacuumed_files.values())} other expired file(s), "
@@ -80,7 +118,9 @@ def vacuum_erased_command(ctx: click.Context, as_json: bool) -> None:
         f"({report.manifests_rewritten} rewritten), {report.index_files_deleted} index cache file(s); "
         f"snapshots below {report.expired_below_seq} expired"
     )
-    _emit(as_json, report.to_dict(), text)
+    if plan.expiring:
+        text += f"\nexpired {expiring}: history before the erasure is no longer readable"
+    _emit(as_json, {**report.to_dict(), "expired": plan.expiring}, text)
     if not report.complete:
         for path in report.pending:
             click.echo(f"pending: {path} (a retained snapshot or an in-flight publish uses it)", err=True)

@@ -15,7 +15,7 @@ from mm_platform.cli_common import _handle_errors, _lake, audit_options
 
 @click.command("search")
 @click.argument("text", required=False)
-@click.option("--image", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query by image.")
+@click.option("--image", "image", default=None, metavar="PATH|s3://BUCKET/KEY", help="Query by image.")
 @click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Number of results.")
 @click.option(
     "--where",
@@ -26,6 +26,13 @@ from mm_platform.cli_common import _handle_errors, _lake, audit_options
 @click.option("--image-model", default=None, help="Embedder spec of the image vectors to search (default: active).")
 @click.option("--text-model", default=None, help="Embedder spec of the document vectors to search (default: active).")
 @click.option("--columns", default="", help="Extra metadata columns to show, comma-separated.")
+@click.option(
+    "--fusion",
+    type=click.Choice(["auto", "scale", "rrf", "group"]),
+    default="auto",
+    show_default=True,
+    help="How results of different models combine: scale (one model's space), rrf (ranks), group (per model).",
+)
 @click.option("--thumbnails", "thumb_dir", type=click.Path(file_okay=False, path_type=Path), help="Write JPEGs here.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (thumbnails as sizes).")
 @audit_options
@@ -34,24 +41,29 @@ from mm_platform.cli_common import _handle_errors, _lake, audit_options
 def search_command(
     ctx: click.Context,
     text: str | None,
-    image: Path | None,
+    image: str | None,
     k: int,
     where: str | None,
     seq: int | None,
     image_model: str | None,
     text_model: str | None,
     columns: str,
+    fusion: str,
     thumb_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """The K media most similar to TEXT (or to --image PATH) in one snapshot."""
+    """The K media most similar to TEXT (or to --image PATH or s3://BUCKET/KEY) in one snapshot."""
     from mm_platform.search import search  # imported here: `mmp status` should not pay for it
+    from mm_platform.search.query_image import read_query_image
+    from mm_platform.sources import S3Settings
 
     if (text is None) == (image is None):
         raise click.UsageError("give either a TEXT query or --image PATH")
     extra = [c.strip() for c in columns.split(",") if c.strip()]
     lake = _lake(ctx)
-    query: str | Path = text if text is not None else cast(Path, image)
+    settings = S3Settings.from_env(ctx.obj["env"])
+    query: str | Path | bytes = text if text is not None else read_query_image(cast(str, image), settings)
+    _quiet_model_loading()
     hits = search(
         lake,
         query,
@@ -62,6 +74,7 @@ def search_command(
         text_model=text_model,
         columns=extra,
         thumbnails=thumb_dir is not None or as_json,  # the text listing does not show them; reading costs
+        fusion=fusion,
     )
     if thumb_dir is not None:
         thumb_dir.mkdir(parents=True, exist_ok=True)
@@ -74,12 +87,45 @@ def search_command(
     if not hits:
         click.echo("no results")
         return
+    routes = sorted({f"{h.route} ({h.model_id})" for h in hits})
+    click.echo(f"snapshot {_searched_seq(lake, seq)}, {_FUSION_TEXT[hits[0].fusion]}: " + ", ".join(routes))
+    group = None
     for hit in hits:
+        if hit.fusion == "group" and group != (hit.route, hit.model_id):
+            group = (hit.route, hit.model_id)
+            click.echo(f"-- {hit.route} ({hit.model_id}): scores in this model's scale")
         shown = {c: v for c, v in hit.metadata.items() if v is not None}
         meta = " ".join(f"{c}={v}" for c, v in shown.items() if c in ("width", "height", "duration_s", *extra))
         labels = sorted({str(a["label"]) for a in hit.annotations if a.get("label")})
         meta += f" labels={','.join(labels)}" if labels else ""
         click.echo(f"{hit.rank:>3}  {hit.score:7.3f}  {hit.route:<12} {str(hit.modality):<9} {hit.key}  {meta}")
+
+
+_FUSION_TEXT = {
+    "single": "one model",
+    "scale": "models interleaved on one model's cosine scale",
+    "rrf": "scores of different models are not comparable: ranks fused (reciprocal rank fusion)",
+    "group": "scores of different models are not comparable: grouped by model",
+}
+
+
+def _searched_seq(lake: object, seq: int | None) -> int:
+    from mm_platform.lake import Lake
+
+    assert isinstance(lake, Lake)
+    return seq if seq is not None else lake.snapshot().seq
+
+
+def _quiet_model_loading() -> None:
+    """No "Loading weights" progress bar on every query: the models load offline, from packages."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+        return
+    hf_logging.disable_progress_bar()
 
 
 @click.command("lineage")
@@ -127,3 +173,11 @@ def lineage_command(ctx: click.Context, ref: str, model_id: str | None, seq: int
         )
     seqs = ", ".join(str(p.seq) for p in lineage.snapshots)
     click.echo(f"snapshots  {seqs or 'none'}")
+    if len(lineage.versions) > 1:  # overwritten: say which snapshots held which bytes
+        for version in lineage.versions:
+            held = ", ".join(map(str, version.seqs))
+            word = "snapshot" if len(version.seqs) == 1 else "snapshots"
+            what = "these bytes" if version.current else "other bytes"
+            click.echo(
+                f"  {word} {held} held {what}: sha256={version.content_sha256} etag={version.etag} ({version.status})"
+            )

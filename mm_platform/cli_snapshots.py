@@ -8,6 +8,7 @@ import back into a half-initialised ``cli`` would fail whenever this module is i
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -56,19 +57,13 @@ def diff_command(
     snapshot seqs, branches (`main`, `exp`) or BRANCH@SEQ."""
     from mm_platform.cli import _lake
     from mm_platform.snapshots import diff_snapshots
-    from mm_platform.snapshots.diff import _snapshot, object_keys
+    from mm_platform.snapshots.diff import _snapshot
+    from mm_platform.snapshots.diff_objects import sample_objects
 
     lake = _lake(ctx)
     snap_a, snap_b = _snapshot(lake, a), _snapshot(lake, b)
     diff = diff_snapshots(lake, snap_a, snap_b, ignore_columns=ignore_columns, sample_size=sample_size)
-    shown_ids = [
-        k["media_id"]
-        for t in diff.tables.values()
-        for keys in (t.added_keys, t.changed_keys, t.removed_keys)
-        for k in keys
-        if "media_id" in k
-    ]
-    names = object_keys([snap_b, snap_a], shown_ids) if shown_ids else {}
+    objects = sample_objects(snap_a, snap_b, diff)  # rows are matched by id; people know objects by key
     lines = [f"snapshot {a} → {b}", f"{'table':<18} {'added':>8} {'changed':>8} {'removed':>8}  versions"]
     for t in diff.tables.values():
         versions = f"{t.version_a}→{t.version_b}" if t.compared else f"{t.version_a} (unchanged)"
@@ -76,11 +71,16 @@ def diff_command(
     for t in diff.tables.values():
         for category, keys in (("added", t.added_keys), ("changed", t.changed_keys), ("removed", t.removed_keys)):
             if keys:
-                shown = ", ".join(_readable_key(k, names) for k in keys)
+                names = objects.get(t.table, {}).get(f"{category}_keys") or [None] * len(keys)
+                counted = Counter(_row_name(t.key, k, name) for k, name in zip(keys, names, strict=True))
+                shown = ", ".join(f"{n} (×{c})" if c > 1 else n for n, c in counted.items())
                 lines.append(f"  {t.table} {category}: {shown}")
         if t.changed_columns:
             lines.append(f"  {t.table} columns: " + ", ".join(f"{c}={n}" for c, n in t.changed_columns.items()))
     payload = diff.to_dict()
+    for name, per_category in objects.items():  # beside each sample, the object key of each row
+        for category, names in per_category.items():
+            payload["tables"][name][category.replace("_keys", "_objects")] = names
     annotations = diff.tables.get("annotations")
     if annotations is not None and not annotations.is_empty:
         from mm_platform.annotations.query import label_changes
@@ -96,13 +96,12 @@ def diff_command(
     _emit(as_json, payload, "\n".join(lines))
 
 
-def _readable_key(key: dict[str, Any], names: dict[str, str]) -> str:
-    """A row's key as a person reads it: the object key where the row is about one media item."""
-    parts = [str(v) for k, v in key.items() if k != "media_id"]
-    if "media_id" in key:
-        media_id = key["media_id"]
-        parts.insert(0, f"{media_id} ({names[media_id]})" if media_id in names else media_id)
-    return "/".join(parts)
+def _row_name(key: tuple[str, ...], row: dict[str, Any], object_key: str | None) -> str:
+    """A row as a person knows it: the object key (and, for rows below media, what the row is)."""
+    if object_key is None:
+        return str(row[key[0]]) if len(key) == 1 else "/".join(map(str, row.values()))
+    rest = [str(row[c]) for c in key if c != "media_id" and c not in ("derived_id", "subject_id")]
+    return object_key + (f" [{'/'.join(rest)}]" if rest else "")
 
 
 def _label_change(change: dict[str, Any]) -> str:
@@ -159,6 +158,7 @@ def verify_export_command(ctx: click.Context, export_dir: Path, workers: int, as
     ]
     lines += [f"  {p.status:<8} {p.key}: {p.detail}" for p in report.problems]
     lines += [f"  file     {problem}" for problem in report.file_problems]
+    lines += [f"  newer    {p.key}: {p.detail}" for p in report.newer]  # information, not a failure
     _emit(as_json, report.to_dict(), "\n".join(lines))
     if not report.passed:
         sys.exit(1)

@@ -55,6 +55,16 @@ def lake_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[
     return lake_location(request, tmp_path, request.param)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_developer_dagster_home() -> Iterator[None]:
+    """`make test` exports DAGSTER_HOME=.dagster_home (the developer's instance); tests that need an instance
+    make their own, and CLI publishes (which report to DAGSTER_HOME) must not write into the developer's."""
+    saved = os.environ.pop("DAGSTER_HOME", None)
+    yield
+    if saved is not None:
+        os.environ["DAGSTER_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def shared_media() -> Path:
     if not SHARED_MEDIA.is_dir():
@@ -82,3 +92,21 @@ def active_model_invariant(tmp_path: Path) -> Iterator[None]:
             if model is not None:
                 coverage = model_coverage(snapshot, role, model)
                 assert coverage.passed, f"invariant broken in {root}: {coverage.detail}"
+
+
+@pytest.fixture(scope="session")
+def browser_lake(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
+    """One small ingested lake for the lake-browser and first-hour tests (tests/browser_lake.py)."""
+    from tests.browser_lake import build_browser_lake
+
+    return build_browser_lake(shared_media, tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="session")
+def served(browser_lake: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """`mmp serve` over ``browser_lake`` on 127.0.0.1 (with a token), for the whole session."""
+    from tests.browser_lake import BrowserLake, serve
+
+    assert isinstance(browser_lake, BrowserLake)
+    with serve(browser_lake.root, tmp_path_factory.mktemp("serve") / "serve.log") as running:
+        yield running

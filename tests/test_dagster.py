@@ -99,6 +99,7 @@ def test_a_batch_materializes_end_to_end(
     media_folder: Path, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MM_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("MM_BROWSER_URL", "http://127.0.0.1:8750")
     lake = Lake.open(str(tmp_path / "lake"))
     [batch] = _plan(lake, media_folder)
     result = _run(instance, batch)
@@ -111,11 +112,19 @@ def test_a_batch_materializes_end_to_end(
     assert publish is not None and publish.asset_materialization is not None
     assert publish.asset_materialization.metadata["publish_seq"].value == 1
     assert "data:image/jpeg;base64" in str(publish.asset_materialization.metadata["thumbnails"].value)
+    # MM_BROWSER_URL set: the materialization links to the snapshot's page and to each item's page.
+    meta = publish.asset_materialization.metadata
+    assert meta["browser_snapshot"] == dg.MetadataValue.url("http://127.0.0.1:8750/diff?a=0&b=1")
+    orange = lake.snapshot().table("media", filter=pc.field("key") == "images/orange.jpg").column("media_id")[0]
+    assert meta["browser_item: images/orange.jpg"] == dg.MetadataValue.url(
+        f"http://127.0.0.1:8750/items/{orange.as_py()}?snapshot=1"
+    )
     pipeline = {"raw_media", "media_metadata", "derived_media", "embeddings"}
     for check in [c for c in defs.resolve_asset_graph().asset_check_keys if c.asset_key.to_user_string() in pipeline]:
         record = instance.get_latest_asset_check_evaluation_record(check)
         assert record is not None and record.event is not None, check
         assert record.event.dagster_event.asset_check_evaluation_data.passed, check  # type: ignore[union-attr]
+        assert record.event.dagster_event.asset_check_evaluation_data.partition == batch  # type: ignore[union-attr]
 
 
 class _NaNEmbedder(Embedder[Any]):
@@ -167,6 +176,9 @@ def test_a_bad_batch_is_stopped_by_the_blocking_checks(
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
     ]  # type: ignore[union-attr]
     assert [(f.check_name, f.asset_key.to_user_string()) for f in failed] == [("validation_share", "raw_media")]
+    # Evaluated per batch: the failure belongs to partition `bad` (the UI shows it there, and a later
+    # passing batch does not flip it), not to the asset as a whole ("Partition —").
+    assert {f.partition for f in failed} == {bad}
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
     assert "published_snapshot" not in materialized
     assert lake.snapshot().seq == 1

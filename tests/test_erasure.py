@@ -213,8 +213,13 @@ def test_cli_erase_and_vacuum(tmp_path: Path) -> None:
         pq.write_table(pa.table({"media_id": ids}), index_dir / version / "keys.parquet")
         (index_dir / version / "index.faiss").write_bytes(b"vectors")
 
+    # Expiring history is not silent: --dry-run names the snapshots that would go, and changes nothing.
+    dry = runner.invoke(vacuum_erased_command, ["--dry-run"], obj=obj)
+    assert dry.exit_code == 0 and "would expire snapshot 1 (history before the erasure of 1 media)" in dry.output
+    assert lake.snapshot(seq=1).seq == 1
     vacuumed = runner.invoke(vacuum_erased_command, ["--json"], obj=obj)
     assert vacuumed.exit_code == 0, vacuumed.output
+    assert json.loads(vacuumed.output)["expired"] == [1]
     assert json.loads(vacuumed.output)["complete"] is True
     assert json.loads(vacuumed.output)["index_files_deleted"] == 2
     assert not (index_dir / "v1").exists() or not any((index_dir / "v1").iterdir())

@@ -27,6 +27,7 @@ from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import AuditContext, CheckResult, Lake, Snapshot, TableWrite
 from mm_platform.lake.audit import run_checks
 from mm_platform.quality import default_checks, embedding_vectors, embeddings_reference_media
+from mm_platform.quality.expectations import SUITES, validate_table
 from tests.factories import partition_rows
 
 FILES = (
@@ -105,6 +106,13 @@ def test_tables_without_staged_rows_pass(processed: Processed) -> None:
     empty = {name: table.slice(0, 0) for name, table in processed.rows.items()}
     assert not _failed(_audit(empty, processed.empty, processed.models))
     assert not _failed(_audit({}, processed.empty, processed.models))
+    # What a passed check says must read as a pass: not "0 embeddings use configured models", not "1 rows".
+    details = {r.name: r.detail for r in _audit(empty, processed.empty, processed.models)}
+    assert details["embedding_models"] == "no embeddings staged in this batch: nothing to check"
+    one = validate_table(SUITES["media"], processed.rows["media"].slice(0, 1))
+    assert one.passed and one.detail.endswith("expectations met by 1 row")
+    counted = {r.name: r.detail for r in _audit(processed.rows, processed.empty, processed.models)}
+    assert counted["embedding_models"].startswith(f"all {processed.rows['embeddings'].num_rows} staged embeddings")
 
 
 def test_embeddings_may_reference_media_published_in_the_base(processed: Processed) -> None:

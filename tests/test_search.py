@@ -218,7 +218,9 @@ def test_mmp_search_prints_hits_and_refuses_bad_filters(searchable: Searchable) 
     args = ["search", "--image", image, "--snapshot", str(searchable.first_seq), "--where", "modality = 'image'"]
     result = runner.invoke(main, [*lake, *args])
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0].split()[-3] == "images/orange.jpg"
+    header, first = result.stdout.splitlines()[:2]
+    assert header == f"snapshot {searchable.first_seq}, one model: image (efficientnet-lite0)"
+    assert first.split()[-3] == "images/orange.jpg"
     bad = runner.invoke(main, [*lake, "search", "a fruit", "--where", "width > 400; DROP TABLE media"])
     assert bad.exit_code == 2 and "unexpected ';' at column 12" in bad.output
     assert runner.invoke(main, [*lake, "search"]).exit_code == 2  # neither text nor --image

@@ -42,7 +42,7 @@ from mm_platform.log import get_logger, kv
 if TYPE_CHECKING:
     from mm_platform.lake.lake import Lake
 
-__all__ = ["ErasureVacuumReport", "vacuum_erased"]
+__all__ = ["ErasureVacuumPlan", "ErasureVacuumReport", "plan_vacuum_erased", "vacuum_erased"]
 
 log = get_logger("mm_platform.lake.erasure")
 
@@ -117,6 +117,30 @@ class _Tokens:
         """(kind, token) pairs; the kind is what a report may say, the token never leaves this process."""
         pairs = [("uri", u) for u in self.uris] + [("content_sha256", h) for h in self.hashes]
         return pairs if skip_ids else [("media_id", m) for m in self.media_ids] + pairs
+
+
+@dataclass(frozen=True)
+class ErasureVacuumPlan:
+    """What ``vacuum_erased`` would do now, computed without changing anything."""
+
+    erased_media: int
+    expire_below_seq: int
+    """Snapshots below this seq would become unreadable (history before the latest erasure)."""
+    expiring: list[int] = field(default_factory=list)
+    """The readable snapshots that would expire."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def plan_vacuum_erased(lake: Lake) -> ErasureVacuumPlan:
+    """Which snapshots ``vacuum_erased`` would expire (every one before the latest erasure publish)."""
+    state = lake.state()
+    latest = select_snapshot(lake.location, state)
+    erased, erase_seqs = _erased_media(lake.location, state, latest)
+    horizon = max([*erase_seqs, state.vacuum_horizon()]) if erased else state.vacuum_horizon()
+    readable = [e.publish_seq or 0 for e in state.published() if (e.publish_seq or 0) >= state.vacuum_horizon()]
+    return ErasureVacuumPlan(len(erased), horizon, [seq for seq in readable if seq < horizon])
 
 
 def vacuum_erased(lake: Lake, *, verify: bool = True) -> ErasureVacuumReport:

@@ -9,9 +9,9 @@ import pyarrow.compute as pc
 
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.lake.publish_log import LogState
-from mm_platform.lineage.model import SnapshotPresence
+from mm_platform.lineage.model import ObjectVersion, SnapshotPresence
 
-__all__ = ["publish_seq_by_partition", "snapshots_with_media"]
+__all__ = ["object_versions", "publish_seq_by_partition", "snapshots_with_media"]
 
 
 def publish_seq_by_partition(state: LogState, up_to_seq: int) -> dict[str, int]:
@@ -57,3 +57,20 @@ def snapshots_with_media(lake: Lake, media_id: str) -> list[SnapshotPresence]:
             for s in snapshots
         ]
     return sorted(found, key=lambda p: p.seq)
+
+
+def object_versions(presences: list[SnapshotPresence], current_sha256: str | None) -> list[ObjectVersion]:
+    """The distinct bytes the snapshots held, in order of first appearance, each with its snapshots."""
+    versions: dict[str | None, list[SnapshotPresence]] = {}
+    for presence in presences:
+        versions.setdefault(presence.content_sha256, []).append(presence)
+    return [
+        ObjectVersion(
+            content_sha256=sha,
+            etag=held[-1].etag,
+            seqs=[p.seq for p in held],
+            current=sha == current_sha256,
+            status=held[-1].status,
+        )
+        for sha, held in versions.items()
+    ]

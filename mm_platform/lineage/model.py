@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["EmbeddingLineage", "MediaLineage", "RowLineage", "SnapshotPresence", "SourceVersion"]
+__all__ = ["EmbeddingLineage", "MediaLineage", "ObjectVersion", "RowLineage", "SnapshotPresence", "SourceVersion"]
 
 
 def _plain(value: Any) -> Any:
@@ -81,6 +81,20 @@ class SnapshotPresence(_ToDict):
 
 
 @dataclass(frozen=True)
+class ObjectVersion(_ToDict):
+    """One run of snapshots that held the same bytes of an object (its history across overwrites)."""
+
+    content_sha256: str | None
+    etag: str | None
+    seqs: list[int]
+    """The snapshots that held these bytes (consecutive or not), oldest first."""
+    current: bool
+    """Whether these are the bytes of the snapshot the lineage was read from."""
+    status: str
+    """The media row's status in the last of those snapshots (``active``, ``quarantined``, ``deleted``)."""
+
+
+@dataclass(frozen=True)
 class MediaLineage(_ToDict):
     """Source object → metadata → derived rows → embeddings → the snapshots that contain it."""
 
@@ -91,6 +105,8 @@ class MediaLineage(_ToDict):
     embeddings: list[RowLineage]
     quarantine: RowLineage | None
     snapshots: list[SnapshotPresence]
+    versions: list[ObjectVersion] = field(default_factory=list)
+    """The object's distinct bytes across ``snapshots``, oldest first: "snapshot 1 held other bytes"."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from mm_platform.errors import MMPlatformError
 from mm_platform.lake import Lake, Snapshot
-from mm_platform.lineage.history import publish_seq_by_partition, snapshots_with_media
+from mm_platform.lineage.history import object_versions, publish_seq_by_partition, snapshots_with_media
 from mm_platform.lineage.model import EmbeddingLineage, MediaLineage, RowLineage, SourceVersion
 
 __all__ = ["LineageNotFoundError", "embedding_lineage", "media_lineage", "resolve_media_id"]
@@ -24,10 +24,14 @@ class LineageNotFoundError(MMPlatformError):
     """No media row (or embedding) matches what was asked for in the snapshot."""
 
 
-def resolve_media_id(snapshot: Snapshot, ref: str) -> str:
-    """A media id from a media id, a URI, a source key or a local file path."""
+def resolve_media_id(snapshot: Snapshot, ref: str, *, paths: bool = True) -> str:
+    """A media id from a media id, a URI, a source key or (when ``paths``) a local file path.
+
+    A server passes ``paths=False``: then nothing in ``ref`` reaches the file system, it is only looked up in
+    the media table.
+    """
     candidates = [ref]
-    if "://" not in ref and Path(ref).exists():
+    if paths and "://" not in ref and Path(ref).exists():
         candidates.append(Path(ref).resolve().as_uri())
     for column in ("media_id", "uri", "key"):
         ids = snapshot.table("media", columns=["media_id"], filter=pc.field(column).isin(candidates))
@@ -44,10 +48,14 @@ def resolve_media_id(snapshot: Snapshot, ref: str) -> str:
     )
 
 
-def media_lineage(lake: Lake, ref: str, *, seq: int | None = None, history: bool = True) -> MediaLineage:
-    """Source version → metadata → derived rows → embeddings (with publish seqs) → the snapshots with it."""
+def media_lineage(
+    lake: Lake, ref: str, *, seq: int | None = None, history: bool = True, paths: bool = True
+) -> MediaLineage:
+    """Source version → metadata → derived rows → embeddings (with publish seqs) → the snapshots with it,
+    and which bytes of the object each of those snapshots held (``versions``: its history across overwrites).
+    ``paths``: whether ``ref`` may be a local file path (see ``resolve_media_id``)."""
     snapshot = lake.snapshot(seq=seq)
-    media_id = resolve_media_id(snapshot, ref)
+    media_id = resolve_media_id(snapshot, ref, paths=paths)
     source = _source(snapshot, media_id)
     tracer = _Tracer(lake, snapshot, source.content_sha256)
     by_media = pc.field("media_id") == media_id
@@ -55,6 +63,7 @@ def media_lineage(lake: Lake, ref: str, *, seq: int | None = None, history: bool
     derived = tracer.rows("derived", by_media, "derived_id", _DERIVED_DETAILS)
     embeddings = tracer.rows("embeddings", by_media, "subject_id", _EMBEDDING_DETAILS)
     quarantine = tracer.rows("quarantine", by_media, "media_id", ("stage", "reason", "detail"))
+    presences = snapshots_with_media(lake, media_id) if history else []
     return MediaLineage(
         snapshot_seq=snapshot.seq,
         source=source,
@@ -62,7 +71,8 @@ def media_lineage(lake: Lake, ref: str, *, seq: int | None = None, history: bool
         derived=sorted(derived, key=lambda r: (str(r.details["kind"]), int(r.details["ordinal"]))),
         embeddings=sorted(embeddings, key=lambda r: (str(r.details["model_id"]), str(r.details["subject_kind"]))),
         quarantine=quarantine[0] if quarantine else None,
-        snapshots=snapshots_with_media(lake, media_id) if history else [],
+        snapshots=presences,
+        versions=object_versions(presences, source.content_sha256),
     )
 
 

@@ -30,6 +30,8 @@ class LakeResource(dg.ConfigurableResource):
     """A local folder or ``s3://bucket/prefix``; default: ``$MM_LAKE`` or ``./lake``."""
     branch: str | None = None
     """The branch runs read and publish on; default: the run's ``mm/branch`` tag, ``$MM_BRANCH``, or main."""
+    browser_url: str | None = None
+    """The lake browser (`mmp serve`) to link materializations to; default: ``$MM_BROWSER_URL`` (unset: no links)."""
 
     def get_lake(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None) -> Lake:
         """The lake (on the run's branch); publishes made with it record the run as their audit trail."""
@@ -43,6 +45,9 @@ class LakeResource(dg.ConfigurableResource):
             message = tags.get("mm/message") or env.get("MM_MESSAGE", "")
             set_audit(actor=actor, message=message, command=f"dagster run {context.run.run_id}")
         return Lake.open(self.uri or env.get("MM_LAKE", "./lake"), env, branch=branch)
+
+    def resolved_browser_url(self) -> str | None:
+        return self.browser_url or os.environ.get("MM_BROWSER_URL") or None
 
 
 class MediaSourceResource(dg.ConfigurableResource):

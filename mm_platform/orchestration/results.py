@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from mm_platform.ingest.process import BatchReport
 from mm_platform.lake import CheckResult, PublishResult, Snapshot
 from mm_platform.lake.publish_log import LogEntry
+from mm_platform.serve.links import item_url, snapshot_url
 
 # Which asset shows the checks about which table.
 TABLE_ASSETS = {
@@ -112,14 +113,30 @@ def column_lineage() -> dg.TableColumnLineage:
     )
 
 
-def publish_metadata(result: PublishResult, snapshot: Snapshot, partition: str) -> dict[str, Any]:
+def browser_links(browser_url: str, snapshot: Snapshot, media: pa.Table, limit: int = 10) -> dict[str, Any]:
+    """Links into the lake browser (``mmp serve``): the snapshot's changes and the batch's first items (by object
+    key), as URL metadata, which the UI shows as links in the materialization's metadata table."""
+    links: dict[str, Any] = {"browser_snapshot": dg.MetadataValue.url(snapshot_url(browser_url, snapshot.seq))}
+    rows = media.slice(0, limit).to_pylist()
+    for row in rows:
+        url = item_url(browser_url, row["media_id"], snapshot.seq)
+        links[f"browser_item: {row['key']}"[:120]] = dg.MetadataValue.url(url)
+    return links
+
+
+def publish_metadata(
+    result: PublishResult, snapshot: Snapshot, partition: str, *, browser_url: str | None = None
+) -> dict[str, Any]:
     media = snapshot.table(
         "media",
-        columns=["key", "mime_type", "modality", "size_bytes", "status"],
+        columns=["media_id", "key", "mime_type", "modality", "size_bytes", "status"],
         filter=pc.field("partition") == partition,
     )
+    links = browser_links(browser_url, snapshot, media) if browser_url else {}
+    media = media.drop_columns(["media_id"])
     return {
         "branch": snapshot.branch or "main",
+        **links,
         "publish_seq": result.seq,
         "noop": result.noop,
         "table_versions": dg.MetadataValue.json(dict(result.table_versions)),

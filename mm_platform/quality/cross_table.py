@@ -293,7 +293,11 @@ def embedding_model_check(expected: Mapping[str, int]) -> AuditCheck:
                 name=name,
                 table="embeddings",
                 passed=True,
-                detail=f"{total} embeddings use configured models {sorted(allowed)}",
+                detail=(
+                    f"all {total} staged embeddings use configured models {sorted(allowed)}"
+                    if total
+                    else "no embeddings staged in this batch: nothing to check"
+                ),
             )
         parts = []
         if unknown.any():

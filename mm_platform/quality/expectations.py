@@ -236,12 +236,16 @@ def validate_table(suite: TableSuite, rows: pa.Table) -> CheckResult:
             if len(samples) < SAMPLE_ROWS:
                 samples.append({"expectation": rule.describe(), **{k: _plain(v) for k, v in row.items()}})
     detail = (
-        f"{len(problems)} of {len(suite.rules)} expectations failed on {rows.num_rows} rows: " + "; ".join(problems)
+        f"{len(problems)} of {len(suite.rules)} expectations failed on {_rows(rows.num_rows)}: " + "; ".join(problems)
         if problems
-        else f"{len(suite.rules)} expectations met by {rows.num_rows} rows"
+        else f"all {len(suite.rules)} expectations met by {_rows(rows.num_rows)}"
     )
     log.info("gx %s", kv(table=suite.table, rows=rows.num_rows, failed=len(problems)))
     return CheckResult(name=name, table=suite.table, passed=not problems, detail=detail, failing_rows=tuple(samples))
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 def _summary(result: Mapping[str, Any], exception: Mapping[str, Any] | None, total: int) -> str:

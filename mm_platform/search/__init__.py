@@ -12,6 +12,7 @@ from mm_platform.search.exact import ExactIndex, exact_topk
 from mm_platform.search.filters import FilterError, ParsedFilter, compile_filter
 from mm_platform.search.hits import SearchHit, filter_schema
 from mm_platform.search.index_store import IndexConfig, ModelIndex, clear_index_memo, open_index
+from mm_platform.search.row_index import RowIndex
 
 __all__ = [
     "ActiveModel",
@@ -24,6 +25,7 @@ __all__ = [
     "IndexConfig",
     "ModelIndex",
     "ParsedFilter",
+    "RowIndex",
     "SearchError",
     "SearchHit",
     "active_models",

@@ -10,15 +10,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mm_platform.embed import embedder_for
+from mm_platform.embed import MiniLMTextEmbedder, embedder_for
 from mm_platform.errors import ConfigError, MMPlatformError
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.search.active import ActiveModel, ActiveModels, active_models
 from mm_platform.search.bridge import bridge_scores
 from mm_platform.search.filters import ParsedFilter, compile_filter
+from mm_platform.search.fusion import RouteHits, fuse
 from mm_platform.search.hits import DEFAULT_METADATA, SearchHit, filter_schema, hydrate, matching_media
 from mm_platform.search.index_store import IndexConfig, open_index
 from mm_platform.search.routes import Query, Route, embed_query, plan_routes
+from mm_platform.search.row_index import RowIndex
 
 __all__ = ["SearchError", "search"]
 
@@ -44,17 +46,26 @@ def search(
     columns: Sequence[str] = (),
     thumbnails: bool = True,
     config: IndexConfig | None = None,
+    fusion: str = "auto",
+    rows: RowIndex | None = None,
 ) -> list[SearchHit]:
     """The ``k`` media most similar to ``query`` (text, or an image path / bytes / PIL image).
 
     Reads one snapshot: ``source`` itself, or the lake's snapshot ``seq`` (default: the latest). ``where``
     filters on media and metadata columns (``mm_platform.search.filters``). ``image_model`` / ``text_model``
     (embedder specs, e.g. ``clip:<dir>``) pick other vectors than the active ones (``active_models``).
+    ``fusion`` says how the lists of several routes (text → images and documents) become one
+    (``mm_platform.search.fusion``); every hit names the method used. ``columns`` must be metadata columns.
+    ``rows``: the snapshot's rows kept in memory by a long-lived caller (``RowIndex``), instead of a filtered
+    read per query.
     """
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
     snapshot = _snapshot(source, seq)
+    if rows is not None and rows.snapshot.seq != snapshot.seq:
+        raise ConfigError(f"rows of snapshot {rows.snapshot.seq} given for snapshot {snapshot.seq}")
     parsed = compile_filter(where, filter_schema(snapshot)) if where is not None else None
+    _check_columns(snapshot, columns)
     routes = plan_routes(query, _models(snapshot, image_model, text_model))
     if not routes:
         kind = "text" if isinstance(query, str) else "image"
@@ -63,9 +74,34 @@ def search(
             hint="ingest media first (mmp ingest), or pick another --snapshot",
         )
     allowed_ids = _matching(snapshot, parsed) if parsed is not None else None
-    merged = _merge([_run_route(snapshot, route, query, k, allowed_ids, config) for route in routes], k)
+    per_route = [
+        RouteHits(
+            route.name,
+            route.model.model_id,
+            _scale_model(route),
+            _run_route(snapshot, route, query, k, allowed_ids, config),
+        )
+        for route in routes
+    ]
+    merged, method = fuse(per_route, k, fusion)
     wanted = [*DEFAULT_METADATA, *(parsed.columns if parsed else ()), *columns]
-    return hydrate(snapshot, merged, columns=wanted, thumbnails=thumbnails)
+    return hydrate(snapshot, merged, columns=wanted, thumbnails=thumbnails, fusion=method, rows=rows)
+
+
+def _check_columns(snapshot: Snapshot, columns: Sequence[str]) -> None:
+    """Asked-for columns must exist: a typo (or a path) would otherwise be dropped without a word."""
+    known = set(snapshot.schema("metadata").names)
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown metadata column(s) {', '.join(repr(c) for c in unknown)}",
+            hint="known: " + ", ".join(sorted(known - {"media_id"})),
+        )
+
+
+def _scale_model(route: Route) -> str:
+    """The model in whose space the route's common-scale cosine lives (see ``_run_route``)."""
+    return MiniLMTextEmbedder.MODEL_ID if route.name == "label-bridge" else route.model.model_id
 
 
 def _matching(snapshot: Snapshot, parsed: ParsedFilter) -> pa.Array:
@@ -124,14 +160,3 @@ def _run_route(
     index = open_index(snapshot, route.model.model_id, config)
     hits = index.search(embed_query(route, query), k, index.allowed(allowed_ids))
     return [(media_id, score, route.name, route.model.model_id, score) for media_id, score in hits]
-
-
-def _merge(per_route: list[list[Ranked]], k: int) -> list[Ranked]:
-    """One list from the routes' lists. A route's own order is kept; routes interleave by a common scale:
-    the cosine between query and media in the text model's space (a document's text; an image's labels,
-    made non-increasing along the bridge's order). A CLIP route's cosine lives in CLIP's space, which is only
-    roughly comparable; with one route nothing is re-scaled."""
-    if len(per_route) == 1:
-        return [(*hit[:4], None) for hit in per_route[0][:k]]
-    merged = sorted((hit for hits in per_route for hit in hits), key=lambda hit: hit[4] or 0.0, reverse=True)
-    return merged[:k]

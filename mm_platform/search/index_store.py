@@ -74,6 +74,7 @@ class ModelIndex:
     backend: ExactIndex | HnswIndex
     origin: str
     """How it was obtained: exact, built, cached, incremental (for logs and tests)."""
+    _allowed: dict[int, tuple[pa.Array, Allowed]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -88,10 +89,23 @@ class ModelIndex:
         return self.keys.column("media_id").combine_chunks()
 
     def allowed(self, media_ids: pa.Array | None = None) -> Allowed | None:
-        """The positions a search may return: live ones, and only ``media_ids`` when given."""
+        """The positions a search may return: live ones, and only ``media_ids`` when given.
+
+        The last few answers are kept by the identity of ``media_ids``: search remembers a filter's id set per
+        snapshot and passes the same array again, and matching it against every position (a hash probe per
+        row) would otherwise cost more than the search at a million rows."""
         if media_ids is None:
             return None if self.live.all() else Allowed(self.live)
-        return Allowed(_mask(pc.is_in(self.media_ids, value_set=media_ids)) & self.live)
+        with _LOCK:
+            kept = self._allowed.get(id(media_ids))
+        if kept is not None and kept[0] is media_ids:
+            return kept[1]
+        allowed = Allowed(_mask(pc.is_in(self.media_ids, value_set=media_ids)) & self.live)
+        with _LOCK:
+            self._allowed[id(media_ids)] = (media_ids, allowed)  # the array is held, so its id stays its own
+            while len(self._allowed) > 8:
+                self._allowed.pop(next(iter(self._allowed)))
+        return allowed
 
     def search(self, query: NDArray[np.float32], k: int, allowed: Allowed | None = None) -> list[tuple[str, float]]:
         """(media_id, score) of the top ``k``, best first."""

@@ -101,6 +101,9 @@ class VerifyReport:
     """Objects that are missing or changed, sorted by URI."""
     file_problems: list[str] = field(default_factory=list)
     """Exported Parquet files that are missing or do not hash as the manifest says."""
+    newer: list[ObjectProblem] = field(default_factory=list)
+    """Objects pinned by VersionId whose key now has a newer version (status ``newer``): not a problem — the
+    export still reads its pinned version — but the source has moved on."""
 
     @property
     def passed(self) -> bool:
@@ -125,6 +128,7 @@ class VerifyReport:
             "missing": self.missing_keys,
             "problems": [p.__dict__ for p in self.problems],
             "file_problems": self.file_problems,
+            "newer": [p.__dict__ for p in self.newer],
         }
 
 
@@ -145,12 +149,16 @@ def verify_export(export_dir: Path | str, env: Mapping[str, str] | None = None, 
     for obj in manifest.objects:
         by_source[obj.source].append(obj)
     problems: list[ObjectProblem] = []
+    newer: list[ObjectProblem] = []
     for root, objects in by_source.items():
-        problems += _verify_source(root, objects, settings, workers)
+        found = _verify_source(root, objects, settings, workers)
+        problems += [p for p in found if p.status != "newer"]
+        newer += [p for p in found if p.status == "newer"]
     problems += [p for p in (_verify_annotation_file(f, settings) for f in manifest.annotation_files) if p]
     problems.sort(key=lambda p: p.uri)
+    newer.sort(key=lambda p: p.uri)
     checked = len(manifest.objects) + len(manifest.annotation_files)
-    report = VerifyReport(str(folder), manifest.seq, checked, problems, file_problems)
+    report = VerifyReport(str(folder), manifest.seq, checked, problems, file_problems, newer)
     log.info("verified %s", kv(folder=folder, seq=manifest.seq, objects=len(manifest.objects), problems=len(problems)))
     return report
 
@@ -158,15 +166,25 @@ def verify_export(export_dir: Path | str, env: Mapping[str, str] | None = None, 
 def _verify_source(root: str, objects: list[PinnedObject], settings: S3Settings, workers: int) -> list[ObjectProblem]:
     try:
         source = source_from_uri(root, s3_settings=settings)
-        needs_listing = any(o.version_id is None for o in objects)
-        listing = {info.key: info for info in source.list_objects()} if needs_listing else {}
+        # Listed always: unpinned objects are read at their current version, pinned ones are compared with it.
+        listing = {info.key: info for info in source.list_objects()}
     except MMPlatformError as exc:
         if exc.retryable:
             raise  # a throttled or unreachable store says nothing about the objects: let the caller retry
         return [ObjectProblem(o.key, o.uri, "missing", f"source {root} unavailable: {exc.message}") for o in objects]
     with source, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         outcomes = pool.map(lambda obj: _verify_object(source, obj, listing), objects)
-        return [problem for problem in outcomes if problem is not None]
+        found = [problem for problem in outcomes if problem is not None]
+    return found + [n for n in (_newer_version(obj, listing) for obj in objects) if n is not None]
+
+
+def _newer_version(obj: PinnedObject, listing: Mapping[str, ObjectInfo]) -> ObjectProblem | None:
+    """A note when the key's current version is not the pinned one (a versioned bucket kept both)."""
+    current = listing.get(obj.key)
+    if obj.version_id is None or current is None or current.version_id in (None, obj.version_id):
+        return None
+    detail = f"pinned version {obj.version_id} still verifies; the key's current version is {current.version_id}"
+    return ObjectProblem(obj.key, obj.uri, "newer", detail)
 
 
 def _verify_object(source: Source, obj: PinnedObject, listing: Mapping[str, ObjectInfo]) -> ObjectProblem | None:
