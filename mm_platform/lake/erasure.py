@@ -1,4 +1,4 @@
-"""Erasure (DESIGN.md §4): every row derived from an object leaves every table in one publish, then its bytes
+"""Erasure: every row derived from an object leaves every table in one publish, then its bytes
 leave the lake's history.
 
 ``erase`` stages the removal of every row whose ``media_id`` is erased from every data table (the media row

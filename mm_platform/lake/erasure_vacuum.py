@@ -1,4 +1,4 @@
-"""Erasure, second half: make erased objects unreadable through the lake's history (``mmp vacuum --erased``).
+"""Erasure, second half: make erased objects unreadable through the lake's history (``mmp vacuum-erased``).
 
 What ``erase`` published hides the object from every snapshot from then on; this expires the older
 snapshots and deletes or purges every file that could still name it, then verifies (the steps are listed

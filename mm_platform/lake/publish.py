@@ -1,4 +1,4 @@
-"""Write–audit–publish across tables (DESIGN.md §2).
+"""Write–audit–publish across tables (the protocol is described in the README's "Architecture" section).
 
 1. stage: rows become invisible Parquet files + a manifest (``stage.py``);
 2. audit: checks on the staged rows; a failure publishes nothing and is logged as ``rejected``;

@@ -1,4 +1,4 @@
-"""The lake's tables: Arrow schemas, keys and the lineage every row carries (DESIGN.md §1).
+"""The lake's tables: Arrow schemas, keys and the lineage every row carries (README: "Tables").
 
 New fields arrive by schema evolution (Delta ``schema_mode="merge"``), never by a migration, so a schema
 here is the *minimum* a table has; producers may add nullable columns.

@@ -1,4 +1,4 @@
-"""Checks across tables and on vectors: what a per-table suite cannot see (DESIGN.md §2, the audit step).
+"""Checks across tables and on vectors: what a per-table suite cannot see (the audit step of the publish).
 
 Each check reads the stage's new rows (``AuditContext.staged``) and, where a reference may point at rows
 already published, the base snapshot. Everything is vectorised with pyarrow and numpy: 100k embeddings
