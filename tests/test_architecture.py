@@ -67,9 +67,7 @@ KNOWN_PRIVATE_IMPORTS: list[str] = [
     "mm_platform.snapshots.diff_objects imports mm_platform.snapshots.diff._snapshot",
 ]
 KNOWN_LONG_MODULES: list[str] = [
-    "mm_platform.annotations.attach",
     "mm_platform.annotations.read",
-    "mm_platform.annotations.validate",
     "mm_platform.cli",
     "mm_platform.embed.imagenet_labels",
     "mm_platform.ingest.batch_stage",

@@ -21,17 +21,25 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mm_platform.annotations.match import MediaIndex, MediaTarget
+from mm_platform.annotations.match import MediaIndex
 from mm_platform.annotations.model import (
     AttachOptions,
-    FileVersion,
+    AttachResult,
     NothingAttachedError,
     RowProblem,
     RowsRejectedError,
 )
 from mm_platform.annotations.read import AnnotationFile, read_annotation_file
+from mm_platform.annotations.revision_rows import (
+    ANNOTATE_VERSION,
+    annotation_row,
+    annotations_schema,
+    carry_forward,
+    reject_rows,
+    set_row,
+)
 from mm_platform.annotations.schema import ANNOTATION_REJECTS, ANNOTATION_SETS, ANNOTATIONS, VALUE_COLUMNS
-from mm_platform.annotations.validate import Accepted, ColumnPlan, plan_columns, validate_rows
+from mm_platform.annotations.validate import ColumnPlan, plan_columns, validate_rows
 from mm_platform.errors import StaleStageError
 from mm_platform.lake import AuditCheck, Lake, RowFilter, Snapshot, TableWrite
 from mm_platform.log import get_logger, kv
@@ -49,54 +57,12 @@ __all__ = [
 
 log = get_logger("mm_platform.annotations")
 
-ANNOTATE_VERSION = "1"
-"""The code version of attaching (the rows' ``producer_version``; ``producer`` says who made the labels)."""
 ATTEMPTS = 3
 
 
 def partition_for(set_name: str, revision: int) -> str:
     """The publish's partition: the publish log and ``mmp snapshots`` name revisions by it."""
     return f"annotations:{set_name}:r{revision}"
-
-
-@dataclass(frozen=True)
-class AttachResult:
-    """What attaching a file did. ``rows_attached + rows_rejected == rows_in_file``: nothing is dropped."""
-
-    set_name: str
-    revision: int
-    """The set's revision after this call (the previous one when ``noop``)."""
-    seq: int | None
-    """The snapshot that holds the revision (``None`` until published)."""
-    noop: bool
-    """The same file gave the same revision again: nothing was published."""
-    file: FileVersion
-    match_by: str
-    key_column: str
-    id_column: str | None
-    rows_in_file: int
-    rows_attached: int
-    rows_rejected: int
-    annotations: int
-    """The set's annotation rows in this revision (a row matched by content hash may attach to several media)."""
-    added: int
-    changed: int
-    removed: int
-    unchanged: int
-    rejects: tuple[RowProblem, ...] = ()
-    new_columns: tuple[str, ...] = ()
-    """Extra columns this revision added to ``annotations`` (schema evolution)."""
-    vocabulary: tuple[str, ...] | None = None
-
-    def reasons(self) -> dict[str, int]:
-        return dict(sorted(Counter(p.reason for p in self.rejects).items()))
-
-    def to_dict(self) -> dict[str, Any]:
-        doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("rejects", "file")}
-        doc["file"] = dataclasses.asdict(self.file)
-        doc["reasons"] = self.reasons()
-        doc["rejects"] = [p.to_dict() for p in self.rejects]
-        return doc
 
 
 @dataclass(frozen=True)
@@ -177,13 +143,13 @@ def prepare_revision(
     run = run_id or partition
     now = datetime.now(UTC)
     fresh = [
-        _annotation_row(a, target, name, revision, file.version, plan, options.producer, run, partition, now)
+        annotation_row(a, target, name, revision, file.version, plan, options.producer, run, partition, now)
         for a in checked.accepted
         for target in a.targets
     ]
     old = snapshot.table(ANNOTATIONS.name, filter=pc.field("annotation_set") == name).to_pylist()
     extras = [c for c in snapshot.schema(ANNOTATIONS.name).names if c not in ANNOTATIONS.schema.names]
-    rows, counts = _carry_forward(old, fresh, [*VALUE_COLUMNS, *dict.fromkeys([*extras, *plan.extras])])
+    rows, counts = carry_forward(old, fresh, [*VALUE_COLUMNS, *dict.fromkeys([*extras, *plan.extras])])
     result = AttachResult(
         set_name=name,
         revision=revision,
@@ -206,15 +172,15 @@ def prepare_revision(
         return PreparedRevision(
             dataclasses.replace(result, revision=int(previous["revision"]), noop=True, seq=snapshot.seq), partition
         )
-    schema = _annotations_schema(snapshot.schema(ANNOTATIONS.name), plan)
+    schema = annotations_schema(snapshot.schema(ANNOTATIONS.name), plan)
     writes = {
         ANNOTATIONS.name: TableWrite(
             pa.Table.from_pylist(rows, schema=schema), (RowFilter("annotation_set", (name,)),)
         ),
-        ANNOTATION_SETS.name: TableWrite(_set_row(result, plan, run, partition, now, options.producer)),
+        ANNOTATION_SETS.name: TableWrite(set_row(result, plan, run, partition, now, options.producer)),
     }
     if rejects:
-        writes[ANNOTATION_REJECTS.name] = TableWrite(_reject_rows(result, run, partition, options.producer))
+        writes[ANNOTATION_REJECTS.name] = TableWrite(reject_rows(result, run, partition, options.producer))
     return PreparedRevision(result, partition, writes)
 
 
@@ -240,65 +206,6 @@ def _nothing_hint(plan: ColumnPlan, rejects: Sequence[RowProblem]) -> str:
     return f"e.g. row {first.row}: {first.detail}" if first else "the file has no rows"
 
 
-def _annotation_row(
-    accepted: Accepted,
-    target: MediaTarget,
-    set_name: str,
-    revision: int,
-    version: FileVersion,
-    plan: ColumnPlan,
-    producer: str,
-    run_id: str,
-    partition: str,
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "media_id": target.media_id,
-        "annotation_set": set_name,
-        "annotation_key": accepted.annotation_key,
-        **accepted.values,
-        "revision": revision,
-        **_source(version),
-        "source_row": accepted.row.row,
-        "match_by": plan.match,
-        "match_value": accepted.match_value,
-        "attached_at": now,
-        "source_content_sha256": target.content_sha256,
-        "producer": producer,
-        "producer_version": ANNOTATE_VERSION,
-        "run_id": run_id,
-        "partition": partition,
-    }
-
-
-def _carry_forward(
-    old: list[dict[str, Any]], fresh: list[dict[str, Any]], value_columns: Sequence[str]
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The revision's rows: an unchanged value keeps its old row (and lineage); counts of what changed."""
-
-    def key(row: Mapping[str, Any]) -> tuple[str, str]:
-        return row["media_id"], row["annotation_key"]
-
-    def value(row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(row.get(c) for c in value_columns)
-
-    before = {key(row): row for row in old}
-    rows: list[dict[str, Any]] = []
-    counts = {"added": 0, "changed": 0, "unchanged": 0}
-    for row in fresh:
-        previous = before.pop(key(row), None)
-        if previous is None:
-            counts["added"] += 1
-            rows.append(row)
-        elif value(previous) == value(row):
-            counts["unchanged"] += 1
-            rows.append(previous)
-        else:
-            counts["changed"] += 1
-            rows.append(row)
-    return rows, {**counts, "removed": len(before)}
-
-
 def _same_revision(snapshot: Snapshot, previous: Mapping[str, Any], result: AttachResult) -> bool:
     """The file and its outcome equal the set's current revision: publishing again would change nothing."""
     if result.added or result.changed or result.removed or previous["source_sha256"] != result.file.sha256:
@@ -310,67 +217,3 @@ def _same_revision(snapshot: Snapshot, previous: Mapping[str, Any], result: Atta
     where = (pc.field("annotation_set") == result.set_name) & (pc.field("revision") == previous["revision"])
     before = snapshot.table(ANNOTATION_REJECTS.name, columns=["row", "reason"], filter=where).to_pylist()
     return sorted((r["row"], r["reason"]) for r in before) == sorted((p.row, p.reason) for p in result.rejects)
-
-
-def _annotations_schema(current: pa.Schema, plan: ColumnPlan) -> pa.Schema:
-    fields = list(current) + [pa.field(name, plan.extras[name]) for name in plan.new_extras]
-    return pa.schema(fields)
-
-
-def _source(version: FileVersion) -> dict[str, Any]:
-    return {"source_file": version.uri, "source_version": version.version, "source_sha256": version.sha256}
-
-
-def _lineage(run_id: str, partition: str, producer: str) -> dict[str, Any]:
-    return {
-        "source_content_sha256": None,
-        "producer": producer,
-        "producer_version": ANNOTATE_VERSION,
-        "run_id": run_id,
-        "partition": partition,
-    }
-
-
-def _set_row(
-    result: AttachResult, plan: ColumnPlan, run_id: str, partition: str, now: datetime, producer: str
-) -> pa.Table:
-    row = {
-        "annotation_set": result.set_name,
-        "revision": result.revision,
-        **_source(result.file),
-        "source_format": result.file.format,
-        "match_by": plan.match,
-        "key_column": result.key_column,
-        "id_column": result.id_column,
-        "vocabulary": None if result.vocabulary is None else list(result.vocabulary),
-        "rows_in_file": result.rows_in_file,
-        "rows_attached": result.rows_attached,
-        "rows_rejected": result.rows_rejected,
-        "annotations": result.annotations,
-        "added": result.added,
-        "changed": result.changed,
-        "removed": result.removed,
-        "unchanged": result.unchanged,
-        "attached_at": now,
-        **_lineage(run_id, partition, producer),
-    }
-    return pa.Table.from_pylist([row], schema=ANNOTATION_SETS.schema)
-
-
-def _reject_rows(result: AttachResult, run_id: str, partition: str, producer: str) -> pa.Table:
-    rows = [
-        {
-            "annotation_set": result.set_name,
-            "revision": result.revision,
-            "row": p.row,
-            "line": p.line,
-            "reason": p.reason,
-            "detail": p.detail,
-            "media_id": p.media_id,
-            "raw": p.raw,
-            **_source(result.file),
-            **_lineage(run_id, partition, producer),
-        }
-        for p in result.rejects
-    ]
-    return pa.Table.from_pylist(rows, schema=ANNOTATION_REJECTS.schema)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -11,6 +13,7 @@ from mm_platform.errors import ConfigError, MMPlatformError
 __all__ = [
     "MATCH_KINDS",
     "AttachOptions",
+    "AttachResult",
     "FileRow",
     "FileVersion",
     "MatchKind",
@@ -128,3 +131,43 @@ class RowsRejectedError(MMPlatformError):
     def __init__(self, message: str, *, problems: tuple[RowProblem, ...]) -> None:
         self.problems = problems
         super().__init__(message, hint="fix the rows listed (or drop --strict to attach the rest)")
+
+
+@dataclass(frozen=True)
+class AttachResult:
+    """What attaching a file did. ``rows_attached + rows_rejected == rows_in_file``: nothing is dropped."""
+
+    set_name: str
+    revision: int
+    """The set's revision after this call (the previous one when ``noop``)."""
+    seq: int | None
+    """The snapshot that holds the revision (``None`` until published)."""
+    noop: bool
+    """The same file gave the same revision again: nothing was published."""
+    file: FileVersion
+    match_by: str
+    key_column: str
+    id_column: str | None
+    rows_in_file: int
+    rows_attached: int
+    rows_rejected: int
+    annotations: int
+    """The set's annotation rows in this revision (a row matched by content hash may attach to several media)."""
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    rejects: tuple[RowProblem, ...] = ()
+    new_columns: tuple[str, ...] = ()
+    """Extra columns this revision added to ``annotations`` (schema evolution)."""
+    vocabulary: tuple[str, ...] | None = None
+
+    def reasons(self) -> dict[str, int]:
+        return dict(sorted(Counter(p.reason for p in self.rejects).items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("rejects", "file")}
+        doc["file"] = dataclasses.asdict(self.file)
+        doc["reasons"] = self.reasons()
+        doc["rejects"] = [p.to_dict() for p in self.rejects]
+        return doc

@@ -21,12 +21,9 @@ annotation file is small next to the media it describes.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -35,6 +32,16 @@ from mm_platform.annotations.match import MatchOutcome, MediaTarget
 from mm_platform.annotations.model import MATCH_KINDS, AttachOptions, FileRow, MatchKind, RowProblem
 from mm_platform.annotations.read import AnnotationFile, normalise_column
 from mm_platform.annotations.schema import ANNOTATIONS
+from mm_platform.annotations.values import (
+    WrongType,
+    box,
+    box_problem,
+    convert,
+    describe,
+    infer_type,
+    json_value,
+    number,
+)
 from mm_platform.errors import ConfigError
 
 __all__ = ["Accepted", "ColumnPlan", "Validated", "plan_columns", "validate_rows"]
@@ -46,12 +53,6 @@ KEY_CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 BOX_PARTS = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
 VALUE_ROLES = ("label", "score", "bbox", *BOX_PARTS, "value")
-_INT = re.compile(r"^[+-]?(0|[1-9][0-9]*)$")
-_TRUE, _FALSE = frozenset({"true", "yes"}), frozenset({"false", "no"})
-
-
-class _WrongType(ValueError):
-    """A value that does not fit its column's type (the message is the row's detail)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def plan_columns(file: AnnotationFile, options: AttachOptions, table: pa.Schema)
         if column in table.names:
             extras[column] = table.field(column).type
         else:
-            extras[column] = _infer_type([r.values.get(column) for r in file.rows])
+            extras[column] = infer_type([r.values.get(column) for r in file.rows])
             new.append(column)
     assert match in MATCH_KINDS
     return ColumnPlan(match, key, id_column, roles, extras, tuple(new))  # type: ignore[arg-type]
@@ -155,39 +156,6 @@ def _infer_match(values: Sequence[Any]) -> str:
     if texts and all(re.fullmatch(r"[0-9a-fA-F]{64}", t) for t in texts):
         return "sha256"
     return "key"
-
-
-def _infer_type(values: Sequence[Any]) -> pa.DataType:
-    """The narrowest of bool, int64, float64 and string that every (non-null) value of a new column fits."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return pa.string()
-    if all(isinstance(v, str) for v in present):  # CSV text
-        lowered = [v.strip().lower() for v in present]
-        if all(v in _TRUE | _FALSE for v in lowered):
-            return pa.bool_()
-        if all(_INT.match(v) for v in lowered):
-            return pa.int64()
-        if all(_is_decimal(v) for v in lowered):
-            return pa.float64()
-        return pa.string()
-    if all(isinstance(v, bool) for v in present):
-        return pa.bool_()
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return pa.int64()
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
-        return pa.float64()
-    return pa.string()
-
-
-def _is_decimal(text: str) -> bool:
-    if re.match(r"^[+-]?0[0-9]", text):  # leading zeros: an identifier, not a number
-        return False
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # --- per row -------------------------------------------------------------------------------------------------
@@ -246,7 +214,7 @@ def _check_row(row: FileRow, plan: ColumnPlan, lookup: Lookup, allowed: frozense
     if raw_key is None or (isinstance(raw_key, str) and not raw_key.strip()):
         return _problem(row, "missing_key", f"no value in the key column {plan.key!r}")
     if not isinstance(raw_key, str):
-        return _problem(row, "wrong_type", f"{plan.key} must be text, got {_describe(raw_key)}")
+        return _problem(row, "wrong_type", f"{plan.key} must be text, got {describe(raw_key)}")
     match_value = raw_key.strip()
     found = lookup(plan.match, match_value)
     if found.reason is not None:
@@ -255,7 +223,7 @@ def _check_row(row: FileRow, plan: ColumnPlan, lookup: Lookup, allowed: frozense
     try:
         annotation_key = _annotation_key(row, plan)
         values = _typed_values(row, plan)
-    except _WrongType as exc:
+    except WrongType as exc:
         return _problem(row, "wrong_type", str(exc), media_id)
     if values["value_type"] is None:
         return _problem(row, "empty_row", "the row holds no label, score, box, value or extra field", media_id)
@@ -265,10 +233,10 @@ def _check_row(row: FileRow, plan: ColumnPlan, lookup: Lookup, allowed: frozense
         return _problem(
             row, "label_not_in_vocabulary", f"label {label!r} is not in the set's vocabulary ({shown})", media_id
         )
-    box = values.get("bbox")
-    if box is not None:
+    given_box = values.get("bbox")
+    if given_box is not None:
         for target in found.targets:
-            outside = _box_problem(box, target)
+            outside = box_problem(given_box, target)
             if outside:
                 return _problem(row, "box_outside_image", outside, target.media_id)
     return Accepted(row, found.targets, annotation_key, match_value, values)
@@ -279,7 +247,7 @@ def _annotation_key(row: FileRow, plan: ColumnPlan) -> str:
         return ""
     value = row.values.get(plan.id)
     if value is None or isinstance(value, bool) or not isinstance(value, str | int):
-        raise _WrongType(f"{plan.id} must be text or an integer, got {_describe(value)}")
+        raise WrongType(f"{plan.id} must be text or an integer, got {describe(value)}")
     return str(value).strip()
 
 
@@ -289,20 +257,20 @@ def _typed_values(row: FileRow, plan: ColumnPlan) -> dict[str, Any]:
     label = get("label")
     if label is not None:
         if not isinstance(label, str):
-            raise _WrongType(f"label must be text, got {_describe(label)}")
+            raise WrongType(f"label must be text, got {describe(label)}")
         values["label"] = label.strip() or None
     if get("score") is not None:
-        values["score"] = _number(get("score"), "score", finite=True)
+        values["score"] = number(get("score"), "score", finite=True)
     if "bbox" in plan.roles and get("bbox") is not None:
-        values["bbox"] = _box(get("bbox"))
+        values["bbox"] = box(get("bbox"))
     elif "bbox_x" in plan.roles and any(get(c) is not None for c in BOX_PARTS):
         empty = [c for c in BOX_PARTS if get(c) is None]
         if empty:
-            raise _WrongType(f"a box needs all of {', '.join(BOX_PARTS)}; {', '.join(empty)} empty")
-        values["bbox"] = _box([get(c) for c in BOX_PARTS])
+            raise WrongType(f"a box needs all of {', '.join(BOX_PARTS)}; {', '.join(empty)} empty")
+        values["bbox"] = box([get(c) for c in BOX_PARTS])
     if get("value") is not None:
-        values["value_json"] = _json_value(get("value"))
-    extras = {name: _convert(get(name), kind, name) for name, kind in plan.extras.items()}
+        values["value_json"] = json_value(get("value"))
+    extras = {name: convert(get(name), kind, name) for name, kind in plan.extras.items()}
     values.update(extras)
     if values["bbox"] is not None:
         values["value_type"] = "box"
@@ -317,115 +285,3 @@ def _typed_values(row: FileRow, plan: ColumnPlan) -> dict[str, Any]:
     else:
         values["value_type"] = None
     return values
-
-
-def _number(value: Any, name: str, *, finite: bool = False) -> float:
-    if isinstance(value, bool):
-        raise _WrongType(f"{name} must be a number, got {_describe(value)}")
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise _WrongType(f"{name} must be a number, got {value!r}") from None
-    elif isinstance(value, int | float):
-        number = float(value)
-    else:
-        raise _WrongType(f"{name} must be a number, got {_describe(value)}")
-    if finite and not math.isfinite(number):
-        raise _WrongType(f"{name} must be a finite number, got {value!r}")
-    return number
-
-
-def _box(value: Any) -> dict[str, float]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise _WrongType(f'bbox must be [x, y, w, h] or {{"x", "y", "w", "h"}}, got {value!r}') from None
-    if isinstance(value, dict):
-        names = {k.lower(): v for k, v in value.items()}
-        names.setdefault("w", names.get("width"))
-        names.setdefault("h", names.get("height"))
-        if any(names.get(k) is None for k in "xywh"):
-            raise _WrongType(f"bbox needs x, y, w and h, got {json.dumps(value)}")
-        parts = [names[k] for k in "xywh"]
-    elif isinstance(value, list) and len(value) == 4:
-        parts = value
-    else:
-        raise _WrongType(f'bbox must be [x, y, w, h] or {{"x", "y", "w", "h"}}, got {_describe(value)}')
-    x, y, w, h = (_number(p, "a box coordinate", finite=True) for p in parts)
-    if w <= 0 or h <= 0:
-        raise _WrongType(f"a box needs a positive width and height, got w={w:g}, h={h:g}")
-    return {"x": x, "y": y, "w": w, "h": h}
-
-
-def _box_problem(box: Mapping[str, float], target: MediaTarget) -> str:
-    where = f"box (x={box['x']:g}, y={box['y']:g}, w={box['w']:g}, h={box['h']:g})"
-    if target.width is None or target.height is None:
-        return f"{where} on {target.key}, which has no image size ({target.modality or 'unknown'} media)"
-    outside = []
-    if box["x"] < 0 or box["y"] < 0:
-        outside.append("starts left of or above the image")
-    if box["x"] + box["w"] > target.width:
-        outside.append(f"x + w = {box['x'] + box['w']:g} > width {target.width}")
-    if box["y"] + box["h"] > target.height:
-        outside.append(f"y + h = {box['y'] + box['h']:g} > height {target.height}")
-    if not outside:
-        return ""
-    return f"{where} is outside {target.key} ({target.width}×{target.height}): {'; '.join(outside)}"
-
-
-def _json_value(value: Any) -> str:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise _WrongType(f'value must be JSON, got {value!r} (quote text: "…")') from None
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _convert(value: Any, kind: pa.DataType, name: str) -> Any:
-    """``value`` as a value of ``kind`` (text parsed), or ``_WrongType`` naming the column."""
-    if value is None:
-        return None
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return (
-            value
-            if isinstance(value, str)
-            else (json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value))
-        )
-    text = value.strip().lower() if isinstance(value, str) else None
-    if pa.types.is_boolean(kind):
-        if isinstance(value, bool):
-            return value
-        if text in _TRUE or text in _FALSE:
-            return text in _TRUE
-        raise _WrongType(f"{name} holds true/false; got {_describe(value)}")
-    if pa.types.is_integer(kind):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if text is not None and _INT.match(text):
-            return int(text)
-        raise _WrongType(f"{name} holds integers; got {_describe(value)}")
-    if pa.types.is_floating(kind):
-        return _number(value, name)
-    if pa.types.is_timestamp(kind) and isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise _WrongType(f"{name} holds times; got {value!r}") from None
-    try:
-        return pa.scalar(value, type=kind).as_py()
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-        raise _WrongType(f"{name} holds {kind}; got {_describe(value)}") from None
-
-
-def _describe(value: Any) -> str:
-    kind = {bool: "true/false", int: "a number", float: "a number", dict: "an object", list: "a list"}.get(
-        type(value), type(value).__name__
-    )
-    return f"{kind} {json.dumps(value, default=str)}" if value is not None else "nothing"
