@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 IN_PROGRESS = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
 
 
-def test_the_shipped_run_queue_policy_is_explicit() -> None:
-    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+@pytest.mark.parametrize("instance_file", ["dagster.yaml", "deploy/postgres/dagster.yaml"])
+def test_the_shipped_run_queue_policy_is_explicit(instance_file: str) -> None:
+    """Both single-machine instances (SQLite and PostgreSQL storage) queue runs the machine can carry."""
+    config = yaml.safe_load((REPO / instance_file).read_text())
     runs = config["concurrency"]["runs"]
     assert runs["max_concurrent_runs"] == 2
     assert {"key": "mm/kind", "value": "ingest", "limit": 1} in runs["tag_concurrency_limits"]
