@@ -42,6 +42,7 @@ from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.lake.stage import Stage
 from mm_platform.media import MediaRejected, QuarantineReason
 from mm_platform.quality.row_gate import VALIDATION_STAGE, failures_by_object
+from mm_platform.roles import active_model_key
 from mm_platform.sources import FetchedObject, ObjectInfo, Source
 
 if TYPE_CHECKING:
@@ -317,7 +318,7 @@ class BatchStage:
         chosen = {r["key"] for r in self.reuse.snapshot.table("settings", columns=["key"]).to_pylist()}
         self.out["settings"] += [
             {
-                "key": f"active_model.{role}",
+                "key": active_model_key(role),
                 "value": embedder.model_id,
                 "updated_at": datetime.now(UTC),
                 "source_content_sha256": None,
@@ -327,7 +328,7 @@ class BatchStage:
                 "partition": self.partition,
             }
             for role, embedder in self.embedders.items()
-            if f"active_model.{role}" not in chosen
+            if active_model_key(role) not in chosen
         ]
 
     def close(self) -> None:

@@ -19,13 +19,12 @@ from mm_platform.lake import Snapshot
 from mm_platform.lake.publish_log import PublishLog
 from mm_platform.lineage.history import publish_seq_by_partition
 from mm_platform.reprocess.active import active_models as lake_active_models
+from mm_platform.roles import IMAGE_MODALITIES, TEXT_MODALITIES
 
-__all__ = ["IMAGE_MODALITIES", "TEXT_MODALITIES", "ActiveModel", "ActiveModels", "active_models"]
+__all__ = ["ActiveModel", "ActiveModels", "active_models"]
 
 _MEMO: OrderedDict[tuple[str, int], ActiveModels] = OrderedDict()
 _LOCK = threading.Lock()
-IMAGE_MODALITIES = ("image", "video")
-TEXT_MODALITIES = ("document", "text")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from mm_platform.embed import (
 from mm_platform.errors import ConfigError
 from mm_platform.log import get_logger, kv
 from mm_platform.pictures import embedding_input
-from mm_platform.search.active import IMAGE_MODALITIES, TEXT_MODALITIES, ActiveModel, ActiveModels
+from mm_platform.roles import IMAGE_MODALITIES, TEXT_MODALITIES
+from mm_platform.search.active import ActiveModel, ActiveModels
 
 __all__ = ["Query", "Route", "embed_query", "plan_routes", "spec_for"]
 

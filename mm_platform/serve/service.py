@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from mm_platform.errors import ConfigError, MMPlatformError
 from mm_platform.lake import Lake, Snapshot
+from mm_platform.roles import IMAGE_MODALITIES
 from mm_platform.search.routes import Query
 from mm_platform.search.row_index import RowIndex
 
@@ -181,7 +182,7 @@ class LakeBrowser:
         """More like this: the item's own thumbnail-sized picture (or its text) as the query."""
         snapshot = self.snapshot(kwargs.get("seq"))
         row = self._media_row(snapshot, media_id)
-        if row["modality"] in ("image", "video"):
+        if row["modality"] in IMAGE_MODALITIES:
             thumb = self.thumbnail(media_id, kwargs.get("seq"))
             if thumb is None:
                 raise BrowserError(f"{row['key']} has no thumbnail to search by", hint="search by text instead")
