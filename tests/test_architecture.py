@@ -60,7 +60,6 @@ KNOWN_LONG_MODULES: list[str] = [
     "mm_platform.annotations.read",
     "mm_platform.annotations.validate",
     "mm_platform.cli",
-    "mm_platform.ingest.batch_stage",
     "mm_platform.lake.branch",
     "mm_platform.lake.branch_store",
     "mm_platform.lake.erasure_vacuum",
