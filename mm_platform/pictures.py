@@ -1,17 +1,17 @@
-"""How a decoded picture is made ready: for a thumbnail, for a model's input, and inside an embedder.
+"""How a decoded picture is made ready: for a thumbnail, and for a model.
 
 The one place for image preparation, used by ingest (``media.derive``, ``ingest.analyze``), the embedders
 and search (an image query is prepared exactly as the pipeline prepares a stored image, so it finds itself).
-Three rules, kept apart on purpose because they differ on unusual modes and the stored vectors depend on
-each one's exact pixels:
+Two colour rules, identical for every mode a decoder yields (RGB, RGBA, L, LA, P, 1, CMYK, YCbCr) and for
+all of the shared test media, and different only on high bit depths:
 
-* :func:`to_rgb` (thumbnails, keyframes): any Pillow mode as 8-bit RGB; 16/32-bit greyscale is *scaled*
-  to 8 bits, alpha composited on white;
-* :func:`model_input` (what the pipeline embeds): every non-RGB mode goes through RGBA onto white, then the
-  short side is cut to :data:`EMBED_INPUT_SIDE`;
-* :func:`rgb_for_model` (what an embedder does to whatever picture it is handed): RGB as is, alpha on
-  white, other modes by Pillow's own conversion. Pictures from :func:`model_input` are RGB already, so on
-  the pipeline's path it changes nothing.
+* :func:`to_rgb` (thumbnails, keyframes) *scales* 16/32-bit greyscale to 8 bits, so a 16-bit PNG's
+  preview shows its picture;
+* :func:`rgb_for_model` (model inputs) takes Pillow's own conversion, which clips such values. The stored
+  vectors of those images were made this way, so changing it would need a new embedding revision.
+
+Both composite alpha on white. :func:`model_input` is what the pipeline embeds (the model rule, then the
+short side cut to :data:`EMBED_INPUT_SIDE`).
 
 A leaf module (Pillow and numpy only): search and the embedders use it without loading the decoders.
 """
@@ -55,11 +55,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 def model_input(upright: Image.Image) -> Image.Image:
     """The model's input from the one decoded picture: RGB on white, short side at most EMBED_INPUT_SIDE."""
-    if upright.mode != "RGB":
-        background = Image.new("RGB", upright.size, (255, 255, 255))
-        rgba = upright.convert("RGBA")
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        upright = background
+    upright = rgb_for_model(upright)
     scale = EMBED_INPUT_SIDE / min(upright.size)
     if scale < 1:
         size = (max(1, round(upright.width * scale)), max(1, round(upright.height * scale)))
@@ -76,11 +72,10 @@ def embedding_input(data: bytes) -> Image.Image:
 
 
 def rgb_for_model(image: Image.Image) -> Image.Image:
-    """RGB view of any PIL image; transparent pixels are composited onto white, not left black."""
+    """RGB for a model: other modes go through RGBA and are composited onto white (transparent is not black)."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    rgba = image.convert("RGBA")
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
