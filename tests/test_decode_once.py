@@ -18,10 +18,11 @@ import pytest
 
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest import batch_stage
-from mm_platform.ingest.analyze import Analysis, analyze, embedding_input
+from mm_platform.ingest.analyze import Analysis, analyze
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake
 from mm_platform.media import MediaRejected, ProbePool, make_thumbnail, probe
+from mm_platform.pictures import embedding_input
 from mm_platform.sources import LocalFolderSource
 from tests import decode_counter
 

@@ -329,21 +329,21 @@ def _parse_parquet(data: bytes, version: FileVersion) -> AnnotationFile:
     names = [columns.add(name) for name in table.column_names]
     rows = []
     for number, record in enumerate(table.to_pylist(), 1):
-        values = {name: _plain(record[original]) for name, original in zip(names, table.column_names, strict=True)}
+        values = {name: _json_value(record[original]) for name, original in zip(names, table.column_names, strict=True)}
         rows.append(FileRow(number, None, values, _dump(values)))
     return columns.file(version, rows, [])
 
 
-def _plain(value: Any) -> Any:
+def _json_value(value: Any) -> Any:
     """Arrow values as JSON's: dates and times as ISO text, bytes as text (the rest already is)."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_json_value(v) for v in value]
     return value
 
 

@@ -6,7 +6,7 @@ on first ``encode``. Pick models by config string with ``embedder_for``.
 
 from mm_platform.embed.base import Embedder, Modality, l2_normalize, resolve_device, weights_revision
 from mm_platform.embed.clip import ClipImageView, ClipTextView, SentenceTransformerClipEmbedder
-from mm_platform.embed.image import EfficientNetLite0Embedder, ImageLabels, preprocess_image, to_rgb
+from mm_platform.embed.image import EfficientNetLite0Embedder, ImageLabels, preprocess_image
 from mm_platform.embed.imagenet_labels import IMAGENET_LABELS, short_label
 from mm_platform.embed.label_bridge import LabelBridge, Weighting
 from mm_platform.embed.registry import KNOWN_SPECS, clear_embedder_cache, embedder_for
@@ -31,6 +31,5 @@ __all__ = [
     "preprocess_image",
     "resolve_device",
     "short_label",
-    "to_rgb",
     "weights_revision",
 ]

@@ -24,8 +24,8 @@ from mm_platform.embed.base import (
     l2_normalize,
     set_torch_threads,
 )
-from mm_platform.embed.image import to_rgb
 from mm_platform.errors import ConfigError
+from mm_platform.pictures import rgb_for_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -150,4 +150,4 @@ class ClipImageView(_ClipView[Image.Image]):
         return "image"
 
     def _encode_batch(self, items: Sequence[Image.Image]) -> NDArray[np.float32]:
-        return self.owner._encode([to_rgb(image) for image in items])
+        return self.owner._encode([rgb_for_model(image) for image in items])

@@ -30,11 +30,12 @@ from mm_platform.embed.base import (
 )
 from mm_platform.embed.imagenet_labels import IMAGENET_LABELS
 from mm_platform.embed.onnx_export import Runtime, onnx_session_or_none, ort_session, resolve_runtime, worst_cosine
+from mm_platform.pictures import rgb_for_model
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["EfficientNetLite0Embedder", "ImageLabels", "preprocess_image", "to_rgb"]
+__all__ = ["EfficientNetLite0Embedder", "ImageLabels", "preprocess_image"]
 
 ImageLabels = list[tuple[str, float]]
 """An image's top-k ImageNet labels with their softmax confidences, best first."""
@@ -55,20 +56,9 @@ STDDEV_RGB = 128.0
 MAX_DEFAULT_PREPROCESS_WORKERS = 8
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB view of any PIL image; transparent pixels are composited onto white, not left black."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def preprocess_image(image: Image.Image, size: int = IMAGE_SIZE) -> NDArray[np.float32]:
     """Centre crop + bicubic resize to ``size``, scaled to [-1, 1]; returns CHW float32."""
-    rgb = to_rgb(image)
+    rgb = rgb_for_model(image)
     width, height = rgb.size
     crop = max(1, int(size / (size + CROP_PADDING) * min(width, height)))
     left, top = (width - crop) // 2, (height - crop) // 2

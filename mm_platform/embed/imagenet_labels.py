@@ -1,5 +1,8 @@
 """The 1000 ILSVRC-2012 (ImageNet-1k) class names, in the index order of the classifier's logits.
 
+Longer than 300 lines because it is a data table: one line per class, indexed by position, which a split
+would only scatter.
+
 Neither efficientnet package ships them (their README loads a ``labels_map.txt`` from the upstream
 repository's ``examples/simple``); this is that file's content, verbatim: each entry is the WordNet
 synonym list of one class, most common name first.

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 import mm_platform.media.probe_av
 import mm_platform.media.probe_document  # noqa: F401 - with probe_av: loaded with the workers (forkserver preload)
 from mm_platform.media import Probed, chunk_text, extract_keyframes
-from mm_platform.media.blob import Buffer, as_stream
+from mm_platform.media.blob import Buffer
 from mm_platform.media.probe import probe_decoded
+from mm_platform.pictures import EMBED_INPUT_SIDE, model_input
 
 ANALYZE_VERSION = "1"
 """Bump when metadata extraction or derivation changes: rows from older versions become stale."""
-EMBED_INPUT_SIDE = 256
-"""Embedding inputs keep a short side of this many pixels (models crop 224 from it)."""
 THUMBNAIL_SIDE = 256
 """Longest side of a thumbnail."""
 MAX_KEYFRAMES = 8
@@ -51,28 +50,6 @@ class Analysis:
     """Text chunks to embed: (chunk ordinal, text)."""
 
 
-def embedding_input(data: Buffer) -> Image.Image:
-    """The model input the pipeline makes from these image bytes (for queries: a stored image finds itself)."""
-    im = Image.open(as_stream(data))
-    if im.format == "JPEG":
-        im.draft("RGB", (EMBED_INPUT_SIDE, EMBED_INPUT_SIDE))  # the pipeline's draft scale (THUMBNAIL_SIDE too)
-    return _embed_input(ImageOps.exif_transpose(im))
-
-
-def _embed_input(upright: Image.Image) -> Image.Image:
-    """The model's input from the one decoded picture: RGB on white, short side at most EMBED_INPUT_SIDE."""
-    if upright.mode != "RGB":
-        background = Image.new("RGB", upright.size, (255, 255, 255))
-        rgba = upright.convert("RGBA")
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        upright = background
-    scale = EMBED_INPUT_SIDE / min(upright.size)
-    if scale < 1:
-        size = (max(1, round(upright.width * scale)), max(1, round(upright.height * scale)))
-        upright = upright.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return upright
-
-
 def analyze(data: Buffer, name: str) -> Analysis:
     """Probe, derive and prepare embedding inputs; raises ``MediaRejected`` for unusable bytes."""
     # An image is decoded once, here: metadata, validity, thumbnail and model input all come from that decode.
@@ -84,7 +61,7 @@ def analyze(data: Buffer, name: str) -> Analysis:
     if decoded is not None:
         thumb = decoded.thumbnail
         analysis.derived.append(DerivedArtifact("thumbnail", 0, "image/jpeg", thumb.jpeg, thumb.width, thumb.height))
-        analysis.images.append((None, _embed_input(decoded.upright)))
+        analysis.images.append((None, model_input(decoded.upright)))
     elif modality == "video":
         for frame in extract_keyframes(data, max_frames=MAX_KEYFRAMES):
             analysis.derived.append(

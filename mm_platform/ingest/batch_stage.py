@@ -1,12 +1,12 @@
-"""One batch on its way into a stage: fetch → register → (workers analyse) → gate → embed → write.
+"""One batch on its way into a stage: fetch/register → (workers) analyze → embed → reuse-copy → write.
 
-The state of a batch lives in one object so that each step is a method, not a closure: what was fetched
-and is still in a worker's hands, the rows waiting for the next chunk's write, which contents are copied
-from earlier results, and each object's final status.
+``BatchStage`` drives the steps over one :class:`~mm_platform.ingest.batch_state.BatchState`; what the batch
+writes (everything, or only its models' rows when re-embedding in the shadow of the active model) is its
+:class:`~mm_platform.ingest.scope.BatchScope`. The gate and the write are :mod:`mm_platform.ingest.write_rows`,
+copying earlier results :mod:`mm_platform.ingest.reuse_copy`.
 
 Every listed object ends with a ``media`` row (``active`` or ``quarantined``), and every quarantined one
-with a ``quarantine`` row naming its own URI. Rows that break a per-row rule are gated out here, before
-they are written (:mod:`mm_platform.quality.row_gate`): their object is quarantined and the batch goes on.
+with a ``quarantine`` row naming its own URI.
 """
 
 from __future__ import annotations
@@ -14,66 +14,33 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from tqdm import tqdm
 
 from mm_platform.embed import Embedder
 from mm_platform.errors import SourceError
 from mm_platform.handoff import MediaFile
 from mm_platform.ingest.analyze import ANALYZE_VERSION, Analysis
+from mm_platform.ingest.batch_state import BatchReport, BatchState, Rows
 from mm_platform.ingest.embedding import Pending, embed_pending
 from mm_platform.ingest.register import fetch_all, media_row
-from mm_platform.ingest.reuse import ReuseIndex, group_by_content, rekey
-from mm_platform.ingest.rows import (
-    ANALYZE_PRODUCER,
-    Lineage,
-    derived_row,
-    metadata_row,
-    producer_key,
-    quarantine_row,
-)
-from mm_platform.lake import PublishResult, RowFilter
+from mm_platform.ingest.reuse import ReuseIndex
+from mm_platform.ingest.reuse_copy import copy_reused
+from mm_platform.ingest.rows import ANALYZE_PRODUCER, Lineage, derived_row, metadata_row, quarantine_row
+from mm_platform.ingest.scope import BatchScope, ShadowReembedding
+from mm_platform.ingest.write_rows import write_rows
 from mm_platform.lake.schemas import DATA_TABLES
-from mm_platform.lake.stage import Stage
 from mm_platform.media import MediaRejected, QuarantineReason
-from mm_platform.quality.row_gate import VALIDATION_STAGE, failures_by_object
-from mm_platform.sources import FetchedObject, ObjectInfo, Source
+from mm_platform.roles import active_model_key
+from mm_platform.sources import ObjectInfo, Source
 
 if TYPE_CHECKING:
     from mm_platform.ingest.process import BatchProcessor
 
-__all__ = ["RESULT_TABLES", "TABLES", "BatchReport", "BatchStage"]
-
-TABLES = ("media", "metadata", "derived", "embeddings", "quarantine")
-RESULT_TABLES = ("metadata", "derived", "embeddings", "quarantine")
-_GATED_TABLES = ("metadata", "derived", "embeddings")
-
-
-@dataclass
-class BatchReport:
-    """What one batch did and cost."""
-
-    partition: str
-    objects: int = 0
-    analyzed: int = 0
-    reused: int = 0
-    quarantined: int = 0
-    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
-    model_calls: dict[str, int] = field(default_factory=dict)
-    items_embedded: dict[str, int] = field(default_factory=dict)
-    reasons: dict[str, int] = field(default_factory=dict)
-    timings_s: dict[str, float] = field(default_factory=dict)
-    stage: Stage | None = None
-    publish: PublishResult | None = None
-
-    def count_quarantined(self, reason: str, count: int = 1) -> None:
-        self.quarantined += count
-        self.reasons[reason] = self.reasons.get(reason, 0) + count
+__all__ = ["BatchStage"]
 
 
 class BatchStage:
@@ -84,41 +51,29 @@ class BatchStage:
     ) -> None:
         self.embedders: dict[str, Embedder[Any]] = processor.embedders
         self.config = processor.config
-        self.objects = objects
-        self.partition = partition
-        self.run_id = run_id
-        self.shadow = shadow
-        self.report = BatchReport(partition=partition, objects=len(objects))
+        scope = ShadowReembedding(e.model_id for e in self.embedders.values()) if shadow else BatchScope()
+        self.state = BatchState(
+            objects, partition, run_id, scope, BatchReport(partition=partition, objects=len(objects))
+        )
         self.reuse = ReuseIndex.load(processor.lake.snapshot(), processor.models())
         self.writer = processor.lake.publisher.stage_writer(
             partition, run_id=run_id, code_version=processor.code_version()
         )
-        self.out: dict[str, list[dict[str, object]]] = defaultdict(list)
-        self.media_rows: list[dict[str, object]] = []  # written last, once every verdict is known
-        self.media_status: dict[str, str] = {}
-        self.copies: dict[str, list[str]] = defaultdict(list)  # content hash -> media ids that copy its results
-        self.analyzed_first: dict[str, str] = {}  # content hash -> the media id analysed in this batch
-        self.pending: list[Pending] = []
-        self._sha_by_media: dict[str, str] = {}
-        self._info_by_uri = {o.uri: o for o in objects}
-        self._in_workers: dict[str, FetchedObject] = {}  # their bytes (or file) must live until answered
         self._embedding: ThreadPoolExecutor | None = None  # the thread embedding a chunk (embed_and_flush)
-        self._job: tuple[Future[None], dict[str, list[dict[str, object]]]] | None = None
+        self._job: tuple[Future[None], Rows] | None = None
         self._progress = tqdm(
             total=len(objects), desc=f"batch {partition}", unit="obj", disable=not self.config.progress
         )
         self._replace_earlier_rows()
 
+    @property
+    def pending(self) -> list[Pending]:
+        """Analysed objects waiting for the next embedding call."""
+        return self.state.pending
+
     def _replace_earlier_rows(self) -> None:
-        ids = tuple(o.media_id for o in self.objects)
-        if self.shadow:
-            models = [e.model_id for e in self.embedders.values()]
-            own = tuple(producer_key(media_id, model) for media_id in ids for model in models)
-            tables: tuple[str, ...] = ("derived", "embeddings")
-            replace: tuple[RowFilter, ...] = (RowFilter("producer_key", own),)
-        else:
-            tables = TABLES
-            replace = (RowFilter("partition", (self.partition,)), RowFilter("media_id", ids))
+        state = self.state
+        tables, replace = state.scope.replaced(tuple(o.media_id for o in state.objects), state.partition)
         for name in tables:
             self.writer.write(name, pa.Table.from_pylist([], schema=DATA_TABLES[name].schema), replace)
 
@@ -126,63 +81,66 @@ class BatchStage:
 
     def to_analyze(self, source: Source) -> Iterator[tuple[str, bytes | MediaFile]]:
         """Fetch and register each object; yield the ones whose content needs analysing (uri, bytes or file)."""
-        for info, fetched in fetch_all(source, self.objects):
+        state = self.state
+        for info, fetched in fetch_all(source, state.objects):
             if isinstance(fetched, SourceError):
                 self._refused(info, fetched)
                 continue
-            self.media_rows.append(media_row(info, fetched, self.partition, self.run_id))
+            state.media_rows.append(media_row(info, fetched, state.partition, state.run_id))
             sha = fetched.sha256
-            # (A shadow batch re-embeds duplicates separately: copying a keyframe vector needs the keyframe
-            # rows, which a shadow batch does not write.)
-            seen_in_batch = sha in self.analyzed_first and not self.shadow
+            seen_in_batch = sha in state.analyzed_first and state.scope.copies_within_batch
             if sha in self.reuse.complete or sha in self.reuse.quarantined or seen_in_batch:
                 fetched.close()
-                self.copies[sha].append(info.media_id)
-                self.report.reused += 1
+                state.copies[sha].append(info.media_id)
+                state.report.reused += 1
                 self._progress.update()
                 continue
-            self.analyzed_first[sha] = info.media_id
-            self._sha_by_media[info.media_id] = sha
-            self._in_workers[info.uri] = fetched
+            state.analyzed_first[sha] = info.media_id
+            state.sha_by_media[info.media_id] = sha
+            state.in_workers[info.uri] = fetched
             yield info.uri, fetched.handoff()
 
     def _refused(self, info: ObjectInfo, error: SourceError) -> None:
         """An object the source would not give: a media row (lineage finds it) and a quarantine row."""
-        lineage = Lineage(None, "register", "1", self.run_id, self.partition)
+        state = self.state
+        lineage = state.lineage(None, "register", "1")
         reason = QuarantineReason.UNREADABLE.value
-        self.out["quarantine"].append(
+        state.out["quarantine"].append(
             quarantine_row(info.media_id, info.uri, None, "register", reason, error.message, lineage)
         )
-        self.media_rows.append(media_row(info, None, self.partition, self.run_id))
-        self.report.count_quarantined(reason)
+        state.media_rows.append(media_row(info, None, state.partition, state.run_id))
+        state.report.count_quarantined(reason)
         self._progress.update()
 
-    # --- what the workers found ----------------------------------------------------------------------
+    # --- analyze: what the workers found -------------------------------------------------------------
 
     def take(self, uri: str, outcome: Analysis | MediaRejected) -> None:
         """Record one worker's answer for ``uri``."""
-        fetched = self._in_workers.pop(uri, None)
+        state = self.state
+        fetched = state.in_workers.pop(uri, None)
         if fetched is not None:
             fetched.close()  # a spooled temp file can go now
-        info = self._info_by_uri[uri]
-        sha = self._sha_by_media[info.media_id]
+        info = state.info_by_uri[uri]
+        sha = state.sha_by_media[info.media_id]
         if isinstance(outcome, MediaRejected):
-            lineage = Lineage(sha, ANALYZE_PRODUCER, ANALYZE_VERSION, self.run_id, self.partition)
+            lineage = state.lineage(sha, ANALYZE_PRODUCER, ANALYZE_VERSION)
             reason = outcome.reason.value
-            self.out["quarantine"].append(
+            state.out["quarantine"].append(
                 quarantine_row(info.media_id, uri, sha, outcome.stage, reason, outcome.detail, lineage)
             )
-            self.media_status[info.media_id] = "quarantined"
-            self.report.count_quarantined(reason)
+            state.media_status[info.media_id] = "quarantined"
+            state.report.count_quarantined(reason)
         else:
             analysis = cast(Analysis, outcome)
-            if not self.shadow:
-                self.out["metadata"].append(metadata_row(info.media_id, sha, analysis, self.run_id, self.partition))
-                lineage = Lineage(sha, ANALYZE_PRODUCER, ANALYZE_VERSION, self.run_id, self.partition)
-                self.out["derived"] += [derived_row(info.media_id, a, lineage) for a in analysis.derived]
-            self.pending.append(Pending(info.media_id, sha, analysis))
-            self.report.analyzed += 1
+            if state.scope.writes_registration:
+                state.out["metadata"].append(metadata_row(info.media_id, sha, analysis, state.run_id, state.partition))
+                lineage = state.lineage(sha, ANALYZE_PRODUCER, ANALYZE_VERSION)
+                state.out["derived"] += [derived_row(info.media_id, a, lineage) for a in analysis.derived]
+            state.pending.append(Pending(info.media_id, sha, analysis))
+            state.report.analyzed += 1
         self._progress.update()
+
+    # --- embed, then write ---------------------------------------------------------------------------
 
     def embed_and_flush(self, *, background: bool = False) -> None:
         """Embed the pending objects, then gate and write every row gathered so far.
@@ -192,15 +150,16 @@ class BatchStage:
         takes its own rows along, and is gated and written, whole, by the next call: an object's metadata,
         derived rows and vectors are always gated together. One chunk embeds at a time.
         """
+        state = self.state
         self._finish_background()
         if not background:
-            if self.pending:
-                embed_pending(self.embedders, self.pending, self.out, self._lineage, self.config.label_top_k)
-                self.pending = []
-            self._flush()
+            if state.pending:
+                embed_pending(self.embedders, state.pending, state.out, self._lineage, self.config.label_top_k)
+                state.pending = []
+            write_rows(state, self.writer, state.out)
             return
-        rows, self.out = self.out, defaultdict(list)
-        pending, self.pending = self.pending, []
+        rows, state.out = state.out, defaultdict(list)
+        pending, state.pending = state.pending, []
         if self._embedding is None:
             self._embedding = ThreadPoolExecutor(1, thread_name_prefix="mmp-embed")
         job = self._embedding.submit(
@@ -213,121 +172,45 @@ class BatchStage:
             job, rows = self._job
             self._job = None
             job.result()  # the model's exception, if any, surfaces here, in the caller's thread
-            self._flush(rows)
+            write_rows(self.state, self.writer, rows)
 
     def _lineage(self, pending: Pending, embedder: Embedder[Any]) -> Lineage:
-        return Lineage(pending.sha256, embedder.model_id, embedder.revision, self.run_id, self.partition)
+        return self.state.lineage(pending.sha256, embedder.model_id, embedder.revision)
 
-    # --- gate and write ------------------------------------------------------------------------------
-
-    def _flush(self, out: dict[str, list[dict[str, object]]] | None = None) -> None:
-        out = self.out if out is None else out
-        written = ("derived", "embeddings") if self.shadow else (*TABLES, "settings")
-        tables = {
-            name: pa.Table.from_pylist(rows, schema=_schema_for(name, rows))
-            for name, rows in out.items()
-            if rows and name in written  # a shadow batch leaves registration and verdicts as published
-        }
-        out.clear()
-        failures = failures_by_object({name: tables[name] for name in _GATED_TABLES if name in tables})
-        if failures:
-            tables = self._quarantine_invalid(tables, failures)
-        for name, rows in tables.items():
-            if rows.num_rows:
-                self.writer.write(name, rows)
-                if name in self.report.rows:
-                    self.report.rows[name] += rows.num_rows
-
-    def _quarantine_invalid(self, tables: dict[str, pa.Table], failures: dict[str, Any]) -> dict[str, pa.Table]:
-        """Drop the failing objects' rows; each object gets one quarantine row naming check, column, value."""
-        failing = pa.array(sorted(failures), pa.string())
-        kept = {
-            name: rows.filter(pc.invert(pc.is_in(rows.column("media_id"), value_set=failing)))
-            if name in _GATED_TABLES
-            else rows
-            for name, rows in tables.items()
-        }
-        uri_of = {o.media_id: o.uri for o in self.objects}
-        quarantine = []
-        sha_of = {str(row["media_id"]): row["content_sha256"] for row in self.media_rows}
-        for media_id, failure in failures.items():
-            sha = str(sha_of.get(media_id) or "")
-            lineage = Lineage(sha or None, "validation", ANALYZE_VERSION, self.run_id, self.partition)
-            reason = QuarantineReason.INVALID.value
-            quarantine.append(
-                quarantine_row(
-                    media_id, uri_of[media_id], sha or None, VALIDATION_STAGE, reason, failure.detail(), lineage
-                )
-            )
-            self.media_status[media_id] = "quarantined"
-            self.report.count_quarantined(reason)
-            if media_id in self._sha_by_media:  # it was counted as analysed
-                self.report.analyzed -= 1
-        rows = pa.Table.from_pylist(quarantine, schema=DATA_TABLES["quarantine"].schema)
-        kept["quarantine"] = pa.concat_tables([kept["quarantine"], rows]) if "quarantine" in kept else rows
-        return kept
-
-    # --- copies, media rows, the stage ---------------------------------------------------------------
+    # --- reuse-copy, media rows, the stage -----------------------------------------------------------
 
     def finish(self) -> BatchReport:
         """Copy reused results, write the media rows with their final status, and close the stage."""
+        state = self.state
         self._finish_background()
-        self._copy_reused()
-        for row in self.media_rows:
-            row["status"] = self.media_status.get(str(row["media_id"]), row["status"])
-        if not self.shadow:  # a shadow batch leaves registration and verdicts as published
-            self.out["media"] = self.media_rows
+        copy_reused(state, self.reuse, self.writer)
+        for row in state.media_rows:
+            row["status"] = state.media_status.get(str(row["media_id"]), row["status"])
+        if state.scope.writes_registration:  # a shadow batch leaves registration and verdicts as published
+            state.out["media"] = state.media_rows
             self._first_active_models()
-        self._flush()
+        write_rows(state, self.writer, state.out)
         self._progress.close()
-        self.report.stage = self.writer.finish()
-        return self.report
-
-    def _copy_reused(self) -> None:
-        """Results for contents seen before (published, or earlier in this batch) copied under new ids."""
-        if not self.copies:
-            return
-        published = group_by_content(self.reuse.rows_for(sha for sha in self.copies if sha not in self.analyzed_first))
-        models = {e.model_id for e in self.embedders.values()}
-        uri_of = {o.media_id: o.uri for o in self.objects}
-        for sha, media_ids in self.copies.items():
-            if sha in self.analyzed_first:
-                first_id = self.analyzed_first[sha]
-                first = pc.field("media_id") == first_id
-                copied = ("derived", "embeddings") if self.shadow else RESULT_TABLES
-                source_rows = {name: self.writer.read(name, first).to_pylist() for name in copied}
-                if first_id in self.media_status:
-                    for media_id in media_ids:
-                        self.media_status[media_id] = self.media_status[first_id]
-            else:
-                source_rows = published.get(sha, {})
-                if source_rows.get("quarantine") and not source_rows.get("metadata"):
-                    for media_id in media_ids:
-                        self.media_status[media_id] = "quarantined"
-            for media_id in media_ids:
-                for name, rows in rekey(source_rows, media_id, uri_of[media_id], self.partition).items():
-                    if self.shadow:  # only the configured models' rows; the rest of the media stays as published
-                        rows = [r for r in rows if name in ("derived", "embeddings") and r["producer"] in models]
-                    self.out[name] += rows
-                    if name == "quarantine":
-                        self.report.quarantined += len(rows)
+        state.report.stage = self.writer.finish()
+        return state.report
 
     def _first_active_models(self) -> None:
         """The first batch names the active model per role explicitly (later switches: activate_model)."""
+        state = self.state
         chosen = {r["key"] for r in self.reuse.snapshot.table("settings", columns=["key"]).to_pylist()}
-        self.out["settings"] += [
+        state.out["settings"] += [
             {
-                "key": f"active_model.{role}",
+                "key": active_model_key(role),
                 "value": embedder.model_id,
                 "updated_at": datetime.now(UTC),
                 "source_content_sha256": None,
                 "producer": "pipeline",
                 "producer_version": ANALYZE_VERSION,
-                "run_id": self.run_id,
-                "partition": self.partition,
+                "run_id": state.run_id,
+                "partition": state.partition,
             }
             for role, embedder in self.embedders.items()
-            if f"active_model.{role}" not in chosen
+            if active_model_key(role) not in chosen
         ]
 
     def close(self) -> None:
@@ -336,18 +219,6 @@ class BatchStage:
             self._embedding.shutdown(wait=True)  # an abandoned chunk's model call ends before its rows go
             self._embedding = None
         self._job = None
-        for fetched in self._in_workers.values():
+        for fetched in self.state.in_workers.values():
             fetched.close()
-        self._in_workers.clear()
-
-
-def _schema_for(name: str, rows: list[dict[str, object]]) -> pa.Schema:
-    """The table's schema plus any new scalar columns the rows bring (schema evolution)."""
-    base = DATA_TABLES[name].schema
-    extra: dict[str, pa.DataType] = {}
-    for row in rows:
-        for key, value in row.items():
-            if key in base.names or key in extra or value is None:
-                continue
-            extra[key] = pa.array([value]).type
-    return pa.schema([*base, *(pa.field(k, t) for k, t in extra.items())])
+        self.state.in_workers.clear()

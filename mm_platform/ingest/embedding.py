@@ -16,8 +16,8 @@ import numpy as np
 from mm_platform.embed import Embedder
 from mm_platform.ids import derived_id_for
 from mm_platform.ingest.analyze import ANALYZE_VERSION, Analysis
-from mm_platform.ingest.reuse import EMBEDDABLE
 from mm_platform.ingest.rows import ANALYZE_PRODUCER, Lineage, embedding_row, label_rows, mean_vector
+from mm_platform.roles import ROLE_OF_MODALITY
 
 __all__ = ["Pending", "chunk_id", "embed_pending", "keyframe_id"]
 
@@ -80,7 +80,7 @@ def embed_pending(
     for p in pending:
         if p.media_id not in per_media:
             continue
-        role = EMBEDDABLE[p.analysis.probed.modality]
+        role = ROLE_OF_MODALITY[p.analysis.probed.modality]
         embedder = embedders[role]
         lineage = lineage_of(p, embedder)
         vector = mean_vector(np.stack(per_media[p.media_id]))

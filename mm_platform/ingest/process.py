@@ -19,8 +19,10 @@ import pyarrow.compute as pc
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import Embedder, embedder_for
 from mm_platform.ingest.analyze import ANALYZE_VERSION, Analysis, analyze
-from mm_platform.ingest.batch_stage import RESULT_TABLES, TABLES, BatchReport, BatchStage
+from mm_platform.ingest.batch_stage import BatchStage
+from mm_platform.ingest.batch_state import BatchReport
 from mm_platform.ingest.reuse import ModelRef
+from mm_platform.ingest.scope import RESULT_TABLES, TABLES
 from mm_platform.lake import AuditCheck, Lake, RowFilter
 from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.log import get_logger, kv

@@ -17,8 +17,7 @@ from mm_platform.ingest.analyze import ANALYZE_VERSION
 from mm_platform.ingest.rows import producer_key
 from mm_platform.lake import Snapshot
 from mm_platform.quality.row_gate import VALIDATION_STAGE
-
-EMBEDDABLE = {"image": "image", "video": "image", "document": "text", "text": "text"}
+from mm_platform.roles import ROLE_OF_MODALITY
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class ReuseIndex:
         }
         for row in metadata.to_pylist():
             sha, modality = row["content_sha256"], row["modality"]
-            role = EMBEDDABLE.get(modality)
+            role = ROLE_OF_MODALITY.get(modality)
             needs_vector = role == "image" or (role == "text" and (row.get("text_chunks") or 0) > 0)
             if not needs_vector:
                 index.complete.add(sha)

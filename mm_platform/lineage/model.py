@@ -9,13 +9,14 @@ from typing import Any
 __all__ = ["EmbeddingLineage", "MediaLineage", "ObjectVersion", "RowLineage", "SnapshotPresence", "SourceVersion"]
 
 
-def _plain(value: Any) -> Any:
+def _jsonable(value: Any) -> Any:
+    """Lineage values as JSON's: datetimes as ISO text, nested records through their ``to_dict``."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _jsonable(v) for k, v in value.items()}
     if hasattr(value, "to_dict"):
         return value.to_dict()
     return value
@@ -23,7 +24,7 @@ def _plain(value: Any) -> Any:
 
 class _ToDict:
     def to_dict(self) -> dict[str, Any]:
-        return {k: _plain(v) for k, v in self.__dict__.items()}
+        return {k: _jsonable(v) for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)

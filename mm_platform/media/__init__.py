@@ -5,6 +5,7 @@ with a stable ``QuarantineReason``; ``probe_with_limit`` / ``ProbePool`` bound t
 ``make_thumbnail``, ``extract_keyframes`` and ``chunk_text`` produce derived data.
 """
 
+from mm_platform.media.budget import DEFAULT_TIMEOUT_S, MAX_IMAGE_PIXELS
 from mm_platform.media.derive import (
     Keyframe,
     TextChunk,
@@ -13,12 +14,7 @@ from mm_platform.media.derive import (
     extract_keyframes,
     make_thumbnail,
 )
-from mm_platform.media.limits import (
-    DEFAULT_TIMEOUT_S,
-    MAX_IMAGE_PIXELS,
-    ProbePool,
-    probe_with_limit,
-)
+from mm_platform.media.pool import ProbePool, probe_with_limit
 from mm_platform.media.probe import Probed, probe
 from mm_platform.media.quarantine import (
     MediaRejected,

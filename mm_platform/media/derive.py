@@ -11,7 +11,6 @@ import io
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
 from PIL import Image, ImageOps
 
 from mm_platform.media.blob import Buffer, as_stream, head
@@ -19,6 +18,7 @@ from mm_platform.media.limits import pillow_guard, require_strict_pillow
 from mm_platform.media.probe_image import open_image
 from mm_platform.media.quarantine import MediaRejected, QuarantineReason, classify_exception
 from mm_platform.media.sniff import ContentType, sniff
+from mm_platform.pictures import to_rgb
 
 __all__ = [
     "Keyframe",
@@ -27,12 +27,9 @@ __all__ = [
     "chunk_text",
     "extract_keyframes",
     "make_thumbnail",
-    "to_rgb",
 ]
 
 JPEG_QUALITY = 85
-_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-_HIGH_DEPTH_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 # Where a chunk may end, best first: paragraph break, line break, sentence end, any whitespace.
 _WHITESPACE = re.compile(r"\s")
 _BOUNDARIES = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"[.!?…。](?=\s)"), re.compile(r"\s"))
@@ -161,27 +158,6 @@ def fit(im: Image.Image, max_side: int) -> Image.Image:
     rgb = to_rgb(im)
     rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode as 8-bit RGB: palettes expanded, alpha composited on white, 16/32-bit scaled."""
-    if im.mode in _HIGH_DEPTH_MODES:
-        values = np.asarray(im, dtype=np.float64)
-        low, high = (
-            (0.0, 65535.0 if values.max(initial=0) > 255 else 255.0)
-            if im.mode != "F"
-            else (float(values.min(initial=0)), float(values.max(initial=1)))
-        )
-        scaled = np.clip((values - low) / max(high - low, 1e-12) * 255.0, 0, 255).astype(np.uint8)
-        im = Image.fromarray(scaled, mode="L")
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if im.mode in _ALPHA_MODES:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGB", rgba.size, (255, 255, 255))
-        white.paste(rgba, mask=rgba.getchannel("A"))
-        return white
-    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def encode_jpeg(im: Image.Image) -> bytes:

@@ -12,7 +12,7 @@ from pypdf import PdfReader
 from pypdf.errors import DependencyError, PdfReadError
 
 from mm_platform.media.blob import Buffer, as_stream
-from mm_platform.media.limits import MAX_TEXT_CHARS
+from mm_platform.media.budget import MAX_TEXT_CHARS
 
 __all__ = ["probe_pdf", "probe_text"]
 

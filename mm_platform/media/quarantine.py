@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, UnidentifiedImageError
 
 from mm_platform.errors import MMPlatformError
+from mm_platform.media.budget import MAX_IMAGE_PIXELS
 
 if TYPE_CHECKING:
     from mm_platform.media.sniff import ContentType
@@ -108,8 +109,6 @@ _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 def classify_exception(exc: BaseException, content_type: ContentType | None) -> tuple[QuarantineReason, str]:
     """Map a Pillow / PyAV / pypdf (or worker) failure to a reason code and a specific detail."""
-    from mm_platform.media.limits import MAX_IMAGE_PIXELS  # late: limits imports this module's types
-
     what = _what(content_type)
     message = str(exc).strip() or type(exc).__name__
     if isinstance(exc, MediaRejected):

@@ -120,7 +120,7 @@ SUITES: dict[str, TableSuite] = {
                 _unique("media_id"),
                 _matches("content_sha256", SHA256),
                 # No upper bound: a 120000x8 panorama is a valid image. The real bound is the decoder's pixel
-                # budget (mm_platform.media.limits.MAX_IMAGE_PIXELS), enforced before any pixel is decoded.
+                # budget (mm_platform.media.budget.MAX_IMAGE_PIXELS), enforced before any pixel is decoded.
                 _between("width", 1),
                 _between("height", 1),
                 _between("duration_s", 0),
@@ -234,7 +234,7 @@ def validate_table(suite: TableSuite, rows: pa.Table) -> CheckResult:
         problems.append(f"{rule.describe()}: {_summary(res.result, res.exception_info, rows.num_rows)}")
         for row in res.result.get("partial_unexpected_index_list") or []:
             if len(samples) < SAMPLE_ROWS:
-                samples.append({"expectation": rule.describe(), **{k: _plain(v) for k, v in row.items()}})
+                samples.append({"expectation": rule.describe(), **{k: _publish_log_value(v) for k, v in row.items()}})
     detail = (
         f"{len(problems)} of {len(suite.rules)} expectations failed on {_rows(rows.num_rows)}: " + "; ".join(problems)
         if problems
@@ -252,20 +252,20 @@ def _summary(result: Mapping[str, Any], exception: Mapping[str, Any] | None, tot
     if exception and exception.get("raised_exception"):
         return f"could not run ({exception.get('exception_message')})"
     if "unexpected_count" in result:
-        values = [_plain(v) for v in (result.get("partial_unexpected_list") or [])[:3]]
+        values = [_publish_log_value(v) for v in (result.get("partial_unexpected_list") or [])[:3]]
         counted = result.get("element_count", total)
         return f"{result['unexpected_count']} of {counted} rows unexpected (e.g. {values})"
     return f"observed {result.get('observed_value')!r}"
 
 
-def _plain(value: Any) -> Any:
+def _publish_log_value(value: Any) -> Any:
     """A JSON-friendly Python value (the publish log stores failing rows as JSON)."""
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [_publish_log_value(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return None if str(value) in ("<NA>", "NaT") else str(value)

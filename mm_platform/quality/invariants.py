@@ -7,8 +7,7 @@ from collections import Counter
 import pyarrow.compute as pc
 
 from mm_platform.lake import CheckResult, Snapshot
-
-ROLE_MODALITIES = {"image": ("image", "video"), "text": ("document", "text")}
+from mm_platform.roles import ROLE_MODALITIES
 
 
 def embeddable_media(snapshot: Snapshot, role: str) -> dict[str, str]:

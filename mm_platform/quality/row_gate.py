@@ -114,7 +114,7 @@ def row_failures(table: str, rows: pa.Table) -> dict[str, RowFailure]:
             media_id = media_ids[index]
             if media_id is not None and media_id not in found:
                 value = observed[index] if observed is not None else rows.column(column)[int(index)].as_py()
-                found[media_id] = RowFailure(media_id, check, column, _plain(value), rule)
+                found[media_id] = RowFailure(media_id, check, column, _python_scalar(value), rule)
 
     suite = SUITES.get(table)
     for rule in suite.rules if suite is not None else ():
@@ -128,7 +128,8 @@ def row_failures(table: str, rows: pa.Table) -> dict[str, RowFailure]:
     return found
 
 
-def _plain(value: Any) -> Any:
+def _python_scalar(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (failure details are shown and stored as JSON)."""
     return value.item() if isinstance(value, np.generic) else value
 
 

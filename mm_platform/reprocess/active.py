@@ -15,13 +15,8 @@ import pyarrow.compute as pc
 from mm_platform.errors import ConfigError
 from mm_platform.lake import AuditContext, CheckResult, Lake, PublishResult, RowFilter, Snapshot, TableWrite
 from mm_platform.lake.schemas import SETTINGS
-from mm_platform.quality.invariants import ROLE_MODALITIES, embeddable_media, model_coverage
-
-ROLES = tuple(ROLE_MODALITIES)
-
-
-def setting_key(role: str) -> str:
-    return f"active_model.{role}"
+from mm_platform.quality.invariants import embeddable_media, model_coverage
+from mm_platform.roles import ROLE_MODALITIES, ROLES, active_model_key
 
 
 def active_models(snapshot: Snapshot) -> dict[str, str | None]:
@@ -29,7 +24,7 @@ def active_models(snapshot: Snapshot) -> dict[str, str | None]:
     settings = {r["key"]: r["value"] for r in snapshot.table("settings", columns=["key", "value"]).to_pylist()}
     active: dict[str, str | None] = {}
     for role in ROLES:
-        chosen = settings.get(setting_key(role))
+        chosen = settings.get(active_model_key(role))
         if chosen is None:
             media = set(embeddable_media(snapshot, role))
             vectors = snapshot.table(
@@ -73,7 +68,7 @@ def activate_model(lake: Lake, model_id: str, *, role: str | None = None, run_id
         return model_coverage(context.base, role, model_id)  # nothing was published in between
 
     row = {
-        "key": setting_key(role),
+        "key": active_model_key(role),
         "value": model_id,
         "updated_at": datetime.now(UTC),
         "source_content_sha256": None,
@@ -85,7 +80,7 @@ def activate_model(lake: Lake, model_id: str, *, role: str | None = None, run_id
     rows = pa.Table.from_pylist([row], schema=SETTINGS.schema)
     return lake.publish(
         f"activate:{role}:{model_id}:{snapshot.seq}",
-        {"settings": TableWrite(rows, replace=(RowFilter("key", (setting_key(role),)),))},
+        {"settings": TableWrite(rows, replace=(RowFilter("key", (active_model_key(role),)),))},
         checks=[still_covered],
         run_id=run_id,
     )

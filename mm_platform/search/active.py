@@ -8,8 +8,6 @@ complete model. Lakes without the setting fall back to the model that covers the
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -19,13 +17,12 @@ from mm_platform.lake import Snapshot
 from mm_platform.lake.publish_log import PublishLog
 from mm_platform.lineage.history import publish_seq_by_partition
 from mm_platform.reprocess.active import active_models as lake_active_models
+from mm_platform.roles import IMAGE_MODALITIES, TEXT_MODALITIES
+from mm_platform.search.memo import BoundedMemo
 
-__all__ = ["IMAGE_MODALITIES", "TEXT_MODALITIES", "ActiveModel", "ActiveModels", "active_models"]
+__all__ = ["ActiveModel", "ActiveModels", "active_models"]
 
-_MEMO: OrderedDict[tuple[str, int], ActiveModels] = OrderedDict()
-_LOCK = threading.Lock()
-IMAGE_MODALITIES = ("image", "video")
-TEXT_MODALITIES = ("document", "text")
+_MEMO: BoundedMemo[tuple[str, int], ActiveModels] = BoundedMemo(16)
 
 
 @dataclass(frozen=True)
@@ -58,14 +55,11 @@ def active_models(snapshot: Snapshot) -> ActiveModels:
     A published snapshot never changes, so the answer is remembered per (lake, seq) for this process.
     """
     key = (snapshot.location.root, snapshot.seq)
-    with _LOCK:
-        if key in _MEMO:
-            return _MEMO[key]
+    remembered = _MEMO.get(key)
+    if remembered is not None:
+        return remembered
     models = _infer(snapshot)
-    with _LOCK:
-        _MEMO[key] = models
-        while len(_MEMO) > 16:
-            _MEMO.popitem(last=False)
+    _MEMO.put(key, models)
     return models
 
 

@@ -160,10 +160,6 @@ class HnswIndex:
         faiss = _faiss()
         return cls(faiss.read_index(str(path)), params or HnswParams())
 
-    def to_bytes(self) -> bytes:
-        faiss = _faiss()
-        return bytes(faiss.serialize_index(self.index))
-
     @classmethod
     def from_bytes(cls, data: bytes, params: HnswParams | None = None) -> HnswIndex:
         faiss = _faiss()

@@ -6,8 +6,6 @@ a query then costs two products with the 1000 label vectors and three ``bincount
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,13 +15,13 @@ from numpy.typing import NDArray
 
 from mm_platform.embed import LabelBridge, embedder_for
 from mm_platform.lake import Snapshot
+from mm_platform.search.memo import BoundedMemo
 
 __all__ = ["BridgeScores", "bridge_scores"]
 
 # Label rows of a keyframe have ordinals (keyframe + 1) * 100 + rank (ingest/rows.py): one label set per frame.
 _LABEL_SET_STRIDE = 100
-_MEMO: OrderedDict[tuple[str, tuple[str, int], str], _LabelSets] = OrderedDict()
-_LOCK = threading.Lock()
+_MEMO: BoundedMemo[tuple[str, tuple[str, int], str], _LabelSets] = BoundedMemo(4)
 
 
 @dataclass(frozen=True)
@@ -77,9 +75,9 @@ def bridge_scores(snapshot: Snapshot, model_id: str, query: str) -> BridgeScores
 
 def _label_sets(snapshot: Snapshot, model_id: str, bridge: LabelBridge) -> _LabelSets | None:
     key = (snapshot.location.root, snapshot.table_token("derived"), model_id)
-    with _LOCK:
-        if key in _MEMO:
-            return _MEMO[key]
+    remembered = _MEMO.get(key)
+    if remembered is not None:
+        return remembered
     labels = snapshot.table(
         "derived",
         columns=["media_id", "ordinal", "label", "score"],
@@ -101,8 +99,5 @@ def _label_sets(snapshot: Snapshot, model_id: str, bridge: LabelBridge) -> _Labe
         label_index=pc.fill_null(position, 0).to_numpy(zero_copy_only=False).astype(np.int64),
         confidence=score * known,
     )
-    with _LOCK:
-        _MEMO[key] = sets
-        while len(_MEMO) > 4:
-            _MEMO.popitem(last=False)
+    _MEMO.put(key, sets)
     return sets

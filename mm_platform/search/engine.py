@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,13 +17,13 @@ from mm_platform.search.filters import ParsedFilter, compile_filter
 from mm_platform.search.fusion import RouteHits, fuse
 from mm_platform.search.hits import DEFAULT_METADATA, SearchHit, filter_schema, hydrate, matching_media
 from mm_platform.search.index_store import IndexConfig, open_index
+from mm_platform.search.memo import BoundedMemo
 from mm_platform.search.routes import Query, Route, embed_query, plan_routes
 from mm_platform.search.row_index import RowIndex
 
 __all__ = ["SearchError", "search"]
 
-_MATCHING: OrderedDict[tuple[str, int, str], pa.Array] = OrderedDict()
-_LOCK = threading.Lock()
+_MATCHING: BoundedMemo[tuple[str, int, str], pa.Array] = BoundedMemo(8)
 Ranked = tuple[str, float, str, str, float | None]
 """(media_id, score, route, model_id, score on the scale common to routes)."""
 
@@ -107,14 +105,11 @@ def _scale_model(route: Route) -> str:
 def _matching(snapshot: Snapshot, parsed: ParsedFilter) -> pa.Array:
     """The filter's media ids, remembered per (lake, snapshot, filter): a snapshot never changes."""
     key = (snapshot.location.root, snapshot.seq, parsed.text)
-    with _LOCK:
-        if key in _MATCHING:
-            return _MATCHING[key]
+    remembered = _MATCHING.get(key)
+    if remembered is not None:
+        return remembered
     ids = matching_media(snapshot, parsed)
-    with _LOCK:
-        _MATCHING[key] = ids
-        while len(_MATCHING) > 8:
-            _MATCHING.popitem(last=False)
+    _MATCHING.put(key, ids)
     return ids
 
 

@@ -18,9 +18,7 @@ import hashlib
 import os
 import re
 import tempfile
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -36,6 +34,7 @@ from mm_platform.lake import LakeLocation, Snapshot
 from mm_platform.log import get_logger, kv
 from mm_platform.search.ann import Allowed, HnswIndex, HnswParams
 from mm_platform.search.exact import ExactIndex
+from mm_platform.search.memo import BoundedMemo
 from mm_platform.search.vectors import read_keys, read_vectors
 
 __all__ = ["INDEX_DIR", "IndexConfig", "ModelIndex", "clear_index_memo", "open_index"]
@@ -74,7 +73,9 @@ class ModelIndex:
     backend: ExactIndex | HnswIndex
     origin: str
     """How it was obtained: exact, built, cached, incremental (for logs and tests)."""
-    _allowed: dict[int, tuple[pa.Array, Allowed]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _allowed: BoundedMemo[int, tuple[pa.Array, Allowed]] = field(
+        default_factory=lambda: BoundedMemo(8), init=False, repr=False, compare=False
+    )
 
     @property
     def kind(self) -> str:
@@ -96,15 +97,11 @@ class ModelIndex:
         row) would otherwise cost more than the search at a million rows."""
         if media_ids is None:
             return None if self.live.all() else Allowed(self.live)
-        with _LOCK:
-            kept = self._allowed.get(id(media_ids))
+        kept = self._allowed.get(id(media_ids))
         if kept is not None and kept[0] is media_ids:
             return kept[1]
         allowed = Allowed(_mask(pc.is_in(self.media_ids, value_set=media_ids)) & self.live)
-        with _LOCK:
-            self._allowed[id(media_ids)] = (media_ids, allowed)  # the array is held, so its id stays its own
-            while len(self._allowed) > 8:
-                self._allowed.pop(next(iter(self._allowed)))
+        self._allowed.put(id(media_ids), (media_ids, allowed))  # the array is held, so its id stays its own
         return allowed
 
     def search(self, query: NDArray[np.float32], k: int, allowed: Allowed | None = None) -> list[tuple[str, float]]:
@@ -116,15 +113,12 @@ class ModelIndex:
         return [(str(ids[int(p)].as_py()), float(s)) for s, p in zip(scores[0], positions[0], strict=True) if p >= 0]
 
 
-_MEMO: OrderedDict[tuple[object, ...], ModelIndex] = OrderedDict()
-_MEMO_SIZE = 4
-_LOCK = threading.Lock()
+_MEMO: BoundedMemo[tuple[object, ...], ModelIndex] = BoundedMemo(4, lru=True)
 
 
 def clear_index_memo() -> None:
     """Forget the indexes held in this process (tests; or to free memory)."""
-    with _LOCK:
-        _MEMO.clear()
+    _MEMO.clear()
 
 
 def open_index(snapshot: Snapshot, model_id: str, config: IndexConfig | None = None) -> ModelIndex:
@@ -132,20 +126,16 @@ def open_index(snapshot: Snapshot, model_id: str, config: IndexConfig | None = N
     config = config or IndexConfig()
     version = snapshot.version_of("embeddings")
     memo_key = (snapshot.location.root, model_id, snapshot.table_token("embeddings"), config)
-    with _LOCK:
-        if memo_key in _MEMO:
-            _MEMO.move_to_end(memo_key)
-            return _MEMO[memo_key]
+    remembered = _MEMO.get(memo_key)
+    if remembered is not None:
+        return remembered
     keys = read_keys(snapshot, model_id)
     if keys.num_rows < config.ann_min_rows:
         keys, vectors = read_vectors(snapshot, model_id)
         index = ModelIndex(model_id, version, keys, np.ones(keys.num_rows, bool), ExactIndex(vectors), "exact")
     else:
         index = _open_hnsw(snapshot, model_id, keys, config)
-    with _LOCK:
-        _MEMO[memo_key] = index
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
+    _MEMO.put(memo_key, index)
     return index
 
 

@@ -27,7 +27,9 @@ from mm_platform.embed import (
 )
 from mm_platform.errors import ConfigError
 from mm_platform.log import get_logger, kv
-from mm_platform.search.active import IMAGE_MODALITIES, TEXT_MODALITIES, ActiveModel, ActiveModels
+from mm_platform.pictures import embedding_input
+from mm_platform.roles import IMAGE_MODALITIES, TEXT_MODALITIES
+from mm_platform.search.active import ActiveModel, ActiveModels
 
 __all__ = ["Query", "Route", "embed_query", "plan_routes", "spec_for"]
 
@@ -92,8 +94,6 @@ def embed_query(route: Route, query: Query) -> NDArray[np.float32]:
 
 def _picture(query: Query) -> Image.Image:
     """An image query, prepared exactly as the pipeline prepares images, so a stored image finds itself."""
-    from mm_platform.ingest.analyze import embedding_input  # the pipeline's own preprocessing, not a copy
-
     if isinstance(query, Image.Image):
         buffer = io.BytesIO()
         query.save(buffer, format="PNG")

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from mm_platform.errors import ConfigError, MMPlatformError
 from mm_platform.lake import Lake, Snapshot
+from mm_platform.roles import IMAGE_MODALITIES
 from mm_platform.search.routes import Query
 from mm_platform.search.row_index import RowIndex
 
@@ -44,7 +45,8 @@ def _bounded(value: int, upper: int, name: str) -> int:
     return value
 
 
-def _plain(value: Any) -> Any:
+def _display_value(value: Any) -> Any:
+    """A row value as the browser shows it: times as ISO text, bytes by their size, Arrow maps as dicts."""
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -181,7 +183,7 @@ class LakeBrowser:
         """More like this: the item's own thumbnail-sized picture (or its text) as the query."""
         snapshot = self.snapshot(kwargs.get("seq"))
         row = self._media_row(snapshot, media_id)
-        if row["modality"] in ("image", "video"):
+        if row["modality"] in IMAGE_MODALITIES:
             thumb = self.thumbnail(media_id, kwargs.get("seq"))
             if thumb is None:
                 raise BrowserError(f"{row['key']} has no thumbnail to search by", hint="search by text instead")
@@ -204,8 +206,8 @@ class LakeBrowser:
         from mm_platform.annotations.query import annotations_of
 
         snapshot = self.snapshot(seq)
-        media = {k: _plain(v) for k, v in self._media_row(snapshot, media_id).items()}
-        metadata = {k: _plain(v) for k, v in self._metadata_row(snapshot, media_id).items() if v is not None}
+        media = {k: _display_value(v) for k, v in self._media_row(snapshot, media_id).items()}
+        metadata = {k: _display_value(v) for k, v in self._metadata_row(snapshot, media_id).items() if v is not None}
         if isinstance(metadata.get("text"), str) and len(metadata["text"]) > TEXT_EXCERPT:
             metadata["text"] = metadata["text"][:TEXT_EXCERPT] + " …"
         by_id = pc.field("media_id") == media_id
@@ -260,7 +262,7 @@ class LakeBrowser:
         if reason:
             table = table.filter(pc.field("reason") == reason)
         table = table.sort_by([("quarantined_at", "descending"), ("uri", "ascending")])
-        rows = [{k: _plain(v) for k, v in r.items()} for r in table.slice(offset, limit).to_pylist()]
+        rows = [{k: _display_value(v) for k, v in r.items()} for r in table.slice(offset, limit).to_pylist()]
         return {"snapshot": snapshot.seq, "reason": reason, "total": table.num_rows, "reasons": reasons,
                 "offset": offset, "limit": limit, "rows": rows}
 

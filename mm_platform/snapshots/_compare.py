@@ -25,7 +25,7 @@ def _as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
-def _plain(values: pa.Array) -> pa.Array:
+def _comparable(values: pa.Array) -> pa.Array:
     """The same values in a type the comparisons below understand (no dictionary, map or extension)."""
     if isinstance(values, pa.ExtensionArray):
         values = values.storage
@@ -50,12 +50,12 @@ def same_values(left: pa.Array | pa.ChunkedArray, right: pa.Array | pa.ChunkedAr
     Arrays of different types are compared after casting ``right`` to ``left``'s type; when that cast is
     impossible, only rows where both are null count as equal.
     """
-    a, b = _plain(_as_array(left)), _plain(_as_array(right))
+    a, b = _comparable(_as_array(left)), _comparable(_as_array(right))
     if len(a) != len(b):
         raise ValueError(f"cannot compare arrays of {len(a)} and {len(b)} rows")
     if a.type != b.type:
         try:
-            b = _plain(b.cast(a.type))
+            b = _comparable(b.cast(a.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             return ~(_to_numpy(a.is_valid()) | _to_numpy(b.is_valid()))
     valid_a, valid_b = _to_numpy(a.is_valid()), _to_numpy(b.is_valid())

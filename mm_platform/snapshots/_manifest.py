@@ -13,7 +13,7 @@ from typing import Any
 from mm_platform.errors import ConfigError
 from mm_platform.snapshots._pinned import PinnedObject
 
-__all__ = ["MANIFEST_NAME", "ExportManifest", "ExportedTable", "PinnedFile"]
+__all__ = ["MANIFEST_NAME", "ExportManifest", "ExportedTable", "PinnedAnnotationFile"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "mm-platform-snapshot-export"
@@ -35,7 +35,7 @@ class ExportedTable:
 
 
 @dataclass(frozen=True)
-class PinnedFile:
+class PinnedAnnotationFile:
     """An annotation file the snapshot's annotation rows came from, as it was when it was attached."""
 
     uri: str
@@ -59,7 +59,7 @@ class ExportManifest:
     objects: list[PinnedObject] = field(default_factory=list)
     """Every active or quarantined media row's object: uri, key, VersionId, ETag, size, SHA-256."""
     exported_at: str = ""
-    annotation_files: list[PinnedFile] = field(default_factory=list)
+    annotation_files: list[PinnedAnnotationFile] = field(default_factory=list)
     """Every annotation file the snapshot's ``annotations`` rows came from (absent in older manifests)."""
     audit: list[dict[str, Any]] = field(default_factory=list)
     """The audit trail up to the snapshot: every publish event with actor, message, command, merge."""
@@ -103,7 +103,7 @@ class ExportManifest:
             tables={name: ExportedTable(**t) for name, t in data["tables"].items()},
             objects=[PinnedObject.from_dict(o) for o in data["objects"]],
             exported_at=data.get("exported_at", ""),
-            annotation_files=[PinnedFile(**f) for f in data.get("annotation_files", [])],
+            annotation_files=[PinnedAnnotationFile(**f) for f in data.get("annotation_files", [])],
             audit=list(data.get("audit", [])),
             branch=snapshot.get("branch", "main"),
         )

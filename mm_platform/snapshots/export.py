@@ -22,7 +22,7 @@ from mm_platform.errors import ConfigError, MMPlatformError, SourceChangedError
 from mm_platform.lake import DATA_TABLES, Lake, Snapshot
 from mm_platform.lake.audit_log import log_events
 from mm_platform.log import get_logger, kv
-from mm_platform.snapshots._manifest import MANIFEST_NAME, ExportedTable, ExportManifest, PinnedFile
+from mm_platform.snapshots._manifest import MANIFEST_NAME, ExportedTable, ExportManifest, PinnedAnnotationFile
 from mm_platform.snapshots._pinned import PinnedObject, fetch_pinned, pinned_objects
 from mm_platform.sources import ObjectInfo, S3Settings, Source, source_from_uri
 
@@ -208,15 +208,15 @@ def _verify_object(source: Source, obj: PinnedObject, listing: Mapping[str, Obje
         return ObjectProblem(obj.key, obj.uri, "missing", exc.message)
 
 
-def _annotation_files(snapshot: Snapshot) -> list[PinnedFile]:
+def _annotation_files(snapshot: Snapshot) -> list[PinnedAnnotationFile]:
     """The annotation files the snapshot's annotation rows rest on (a carried-over row keeps its file)."""
     columns = ["source_file", "source_version", "source_sha256"]
     rows = snapshot.table("annotations", columns=columns).group_by(columns).aggregate([]).to_pylist()
-    pins = [PinnedFile(r["source_file"], r["source_version"], r["source_sha256"]) for r in rows]
+    pins = [PinnedAnnotationFile(r["source_file"], r["source_version"], r["source_sha256"]) for r in rows]
     return sorted(pins, key=lambda f: (f.uri, f.version))
 
 
-def _verify_annotation_file(pin: PinnedFile, settings: S3Settings) -> ObjectProblem | None:
+def _verify_annotation_file(pin: PinnedAnnotationFile, settings: S3Settings) -> ObjectProblem | None:
     """An annotation file passes while the bytes at its URI still hash as when they were attached."""
     from mm_platform.annotations.read import current_sha256
 
