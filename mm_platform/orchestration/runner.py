@@ -75,16 +75,15 @@ def instance_for(dagster_home: str | None) -> dg.DagsterInstance:
     (``table alembic_version already exists``): the first use is serialised with a file lock, and every
     storage is touched under it so its tables exist before the lock is released.
     """
-    home = Path(dagster_home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    home = Path(dagster_home or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
     with open(home / ".mmp-instance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (home / "dagster.yaml").exists():  # the project folder's settings, else the package's copy
             settings = Path("dagster.yaml")
             text = settings.read_text() if settings.exists() else INSTANCE_SETTINGS.read_text(encoding="utf-8")
             (home / "dagster.yaml").write_text(text)
-        instance = dg.DagsterInstance.get()
+        instance = dg.DagsterInstance.from_config(str(home))  # as DAGSTER_HOME would, without setting it
         instance.get_runs_count()  # run storage
         instance.get_dynamic_partitions(PARTITIONS)  # event log / partitions storage
         instance.all_asset_keys()  # the asset index
