@@ -102,3 +102,21 @@ def test_the_packaged_instance_settings_are_the_projects() -> None:
     """``mm_platform/orchestration/dagster.yaml`` is what a new instance gets outside the project folder."""
     packaged = REPO / "mm_platform" / "orchestration" / "dagster.yaml"
     assert packaged.read_text() == (REPO / "dagster.yaml").read_text()
+
+
+def test_mmp_ingest_leaves_the_environment_alone(shared_media: Path, tmp_path: Path) -> None:
+    """The lake, branch and audit fields reach the runs as run config and tags, not through ``os.environ``."""
+    from click.testing import CliRunner
+
+    from mm_platform.cli import main
+
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(shared_media / MEDIA[0], media / "one.jpg")
+    before = dict(os.environ)
+    args = ["--lake", str(tmp_path / "lake"), "--actor", "ada", "-m", "why", "ingest", str(media), "--plan-only"]
+    result = CliRunner().invoke(main, args, env={"DAGSTER_HOME": str(tmp_path / "home")}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "1 object(s)" in result.output
+    after = dict(os.environ)
+    assert after == before
