@@ -1,10 +1,6 @@
-"""Dagster assets: thin adapters over the mm_platform core, one module per layer."""
+"""The deployment layer's assets: the installed package's (``mm_platform.orchestration.assets``), one import
+path for each asset. The code lives in the package so that ``mmp ingest`` works from any directory."""
 
-from assets.annotations import annotation_set, annotation_sets, staged_annotation_set
-from assets.partitions import ingest_batches
-from assets.pipeline import staged_batch
-from assets.publish import published_snapshot
-
-all_assets = [staged_batch, published_snapshot, staged_annotation_set, annotation_set]
+from mm_platform.orchestration.assets import all_assets, annotation_sets, ingest_batches
 
 __all__ = ["all_assets", "annotation_sets", "ingest_batches"]

@@ -40,7 +40,7 @@ def main() -> None:
     from mm_platform.lake import Lake
     from mm_platform.orchestration import LakeResource, MediaSourceResource
     from mm_platform.orchestration.queue import S3EventQueueResource
-    from sensors.events import INTERVAL_S, sqs_media_sensor
+    from mm_platform.orchestration.sensors.events import INTERVAL_S, sqs_media_sensor
     from tests.conftest import SHARED_MEDIA
     from tests.services import moto_s3_server
 

@@ -63,32 +63,19 @@ def _bare_s3(uri: str) -> int:
 
 
 def _listing(uri: str) -> int:
-    from mm_platform.sources import S3Settings, source_from_uri
+    from mm_platform.sources import source_for
 
-    source = source_from_uri(uri, s3_settings=S3Settings.from_env(os.environ) if uri.startswith("s3://") else None)
+    source = source_for(uri, os.environ)
     return sum(1 for _ in source.list_objects())
 
 
 def _plan(uri: str, lake_dir: str) -> int:
-    from mm_platform.ingest.batches import ManifestWriter
-    from mm_platform.ingest.ledger import DiscoveryLedger
-    from mm_platform.ingest.reconcile import ReconcileCursor
-    from mm_platform.ingest.scan import ScanBudget, scan_step
+    from mm_platform.ingest.scan import plan_batches
     from mm_platform.lake import Lake
-    from mm_platform.sources import S3Settings, source_from_uri
+    from mm_platform.sources import source_for
 
     lake = Lake.open(lake_dir)
-    source = source_from_uri(uri, s3_settings=S3Settings.from_env(os.environ) if uri.startswith("s3://") else None)
-    with ManifestWriter(lake.location) as writer:  # as `mmp ingest --plan-only` does
-        outcome = scan_step(
-            source,
-            lake.snapshot(),
-            DiscoveryLedger(),
-            ReconcileCursor(),
-            writer.save,
-            budget=ScanBudget.unbounded(),
-            remember=False,
-        )
+    outcome = plan_batches(lake, source_for(uri, os.environ))  # as `mmp ingest --plan-only` does
     return outcome.listed
 
 

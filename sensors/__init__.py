@@ -1,10 +1,19 @@
-"""Dagster sensors: thin wrappers over pure decision functions in the core."""
+"""The deployment layer's sensors and jobs: the installed package's (``mm_platform.orchestration.sensors``)."""
 
-from sensors.annotations import annotation_file_sensor, annotation_job
-from sensors.discovery import folder_media_sensor, ingest_job, s3_media_sensor
-from sensors.events import sqs_media_sensor
+from mm_platform.orchestration.sensors import (
+    all_jobs,
+    all_sensors,
+    annotation_file_sensor,
+    folder_media_sensor,
+    s3_media_sensor,
+    sqs_media_sensor,
+)
 
-all_sensors = [s3_media_sensor, sqs_media_sensor, folder_media_sensor, annotation_file_sensor]
-all_jobs = [ingest_job, annotation_job]
-
-__all__ = ["all_jobs", "all_sensors"]
+__all__ = [
+    "all_jobs",
+    "all_sensors",
+    "annotation_file_sensor",
+    "folder_media_sensor",
+    "s3_media_sensor",
+    "sqs_media_sensor",
+]

@@ -475,7 +475,7 @@ def test_sensor_asset_and_blocking_checks_publish_a_dropped_file(
     from definitions import defs
     from mm_platform.orchestration import LakeResource
     from mm_platform.orchestration.annotations import AnnotationSourceResource
-    from sensors.annotations import annotation_file_sensor
+    from sensors import annotation_file_sensor
 
     graph = defs.resolve_asset_graph()
     checks = [k for k in graph.asset_check_keys if k.asset_key.to_user_string() == "staged_annotation_set"]

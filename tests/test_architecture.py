@@ -25,39 +25,10 @@ KNOWN_CYCLES: list[list[str]] = [
     ["mm_platform.lake.branch", "mm_platform.lake.lake"],
 ]
 KNOWN_PRIVATE_IMPORTS: list[str] = [
-    "mm_platform.cli imports mm_platform.cli_common._emit",
-    "mm_platform.cli imports mm_platform.cli_common._handle_errors",
-    "mm_platform.cli imports mm_platform.cli_common._lake",
-    "mm_platform.cli_annotate imports mm_platform.cli_common._emit",
-    "mm_platform.cli_annotate imports mm_platform.cli_common._handle_errors",
-    "mm_platform.cli_annotate imports mm_platform.cli_common._lake",
-    "mm_platform.cli_branch imports mm_platform.cli_common._emit",
-    "mm_platform.cli_branch imports mm_platform.cli_common._handle_errors",
-    "mm_platform.cli_branch imports mm_platform.cli_common._lake",
-    "mm_platform.cli_erasure imports mm_platform.cli._emit",
-    "mm_platform.cli_erasure imports mm_platform.cli._emit",
-    "mm_platform.cli_erasure imports mm_platform.cli._handle_errors",
-    "mm_platform.cli_erasure imports mm_platform.cli._lake",
-    "mm_platform.cli_erasure imports mm_platform.cli._lake",
-    "mm_platform.cli_reprocess imports mm_platform.cli_common._emit",
-    "mm_platform.cli_reprocess imports mm_platform.cli_common._handle_errors",
-    "mm_platform.cli_reprocess imports mm_platform.cli_common._lake",
-    "mm_platform.cli_search imports mm_platform.cli_common._handle_errors",
-    "mm_platform.cli_search imports mm_platform.cli_common._lake",
-    "mm_platform.cli_serve imports mm_platform.cli_common._handle_errors",
-    "mm_platform.cli_serve imports mm_platform.cli_common._lake",
-    "mm_platform.cli_serve imports mm_platform.cli_search._quiet_model_loading",
-    "mm_platform.cli_snapshots imports mm_platform.cli._emit",
-    "mm_platform.cli_snapshots imports mm_platform.cli._handle_errors",
-    "mm_platform.cli_snapshots imports mm_platform.cli._lake",
-    "mm_platform.cli_snapshots imports mm_platform.cli._lake",
-    "mm_platform.cli_snapshots imports mm_platform.snapshots.diff._snapshot",
     "mm_platform.lake.merge_changes imports mm_platform.lake.stage_writer._joined_keys",
-    "mm_platform.snapshots.diff_objects imports mm_platform.snapshots.diff._snapshot",
 ]
 KNOWN_LONG_MODULES: list[str] = [
     "mm_platform.annotations.read",
-    "mm_platform.cli",
     "mm_platform.lake.branch",
     "mm_platform.lake.branch_store",
     "mm_platform.lake.erasure_vacuum",
@@ -65,8 +36,6 @@ KNOWN_LONG_MODULES: list[str] = [
     "mm_platform.lake.publish",
     "mm_platform.lake.publish_log",
     "mm_platform.quality.cross_table",
-    "mm_platform.sources.base",
-    "mm_platform.sources.s3",
 ]
 
 

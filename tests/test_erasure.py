@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from mm_platform.cli_erasure import erase_command, vacuum_erased_command
+from mm_platform.cli.erasure import erase_command, vacuum_erased_command
 from mm_platform.errors import ConfigError, SnapshotExpiredError
 from mm_platform.ingest.batches import ingest_batches, save_manifest
 from mm_platform.ingest.process import BatchProcessor

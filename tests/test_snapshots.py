@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
-from mm_platform.cli_snapshots import diff_command, export_command, verify_export_command
+from mm_platform.cli.snapshots import diff_command, export_command, verify_export_command
 from mm_platform.config import PipelineConfig
 from mm_platform.errors import ConfigError, SourceChangedError
 from mm_platform.ingest.process import BatchProcessor

@@ -15,13 +15,13 @@ from itertools import islice
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, BatchManifest
+from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, BatchManifest, ManifestWriter
 from mm_platform.ingest.ledger import DiscoveryLedger
 from mm_platform.ingest.reconcile import MEDIA_COLUMNS, ListingChunk, ReconcileCursor, Reconciler
-from mm_platform.lake import Snapshot
+from mm_platform.lake import Lake, Snapshot
 from mm_platform.sources import ObjectInfo, Source
 
-__all__ = ["PlannedBatch", "ScanBudget", "ScanOutcome", "scan_step"]
+__all__ = ["PlannedBatch", "ScanBudget", "ScanOutcome", "erased_media", "plan_batches", "scan_step"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,45 @@ def scan_step(
         ticks=cursor.ticks + 1,
     )
     return ScanOutcome(planned, next_cursor, reconciler.ledger, reconciler.listed, finished, dict(reconciler.counts))
+
+
+def erased_media(snapshot: Snapshot) -> frozenset[str]:
+    """The media ids erased in ``snapshot``: discovery never plans them again."""
+    return frozenset(snapshot.table("erasures", columns=["media_id"]).column("media_id").to_pylist())
+
+
+def plan_batches(
+    lake: Lake,
+    source: Source,
+    *,
+    ledger: DiscoveryLedger | None = None,
+    cursor: ReconcileCursor | None = None,
+    budget: ScanBudget | None = None,
+    now: float | None = None,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+    deletions: bool = True,
+) -> ScanOutcome:
+    """Diff ``source`` against the lake's latest snapshot and save the batches it needs as manifests in the lake.
+
+    The one discovery of ``mmp ingest`` and of the listing sensor. Without a ``ledger`` it is a one-shot plan
+    (``mmp ingest``): a whole pass by default, nothing kept as pending; a sensor passes its ledger, cursor and
+    budget to list one bounded page and remember what it requested.
+    """
+    snapshot = lake.snapshot()
+    with ManifestWriter(lake.location) as writer:
+        return scan_step(
+            source,
+            snapshot,
+            ledger if ledger is not None else DiscoveryLedger(),
+            cursor or ReconcileCursor(),
+            writer.save,
+            budget=budget or ScanBudget.unbounded(),
+            now=now,
+            max_objects=max_objects,
+            erased=erased_media(snapshot),
+            deletions=deletions,
+            remember=ledger is not None,
+        )
 
 
 def _chunks(listing: Iterator[ObjectInfo], size: int) -> Iterator[tuple[list[ObjectInfo], bool]]:

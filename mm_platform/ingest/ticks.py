@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, ManifestWriter, save_manifest
+from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, save_manifest
 from mm_platform.ingest.coalesce import decide_events
 from mm_platform.ingest.events import ObjectEvent, UnreadableMessage, parse_message
 from mm_platform.ingest.ledger import PendingBatch, finished_batches, load_ledger, save_ledger
 from mm_platform.ingest.reconcile import ReconcileCursor
-from mm_platform.ingest.scan import PlannedBatch, ScanBudget, scan_step
+from mm_platform.ingest.scan import PlannedBatch, ScanBudget, erased_media, plan_batches
 from mm_platform.lake import Lake
 from mm_platform.sources import Source
 from mm_platform.sources.queue import S3EventQueue
@@ -62,11 +62,6 @@ class TickOutcome:
     cursor: ReconcileCursor | None = None
 
 
-def _erased(lake: Lake) -> frozenset[str]:
-    table = lake.snapshot().table("erasures", columns=["media_id"])
-    return frozenset(table.column("media_id").to_pylist())
-
-
 def event_tick(
     lake: Lake,
     queue: S3EventQueue,
@@ -98,7 +93,8 @@ def event_tick(
         except UnreadableMessage as exc:
             unreadable += 1  # it will never parse: keeping it would only re-deliver it forever
             log.warning("dropping message id=%s reason=%s body=%.200s", message.message_id, exc, message.body)
-    decision = decide_events(source_uri, events, ledger, now, max_objects=limits.max_objects, erased=_erased(lake))
+    erased = erased_media(lake.snapshot())
+    decision = decide_events(source_uri, events, ledger, now, max_objects=limits.max_objects, erased=erased)
     for batch in decision.batches:
         save_manifest(location, batch)
     next_ledger = decision.ledger.pruned(now)
@@ -144,18 +140,9 @@ def listing_tick(
     budget = budget or ScanBudget()
     if budget.max_batches is None or budget.max_batches > room:
         budget = ScanBudget(budget.max_keys, budget.max_seconds, budget.chunk_keys, room)
-    with ManifestWriter(location) as writer:
-        outcome = scan_step(
-            source,
-            lake.snapshot(),
-            ledger,
-            cursor,
-            writer.save,
-            budget=budget,
-            now=now,
-            max_objects=limits.max_objects,
-            erased=_erased(lake),
-        )
+    outcome = plan_batches(
+        lake, source, ledger=ledger, cursor=cursor, budget=budget, now=now, max_objects=limits.max_objects
+    )
     next_ledger = outcome.ledger.pruned(now)
     if next_ledger != loaded:
         save_ledger(location, source.uri, next_ledger)

@@ -1,4 +1,5 @@
-"""The only core package that imports Dagster: resources, partitions and result helpers for assets/sensors."""
+"""The only core package that imports Dagster: the ``Definitions`` (``definitions``) with their assets and
+sensors (``assets/``, ``sensors/``), the resources they take, result helpers and the runner of ``mmp ingest``."""
 
 from mm_platform.orchestration.resources import LakeResource, MediaSourceResource, PipelineResource
 

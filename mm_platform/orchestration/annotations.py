@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from mm_platform.annotations.model import AttachOptions
-from mm_platform.sources import S3Settings, Source, source_from_uri
+from mm_platform.orchestration.env import AWS_VARIABLES, environment
+from mm_platform.sources import S3Settings, Source, source_for
 
 __all__ = ["AnnotationSourceResource"]
 
@@ -25,15 +27,19 @@ class AnnotationSourceResource(dg.ConfigurableResource):
     """A column telling several annotations of one media apart (e.g. ``box_id``)."""
     producer: str = "human"
     """The lineage ``producer`` of attached rows."""
+    _env: Mapping[str, str] = PrivateAttr(default_factory=dict)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._env = environment("MM_ANNOTATIONS", *AWS_VARIABLES)
 
     def resolved_uri(self) -> str | None:
-        return self.uri or os.environ.get("MM_ANNOTATIONS") or None
+        return self.uri or self._env.get("MM_ANNOTATIONS") or None
 
     def s3_settings(self, uri: str) -> S3Settings | None:
-        return S3Settings.from_env(dict(os.environ)) if uri.startswith("s3://") else None
+        return S3Settings.from_env(self._env) if uri.startswith("s3://") else None
 
     def get_source(self, uri: str) -> Source:
-        return source_from_uri(uri, s3_settings=self.s3_settings(uri))
+        return source_for(uri, self._env)
 
     def options(self, set_name: str) -> AttachOptions:
         return AttachOptions(

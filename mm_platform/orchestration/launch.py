@@ -34,13 +34,20 @@ from dagster._cli.workspace.cli_target import (
     get_remote_repository_from_code_location,
 )
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
-from dagster._core.workspace.load_target import PythonFileTarget
+from dagster._core.workspace.load_target import ModuleTarget, PythonFileTarget, WorkspaceLoadTarget
 
 from mm_platform.errors import ConfigError
 from mm_platform.ingest.batches import BatchManifest
 from mm_platform.ingest.scan import PlannedBatch
 from mm_platform.log import get_logger, kv
-from mm_platform.orchestration.runner import JOB, PARTITIONS, BatchRun, batch_run_from_instance
+from mm_platform.orchestration.runner import (
+    JOB,
+    PARTITIONS,
+    BatchRun,
+    batch_run_from_instance,
+    definitions_file,
+    is_definitions_file,
+)
 
 __all__ = ["INGEST_TAG", "daemon_is_running", "launch_batches"]
 
@@ -77,11 +84,17 @@ def _children_print_to_stderr() -> Iterator[None]:
 
 @contextmanager
 def _workspace(
-    instance: dg.DagsterInstance, definitions: Path, working_directory: Path
+    instance: dg.DagsterInstance, definitions: str, working_directory: Path
 ) -> Iterator[WorkspaceRequestContext]:
-    target = PythonFileTarget(
-        python_file=str(definitions), attribute="defs", working_directory=str(working_directory), location_name=None
-    )
+    target: WorkspaceLoadTarget
+    if is_definitions_file(definitions):
+        target = PythonFileTarget(
+            python_file=definitions, attribute="defs", working_directory=str(working_directory), location_name=None
+        )
+    else:
+        target = ModuleTarget(
+            module_name=definitions, attribute="defs", working_directory=str(working_directory), location_name=None
+        )
     context = WorkspaceProcessContext(instance, version=dg.__version__, read_only=False, workspace_load_target=target)
     context.__enter__()
     try:
@@ -108,12 +121,11 @@ def launch_batches(
 ) -> Iterator[BatchRun]:
     """Run each batch as its own Dagster run, at most ``parallel`` at once; yields runs as they finish.
 
-    ``working_directory`` (default: the current one, the project folder) is where the code location
-    imports from, as ``working_directory`` in workspace.yaml.
+    ``definitions``: a module (the installed package's by default) or a ``definitions.py`` file.
+    ``working_directory`` (default: the current one) is where the code location imports from, as
+    ``working_directory`` in workspace.yaml.
     """
-    file = Path(definitions).resolve()
-    if not file.is_file():
-        raise ConfigError(f"no Dagster definitions at {file}", hint="run from the project folder or pass --definitions")
+    where = str(definitions_file(definitions)) if is_definitions_file(definitions) else str(definitions)
     if parallel < 1:
         raise ConfigError(f"--parallel must be at least 1, not {parallel}")
     if not batches:
@@ -123,14 +135,14 @@ def launch_batches(
     queued = isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
     submit = not queued or daemon_is_running(instance)
     directory = Path(working_directory or Path.cwd()).resolve()
-    with _children_print_to_stderr(), _workspace(instance, file, directory) as workspace:
+    with _children_print_to_stderr(), _workspace(instance, where, directory) as workspace:
         try:
             location = get_code_location_from_workspace(workspace, None)
             repo = get_remote_repository_from_code_location(location, None)
             job = get_remote_job_from_remote_repo(repo, JOB)
         except click.UsageError as exc:  # how Dagster's loaders report a code location that does not load
             raise ConfigError(
-                f"the code location {file} does not load: {exc.format_message()}",
+                f"the code location {where} does not load: {exc.format_message()}",
                 hint="check it with `dagster definitions validate -f FILE` from the project folder",
             ) from exc
         pending = list(batches)

@@ -3,12 +3,17 @@ settings: region, endpoint, keys), handing the sensor a plain :class:`~mm_platfo
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 
+import dagster as dg
 from dagster_aws.utils import ResourceWithBoto3Configuration
+from pydantic import PrivateAttr
 
+from mm_platform.orchestration.env import AWS_VARIABLES, environment
 from mm_platform.sources import S3Settings
 from mm_platform.sources.queue import S3EventQueue
+
+__all__ = ["S3EventQueueResource"]
 
 
 class S3EventQueueResource(ResourceWithBoto3Configuration):
@@ -18,15 +23,19 @@ class S3EventQueueResource(ResourceWithBoto3Configuration):
     """Default: ``$MM_SQS_QUEUE_URL``; unset: the event sensor skips."""
     visibility_timeout_s: int = 120
     """How long a received message stays hidden; longer than a tick, so it is deleted before it returns."""
+    _env: Mapping[str, str] = PrivateAttr(default_factory=dict)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._env = environment("MM_SQS_QUEUE_URL", *AWS_VARIABLES)
 
     def resolved_url(self) -> str | None:
-        return self.queue_url or os.environ.get("MM_SQS_QUEUE_URL") or None
+        return self.queue_url or self._env.get("MM_SQS_QUEUE_URL") or None
 
     def get_queue(self) -> S3EventQueue:
         url = self.resolved_url()
         if not url:
             raise ValueError("no queue configured: set MM_SQS_QUEUE_URL")
-        env = S3Settings.from_env(dict(os.environ))
+        env = S3Settings.from_env(self._env)
         settings = S3Settings(
             endpoint_url=self.endpoint_url or env.endpoint_url,
             access_key_id=self.aws_access_key_id or env.access_key_id,

@@ -4,10 +4,13 @@ checks land in the Dagster instance exactly as if the UI or a sensor had launche
 from __future__ import annotations
 
 import fcntl
+import importlib
 import importlib.util
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +22,50 @@ from mm_platform.ingest.scan import PlannedBatch
 
 PARTITIONS = "ingest_batches"
 JOB = "ingest_job"
+DEFINITIONS = "mm_platform.orchestration.definitions"
+"""The code location ``mmp ingest`` runs by default: the installed package's module (works from any folder)."""
 
 
-def load_definitions(path: str | Path) -> dg.Definitions:
-    """Import the deployment's ``definitions.py`` (the code location workspace.yaml names)."""
-    file = Path(path).resolve()
+def is_definitions_file(definitions: str | Path) -> bool:
+    """``--definitions`` names a file (``definitions.py``, ``deploy/x.py``) rather than a module."""
+    return str(definitions).endswith(".py") or os.sep in str(definitions)
+
+
+def definitions_file(definitions: str | Path) -> Path:
+    """The resolved path of a ``--definitions`` file, which must exist."""
+    file = Path(definitions).resolve()
     if not file.is_file():
         raise ConfigError(f"no Dagster definitions at {file}", hint="run from the project folder or pass --definitions")
-    spec = importlib.util.spec_from_file_location("mmp_definitions", file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    import sys
+    return file
 
-    sys.path.insert(0, str(file.parent))
-    spec.loader.exec_module(module)
+
+def load_definitions(definitions: str | Path = DEFINITIONS) -> dg.Definitions:
+    """The deployment's ``defs``: from a module (``mm_platform.orchestration.definitions``, what workspace.yaml
+    loads) or from a ``definitions.py`` file, imported with its folder on the path as ``dagster -f`` does."""
+    if is_definitions_file(definitions):
+        file = definitions_file(definitions)
+        spec = importlib.util.spec_from_file_location("mmp_definitions", file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(file.parent))
+        spec.loader.exec_module(module)
+        where = str(file)
+    else:
+        try:
+            module = importlib.import_module(str(definitions))
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"no Dagster definitions module {definitions}", hint="pass --definitions MODULE or a definitions.py"
+            ) from exc
+        where = str(definitions)
     defs = getattr(module, "defs", None)
     if not isinstance(defs, dg.Definitions):
-        raise ConfigError(f"{file} defines no `defs = dg.Definitions(...)`")
+        raise ConfigError(f"{where} defines no `defs = dg.Definitions(...)`")
     return defs
+
+
+INSTANCE_SETTINGS = files("mm_platform.orchestration").joinpath("dagster.yaml")
+"""The project's ``dagster.yaml``, shipped in the package for a new instance made outside the project folder."""
 
 
 def instance_for(dagster_home: str | None) -> dg.DagsterInstance:
@@ -46,14 +75,15 @@ def instance_for(dagster_home: str | None) -> dg.DagsterInstance:
     (``table alembic_version already exists``): the first use is serialised with a file lock, and every
     storage is touched under it so its tables exist before the lock is released.
     """
-    home = Path(dagster_home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    home = Path(dagster_home or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
     with open(home / ".mmp-instance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (home / "dagster.yaml").exists() and Path("dagster.yaml").exists():
-            (home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
-        instance = dg.DagsterInstance.get()
+        if not (home / "dagster.yaml").exists():  # the project folder's settings, else the package's copy
+            settings = Path("dagster.yaml")
+            text = settings.read_text() if settings.exists() else INSTANCE_SETTINGS.read_text(encoding="utf-8")
+            (home / "dagster.yaml").write_text(text)
+        instance = dg.DagsterInstance.from_config(str(home))  # as DAGSTER_HOME would, without setting it
         instance.get_runs_count()  # run storage
         instance.get_dynamic_partitions(PARTITIONS)  # event log / partitions storage
         instance.all_asset_keys()  # the asset index
@@ -84,15 +114,27 @@ class BatchRun:
 
 
 def run_batches(
-    defs: dg.Definitions, instance: dg.DagsterInstance, batches: Sequence[BatchManifest | PlannedBatch]
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    batches: Sequence[BatchManifest | PlannedBatch],
+    *,
+    run_config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Iterator[BatchRun]:
     """Materialize each batch's partition (stage, audit, publish) through the ingest job, one after another,
-    in this process (the embedded default: no daemon, no subprocesses, models loaded once)."""
+    in this process (the embedded default: no daemon, no subprocesses, models loaded once). ``run_config``
+    and ``tags`` go to every run (the lake's URI, the branch and the audit fields)."""
     job = defs.resolve_job_def(JOB)
     if batches:
         instance.add_dynamic_partitions(PARTITIONS, [b.batch_id for b in batches])
     for batch in batches:
-        result = job.execute_in_process(instance=instance, partition_key=batch.batch_id, raise_on_error=False)
+        result = job.execute_in_process(
+            run_config=dict(run_config or {}),
+            instance=instance,
+            partition_key=batch.batch_id,
+            tags=dict(tags or {}),
+            raise_on_error=False,
+        )
         yield batch_run_from_instance(instance, result.run_id, batch.batch_id)
 
 

@@ -31,7 +31,7 @@ from mm_platform.lake import DATA_TABLES, Lake, Snapshot
 from mm_platform.lake.schemas import table_spec
 from mm_platform.snapshots._compare import same_values
 
-__all__ = ["SnapshotDiff", "TableDiff", "diff_snapshots"]
+__all__ = ["SnapshotDiff", "TableDiff", "diff_snapshots", "resolve_snapshot"]
 
 DEFAULT_SAMPLE_SIZE = 10
 _ROW_A, _ROW_B = "__mmp_row_a", "__mmp_row_b"
@@ -130,7 +130,7 @@ def diff_snapshots(
     ``ignore_columns`` (e.g. ``run_id``) are left out of the comparison wherever a table has them.
     ``sample_size`` bounds the keys listed per category; the counts are always complete.
     """
-    snap_a, snap_b = _snapshot(lake, a), _snapshot(lake, b)
+    snap_a, snap_b = resolve_snapshot(lake, a), resolve_snapshot(lake, b)
     pinned = set(snap_a.table_versions) | set(snap_b.table_versions)
     # A table registered after both snapshots were published is in neither: there is nothing to compare.
     names = list(tables) if tables is not None else [name for name in DATA_TABLES if name in pinned]
@@ -146,7 +146,7 @@ def diff_snapshots(
     )
 
 
-def _snapshot(lake: Lake, ref: int | str | Snapshot) -> Snapshot:
+def resolve_snapshot(lake: Lake, ref: int | str | Snapshot) -> Snapshot:
     """A seq of ``lake`` (main or the branch it is on), a reference such as ``exp@3``, or a snapshot."""
     if isinstance(ref, Snapshot):
         return ref

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mm_platform.lake import Lake, Snapshot
-from mm_platform.snapshots.diff import SnapshotDiff, _snapshot, diff_snapshots
+from mm_platform.snapshots.diff import SnapshotDiff, diff_snapshots, resolve_snapshot
 
 __all__ = ["MediaChange", "MediaChanges", "media_changes", "sample_objects"]
 
@@ -111,7 +111,7 @@ _BOOKKEEPING = {"run_id", "partition", "registered_at", "producer", "producer_ve
 def media_changes(lake: Lake, a: int | str | Snapshot, b: int | str | Snapshot, *, limit: int = 50) -> MediaChanges:
     """The objects added, changed and removed from ``a`` to ``b`` (seqs, branch refs or snapshots; ``media``
     rows matched by id)."""
-    snap_a, snap_b = _snapshot(lake, a), _snapshot(lake, b)
+    snap_a, snap_b = resolve_snapshot(lake, a), resolve_snapshot(lake, b)
     table = diff_snapshots(lake, snap_a, snap_b, tables=["media"], sample_size=limit).tables["media"]
     wanted = {str(k["media_id"]) for c in _CATEGORIES for k in getattr(table, c)}
     columns = ["media_id", "key", "uri", "modality", "content_sha256", "status", "etag", "version_id", "size_bytes"]

@@ -3,6 +3,7 @@ and the diff of a listing against the published media table."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -13,7 +14,8 @@ from mm_platform.sources.base import DEFAULT_SPOOL_MAX_BYTES, FetchedObject, Obj
 from mm_platform.sources.diff import DeletedMedia, ListingDiff, diff_listing, object_uri_prefix
 from mm_platform.sources.local import LocalFolderSource
 from mm_platform.sources.retry import AttemptCounter, RetryPolicy
-from mm_platform.sources.s3 import S3Settings, S3Source, parse_s3_uri
+from mm_platform.sources.s3 import S3Source
+from mm_platform.sources.s3_settings import S3Settings, parse_s3_uri
 
 __all__ = [
     "AttemptCounter",
@@ -29,6 +31,7 @@ __all__ = [
     "diff_listing",
     "object_uri_prefix",
     "parse_s3_uri",
+    "source_for",
     "source_from_uri",
 ]
 
@@ -65,3 +68,10 @@ def source_from_uri(
             f"unsupported source URI {uri!r}", hint="use a folder path, file:///path or s3://bucket/prefix"
         )
     return LocalFolderSource(Path(uri), spool_max_bytes=spool_max_bytes)
+
+
+def source_for(uri: str, env: Mapping[str, str]) -> Source:
+    """The source at ``uri``, its S3 settings (when it is ``s3://``) taken from ``env`` (the ``AWS_*`` variables
+    of a mapping the caller chose at its boundary: the CLI's environment, a resource's configuration)."""
+    settings = S3Settings.from_env(env) if uri.startswith("s3://") else None
+    return source_from_uri(uri, s3_settings=settings)

@@ -7,12 +7,12 @@ import time
 
 import dagster as dg
 
-from assets.partitions import ingest_batches
 from mm_platform.ingest.reconcile import ReconcileCursor
 from mm_platform.ingest.ticks import DiscoveryLimits, listing_tick
 from mm_platform.lake import Lake
+from mm_platform.orchestration.assets.partitions import ingest_batches
+from mm_platform.orchestration.sensors.discovery import sensor_result
 from mm_platform.sources import LocalFolderSource
-from sensors.discovery import sensor_result
 
 
 @dg.asset(partitions_def=ingest_batches)

@@ -9,7 +9,7 @@ import warnings
 
 import dagster as dg
 
-from assets.partitions import ingest_batches
+from mm_platform.orchestration.assets.partitions import ingest_batches
 from mm_platform.orchestration.results import TABLE_ASSETS
 from mm_platform.quality import CHECK_TABLES
 

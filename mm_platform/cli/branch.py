@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from mm_platform.cli_common import _emit, _handle_errors, _lake, audit_options
+from mm_platform.cli.common import audit_options, emit, handle_errors, open_lake
 
 
 def _main_lake(ctx: click.Context) -> Any:
-    return _lake(ctx).main()
+    return open_lake(ctx).main()
 
 
 @click.group("branch")
@@ -24,14 +24,14 @@ def branch_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def branch_create(ctx: click.Context, name: str, from_ref: str | None, as_json: bool) -> None:
     """Create branch NAME (metadata only: it starts from the fork snapshot's files, nothing is copied)."""
     from mm_platform.lake.branch import create_branch
 
     ctx.obj["branch"] = ""  # the new branch forks from --from, never from a --branch given by habit
     record = create_branch(_main_lake(ctx), name, from_ref)
-    _emit(
+    emit(
         as_json,
         record.to_json(),
         f"created branch {record.name} from {record.parent} snapshot {record.fork_seq}",
@@ -41,7 +41,7 @@ def branch_create(ctx: click.Context, name: str, from_ref: str | None, as_json: 
 @branch_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_handle_errors
+@handle_errors
 def branch_list(ctx: click.Context, as_json: bool) -> None:
     """Every branch with its parent, fork snapshot and latest snapshot."""
     from mm_platform.lake.branch import branch_heads
@@ -54,21 +54,21 @@ def branch_list(ctx: click.Context, as_json: bool) -> None:
         f"{r['actor']} at {r['created_at'][:19]}"
         for r in rows
     ]
-    _emit(as_json, rows, "\n".join(lines) if rows else "no branches")
+    emit(as_json, rows, "\n".join(lines) if rows else "no branches")
 
 
 @branch_group.command("delete")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_handle_errors
+@handle_errors
 def branch_delete(ctx: click.Context, name: str, as_json: bool) -> None:
     """Delete branch NAME; main is untouched, and the next `mmp vacuum` frees the files only it held."""
     from mm_platform.lake.branch import delete_branch
 
     ctx.obj["branch"] = ""
     delete_branch(_main_lake(ctx), name)
-    _emit(as_json, {"deleted": name}, f"deleted branch {name}; `mmp vacuum` frees its files")
+    emit(as_json, {"deleted": name}, f"deleted branch {name}; `mmp vacuum` frees its files")
 
 
 @click.command("merge")
@@ -78,7 +78,7 @@ def branch_delete(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def merge_command(ctx: click.Context, source: str, into: str | None, prefer: str | None, as_json: bool) -> None:
     """Merge branch SOURCE into its parent in one audited publish (a three-way merge by each table's keys)."""
     from mm_platform.lake.merge import merge_branch
@@ -97,7 +97,7 @@ def merge_command(ctx: click.Context, source: str, into: str | None, prefer: str
         if result.conflicts:
             text += f"\n  {len(result.conflicts)} conflict(s) resolved by --prefer {prefer}:"
             text += "".join(f"\n    {c.describe()}" for c in result.conflicts[:20])
-    _emit(as_json, result.to_dict(), text)
+    emit(as_json, result.to_dict(), text)
 
 
 @click.command("log")
@@ -106,12 +106,12 @@ def merge_command(ctx: click.Context, source: str, into: str | None, prefer: str
 @click.option("--json", "as_json", is_flag=True)
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def log_command(ctx: click.Context, limit: int, all_events: bool, as_json: bool) -> None:
     """The audit trail: who published what, why, with which command or run (main, or --branch)."""
     from mm_platform.lake.audit_log import log_events
 
-    lake = _lake(ctx)
+    lake = open_lake(ctx)
     events = log_events(lake, include_intents=all_events)[-limit:] if limit > 0 else []
     lines = [f"log of {lake.branch_name}"]
     for e in events:
@@ -124,4 +124,4 @@ def log_command(ctx: click.Context, limit: int, all_events: bool, as_json: bool)
             lines.append(f"{'':>7}{detail}")
         if e.get("command"):
             lines.append(f"{'':>7}by {e['command']}")
-    _emit(as_json, events, "\n".join(lines))
+    emit(as_json, events, "\n".join(lines))

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import click
 
-from mm_platform.cli_common import _emit, _handle_errors, _lake, audit_options
+from mm_platform.cli.common import audit_options, emit, handle_errors, open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.sources import Source
+from mm_platform.sources import source_for
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _processor(ctx: click.Context, image_model: str, text_model: str) -> BatchProcessor:
-    return BatchProcessor(_lake(ctx), PipelineConfig(image_model=image_model, text_model=text_model))
-
-
-def _source_for(env: dict[str, str]) -> Callable[[str], Source]:
-    from mm_platform.sources import S3Settings, source_from_uri
-
-    def build(uri: str) -> Source:
-        settings = S3Settings.from_env(env) if uri.startswith("s3://") else None
-        return source_from_uri(uri, s3_settings=settings)
-
-    return build
+    return BatchProcessor(open_lake(ctx), PipelineConfig(image_model=image_model, text_model=text_model))
 
 
 model_options = [
@@ -53,14 +43,14 @@ def _with_models(func: F) -> F:
 @click.option("--json", "as_json", is_flag=True)
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def stale_command(ctx: click.Context, image_model: str, text_model: str, as_json: bool) -> None:
     """How many rows per table the current models and extractors would produce differently, and why."""
     from mm_platform.reprocess import stale_report
 
     processor = _processor(ctx, image_model, text_model)
-    items = stale_report(_lake(ctx).snapshot(), processor.models())
-    _emit(as_json, [item.__dict__ for item in items], "\n".join(str(i) for i in items) or "nothing is stale")
+    items = stale_report(open_lake(ctx).snapshot(), processor.models())
+    emit(as_json, [item.__dict__ for item in items], "\n".join(str(i) for i in items) or "nothing is stale")
 
 
 @click.command("reprocess")
@@ -69,7 +59,7 @@ def stale_command(ctx: click.Context, image_model: str, text_model: str, as_json
 @click.option("--json", "as_json", is_flag=True)
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def reprocess_command(ctx: click.Context, image_model: str, text_model: str, max_objects: int, as_json: bool) -> None:
     """Re-derive only what is stale, batch by batch, through the audit gate. New models' vectors are built
     beside the active ones; switch with `mmp activate-model`."""
@@ -79,9 +69,9 @@ def reprocess_command(ctx: click.Context, image_model: str, text_model: str, max
     processor = _processor(ctx, image_model, text_model)
     checks = default_checks({e.model_id: e.dim for e in processor.embedders.values()})
     report = reprocess(
-        _lake(ctx),
+        open_lake(ctx),
         processor,
-        _source_for(dict(os.environ)),
+        partial(source_for, env=ctx.obj["env"]),
         run_id=f"reprocess-{uuid.uuid4().hex[:12]}",
         checks=checks,
         max_objects=max_objects,
@@ -93,7 +83,7 @@ def reprocess_command(ctx: click.Context, image_model: str, text_model: str, max
         "publish_seqs": seqs,
         "model_calls": [b.model_calls for b in report.batches],
     }
-    _emit(
+    emit(
         as_json,
         summary,
         f"re-analysed {report.reanalyzed}, re-embedded {report.reembedded} object(s) "
@@ -107,10 +97,10 @@ def reprocess_command(ctx: click.Context, image_model: str, text_model: str, max
 @click.option("--json", "as_json", is_flag=True)
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def activate_model_command(ctx: click.Context, model_id: str, role: str | None, as_json: bool) -> None:
     """Make MODEL_ID the model search uses for its modality, in one publish (refused until it covers all)."""
     from mm_platform.reprocess import activate_model
 
-    result = activate_model(_lake(ctx), model_id, role=role)
-    _emit(as_json, {"seq": result.seq, "model": model_id}, f"published snapshot {result.seq}: {model_id} is active")
+    result = activate_model(open_lake(ctx), model_id, role=role)
+    emit(as_json, {"seq": result.seq, "model": model_id}, f"published snapshot {result.seq}: {model_id} is active")

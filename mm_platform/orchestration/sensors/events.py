@@ -6,7 +6,6 @@ bucket (the safety net for lost events), resuming where the last page ended.
 """
 
 import json
-import os
 from functools import partial
 
 import dagster as dg
@@ -16,7 +15,7 @@ from mm_platform.ingest.scan import ScanBudget
 from mm_platform.ingest.ticks import TickOutcome, event_tick, listing_tick
 from mm_platform.orchestration import LakeResource, MediaSourceResource
 from mm_platform.orchestration.queue import S3EventQueueResource
-from sensors.discovery import LIMITS, failed_batches, ingest_job, sensor_result
+from mm_platform.orchestration.sensors.discovery import LIMITS, failed_batches, ingest_job, sensor_result
 
 INTERVAL_S = 10
 RECONCILE_EVERY_TICKS = 6
@@ -35,7 +34,7 @@ def sqs_media_sensor(
     s3_source: MediaSourceResource,
     s3_events: S3EventQueueResource,
 ) -> dg.SensorResult | dg.SkipReason:
-    uri = s3_source.uri or os.environ.get("MM_S3_SOURCE")
+    uri = s3_source.resolved_uri()
     if not s3_events.resolved_url():
         return dg.SkipReason("no event queue configured: set MM_SQS_QUEUE_URL (see README: S3 → SQS)")
     if not uri or not uri.startswith("s3://"):

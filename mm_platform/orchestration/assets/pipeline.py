@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets.checks import STAGED_CHECKS
-from assets.partitions import ingest_batches
 from mm_platform.ingest.analyze import ANALYZE_VERSION
 from mm_platform.ingest.steps import stage_batch
 from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
+from mm_platform.orchestration.assets.checks import STAGED_CHECKS
+from mm_platform.orchestration.assets.partitions import ingest_batches
 from mm_platform.orchestration.resources import embedders_loaded
 from mm_platform.orchestration.results import ASSET_TABLES, TABLE_ASSETS, check_result, staged_metadata
 from mm_platform.quality import CHECK_TABLES

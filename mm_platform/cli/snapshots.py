@@ -1,44 +1,20 @@
 """``mmp diff``, ``mmp export`` and ``mmp verify-export``: commands over whole snapshots.
 
-Plain click commands; ``mm_platform.cli`` attaches them to the ``mmp`` group. The helpers of ``cli`` are
-imported when a command runs, not at import time: ``cli`` imports this module at its end, and a top-level
-import back into a half-initialised ``cli`` would fail whenever this module is imported first.
+Plain click commands; ``mm_platform.cli`` attaches them to the ``mmp`` group when one of them runs.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from mm_platform.cli_common import audit_options
-
-F = TypeVar("F", bound=Callable[..., Any])
+from mm_platform.cli.common import audit_options, emit, handle_errors, open_lake
 
 __all__ = ["diff_command", "export_command", "verify_export_command"]
-
-
-def _cli_errors(func: F) -> F:
-    """``mm_platform.cli``'s error handling (message, hint, exit code 2), resolved at call time."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from mm_platform.cli import _handle_errors
-
-        return _handle_errors(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _emit(as_json: bool, payload: Any, text: str) -> None:
-    from mm_platform.cli import _emit as emit
-
-    emit(as_json, payload, text)
 
 
 @click.command("diff")
@@ -49,19 +25,18 @@ def _emit(as_json: bool, payload: Any, text: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @audit_options
 @click.pass_context
-@_cli_errors
+@handle_errors
 def diff_command(
     ctx: click.Context, a: str, b: str, ignore_columns: tuple[str, ...], sample_size: int, as_json: bool
 ) -> None:
     """Rows added, changed and removed per table from A to B (matched by each table's key). A and B are
     snapshot seqs, branches (`main`, `exp`) or BRANCH@SEQ."""
-    from mm_platform.cli import _lake
     from mm_platform.snapshots import diff_snapshots
-    from mm_platform.snapshots.diff import _snapshot
+    from mm_platform.snapshots.diff import resolve_snapshot
     from mm_platform.snapshots.diff_objects import sample_objects
 
-    lake = _lake(ctx)
-    snap_a, snap_b = _snapshot(lake, a), _snapshot(lake, b)
+    lake = open_lake(ctx)
+    snap_a, snap_b = resolve_snapshot(lake, a), resolve_snapshot(lake, b)
     diff = diff_snapshots(lake, snap_a, snap_b, ignore_columns=ignore_columns, sample_size=sample_size)
     objects = sample_objects(snap_a, snap_b, diff)  # rows are matched by id; people know objects by key
     lines = [f"snapshot {a} → {b}", f"{'table':<18} {'added':>8} {'changed':>8} {'removed':>8}  versions"]
@@ -93,7 +68,7 @@ def diff_command(
         payload["annotation_changes"] = label_changes(lake, snap_a, snap_b, found)
         lines.append("annotation changes (which labels changed):")
         lines += [f"  {_label_change(change)}" for change in payload["annotation_changes"]]
-    _emit(as_json, payload, "\n".join(lines))
+    emit(as_json, payload, "\n".join(lines))
 
 
 def _row_name(key: tuple[str, ...], row: dict[str, Any], object_key: str | None) -> str:
@@ -123,13 +98,12 @@ def _label_change(change: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @audit_options
 @click.pass_context
-@_cli_errors
+@handle_errors
 def export_command(ctx: click.Context, seq: int | None, target: Path, as_json: bool) -> None:
     """Write a snapshot's tables as Parquet plus manifest.json pinning every source object version."""
-    from mm_platform.cli import _lake
     from mm_platform.snapshots import export_snapshot
 
-    manifest = export_snapshot(_lake(ctx), seq, target)
+    manifest = export_snapshot(open_lake(ctx), seq, target)
     summary = {
         "seq": manifest.seq,
         "folder": str(target),
@@ -138,7 +112,7 @@ def export_command(ctx: click.Context, seq: int | None, target: Path, as_json: b
         "objects": len(manifest.objects),
     }
     rows = ", ".join(f"{name}={t.rows}" for name, t in manifest.tables.items())
-    _emit(as_json, summary, f"exported snapshot {manifest.seq} to {target}: {rows}; {len(manifest.objects)} object(s)")
+    emit(as_json, summary, f"exported snapshot {manifest.seq} to {target}: {rows}; {len(manifest.objects)} object(s)")
 
 
 @click.command("verify-export")
@@ -146,7 +120,7 @@ def export_command(ctx: click.Context, seq: int | None, target: Path, as_json: b
 @click.option("--workers", type=int, default=4, show_default=True, help="Objects read in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-@_cli_errors
+@handle_errors
 def verify_export_command(ctx: click.Context, export_dir: Path, workers: int, as_json: bool) -> None:
     """Check that the sources still hold every object an export pins (exit code 1 if not)."""
     from mm_platform.snapshots import verify_export
@@ -159,6 +133,6 @@ def verify_export_command(ctx: click.Context, export_dir: Path, workers: int, as
     lines += [f"  {p.status:<8} {p.key}: {p.detail}" for p in report.problems]
     lines += [f"  file     {problem}" for problem in report.file_problems]
     lines += [f"  newer    {p.key}: {p.detail}" for p in report.newer]  # information, not a failure
-    _emit(as_json, report.to_dict(), "\n".join(lines))
+    emit(as_json, report.to_dict(), "\n".join(lines))
     if not report.passed:
         sys.exit(1)

@@ -5,16 +5,16 @@ a ledger in the lake); this module hands Dagster the result. The Dagster cursor 
 listing stands (a few scalars), whatever the number of objects.
 """
 
-import os
 from functools import partial
 
 import dagster as dg
 
-from assets.partitions import ingest_batches
 from mm_platform.ingest.ledger import source_id
 from mm_platform.ingest.reconcile import ReconcileCursor
 from mm_platform.ingest.ticks import DiscoveryLimits, TickOutcome, listing_tick
 from mm_platform.orchestration import LakeResource, MediaSourceResource
+from mm_platform.orchestration.assets.partitions import ingest_batches
+from mm_platform.orchestration.env import environment
 
 ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.groups("media_pipeline"))
 LIMITS = DiscoveryLimits()
@@ -79,10 +79,10 @@ def discover(
 def s3_media_sensor(
     context: dg.SensorEvaluationContext, lake: LakeResource, s3_source: MediaSourceResource
 ) -> dg.SensorResult | dg.SkipReason:
-    uri = s3_source.uri or os.environ.get("MM_S3_SOURCE")
+    uri = s3_source.resolved_uri()
     if not uri or not uri.startswith("s3://"):
         return dg.SkipReason("no S3 source configured: set MM_S3_SOURCE=s3://bucket/prefix")
-    if os.environ.get("MM_SQS_QUEUE_URL"):
+    if environment("MM_SQS_QUEUE_URL"):
         return dg.SkipReason("MM_SQS_QUEUE_URL is set: sqs_media_sensor reads the events and reconciles")
     return discover(context, lake, s3_source, uri)
 
@@ -92,6 +92,8 @@ def folder_media_sensor(
     context: dg.SensorEvaluationContext, lake: LakeResource, source: MediaSourceResource
 ) -> dg.SensorResult | dg.SkipReason:
     uri = source.resolved_uri()
+    if not uri:
+        return dg.SkipReason("no media source configured: set MM_SOURCE to a folder")
     if uri.startswith("s3://"):
         return dg.SkipReason("the source is S3: s3_media_sensor watches it")
     return discover(context, lake, source, uri)

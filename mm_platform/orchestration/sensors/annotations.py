@@ -5,10 +5,10 @@ Thin: the decision is ``mm_platform.annotations.discovery.decide_annotation_file
 
 import dagster as dg
 
-from assets.annotations import STAGED, annotation_sets
 from mm_platform.annotations.discovery import AnnotationCursor, decide_annotation_files
 from mm_platform.orchestration import LakeResource
 from mm_platform.orchestration.annotations import AnnotationSourceResource
+from mm_platform.orchestration.assets.annotations import STAGED, annotation_sets
 
 annotation_job = dg.define_asset_job("annotation_job", selection=dg.AssetSelection.groups("annotations"))
 

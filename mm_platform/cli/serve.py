@@ -7,7 +7,8 @@ import secrets
 
 import click
 
-from mm_platform.cli_common import _handle_errors, _lake
+from mm_platform.cli.common import handle_errors, open_lake
+from mm_platform.cli.search import quiet_model_loading
 from mm_platform.errors import ConfigError
 
 __all__ = ["serve_command"]
@@ -34,7 +35,7 @@ def _is_loopback(host: str) -> bool:
 )
 @click.option("--warm/--no-warm", default=True, show_default=True, help="Load models and indexes before serving.")
 @click.pass_context
-@_handle_errors
+@handle_errors
 def serve_command(ctx: click.Context, host: str, port: int, token: str | None, warm: bool) -> None:
     """A read-only web app and JSON API over the lake: search, items with lineage, snapshots, diffs,
     quarantine. Pages at http://HOST:PORT/, the API documented at /docs."""
@@ -50,10 +51,9 @@ def serve_command(ctx: click.Context, host: str, port: int, token: str | None, w
             f"refusing to serve the lake on {host} without a token",
             hint="add --token auto (or --token SECRET); other machines then need ?token=… or a Bearer header",
         )
-    from mm_platform.cli_search import _quiet_model_loading
 
-    _quiet_model_loading()
-    browser = LakeBrowser(_lake(ctx))
+    quiet_model_loading()
+    browser = LakeBrowser(open_lake(ctx))
     if warm:
         browser.warm()
     app = create_app(browser, token=token)

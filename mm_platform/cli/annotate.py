@@ -15,7 +15,8 @@ from mm_platform.annotations.model import (
     RowProblem,
     RowsRejectedError,
 )
-from mm_platform.cli_common import _emit, _handle_errors, _lake, audit_options
+from mm_platform.cli.common import audit_options, emit, handle_errors, open_lake
+from mm_platform.cli.report import report_to_dagster
 
 __all__ = ["annotate_command", "annotations_command"]
 
@@ -41,7 +42,7 @@ __all__ = ["annotate_command", "annotations_command"]
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def annotate_command(
     ctx: click.Context,
     file: str,
@@ -71,17 +72,15 @@ def annotate_command(
     env = ctx.obj["env"]
     settings = S3Settings.from_env(env) if file.startswith("s3://") else None
     try:
-        result = attach_file(_lake(ctx), file, options, s3_settings=settings)
+        result = attach_file(open_lake(ctx), file, options, s3_settings=settings)
     except (NothingAttachedError, RowsRejectedError) as exc:
         if as_json:
             click.echo(json.dumps({"error": exc.message, "rejects": [p.to_dict() for p in exc.problems]}, indent=2))
         else:
             click.echo(_rejects_text(exc.problems), err=True)
         raise
-    _emit(as_json, result.to_dict(), _report(result))
+    emit(as_json, result.to_dict(), _report(result))
     if result.seq is not None and not result.noop:
-        from mm_platform.cli_dagster import report_to_dagster
-
         report_to_dagster(
             ctx, "annotation_set", seq=result.seq, kind="annotate", partition=result.set_name,
             description=f"annotation set {result.set_name} revision {result.revision} from {result.file.uri}",
@@ -130,7 +129,7 @@ def _rejects_text(problems: Sequence[RowProblem]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def annotations_command(ctx: click.Context, set_name: str | None, rejects_of: int | None, as_json: bool) -> None:
     """Annotation sets and their revisions, each with the snapshot that holds it (`--snapshot` reads it)."""
     import pyarrow.compute as pc
@@ -138,14 +137,14 @@ def annotations_command(ctx: click.Context, set_name: str | None, rejects_of: in
     from mm_platform.annotations.query import revisions
     from mm_platform.errors import ConfigError
 
-    lake = _lake(ctx)
+    lake = open_lake(ctx)
     if rejects_of is not None:
         if set_name is None:
             raise ConfigError("--rejects needs --set", hint="e.g. mmp annotations --set pets --rejects 2")
         where = (pc.field("annotation_set") == set_name) & (pc.field("revision") == rejects_of)
         rows = lake.snapshot().table("annotation_rejects", filter=where).sort_by("row").to_pylist()
         problems = [RowProblem(r["row"], r["reason"], r["detail"], r["line"], r["media_id"]) for r in rows]
-        _emit(as_json, [p.to_dict() for p in problems], _rejects_text(problems) if problems else "no rejected rows")
+        emit(as_json, [p.to_dict() for p in problems], _rejects_text(problems) if problems else "no rejected rows")
         return
     found = revisions(lake, set_name)
     header = (
@@ -158,4 +157,4 @@ def annotations_command(ctx: click.Context, set_name: str | None, rejects_of: in
         f"{r['removed']:>5}  {r['source_file']}"
         for r in found
     ]
-    _emit(as_json, found, "\n".join(lines) if found else "no annotation sets")
+    emit(as_json, found, "\n".join(lines) if found else "no annotation sets")

@@ -6,9 +6,9 @@ here; if that other run published the batch first, this step is a no-op that nam
 
 import dagster as dg
 
-from assets.partitions import ingest_batches
 from mm_platform.ingest.steps import StagedBatch, publish_batch, stage_batch
 from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
+from mm_platform.orchestration.assets.partitions import ingest_batches
 from mm_platform.orchestration.results import publish_metadata, superseded_metadata
 
 

@@ -1,4 +1,5 @@
-"""Helpers every ``mmp`` command shares: how errors are shown, how output is emitted, which lake is meant."""
+"""Helpers every ``mmp`` command shares: how errors are shown (:func:`handle_errors`), how output is emitted
+(:func:`emit`), which lake is meant (:func:`open_lake`) and who acts (:func:`audit_options`)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import click
 
 from mm_platform.errors import MMPlatformError
 from mm_platform.lake import Lake
+from mm_platform.lake.audit_trail import set_audit
+
+__all__ = ["audit_options", "emit", "handle_errors", "open_lake"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _handle_errors(func: F) -> F:
+def handle_errors(func: F) -> F:
     """A user sees what failed and what to do, not a traceback."""
 
     @wraps(func)
@@ -34,14 +38,13 @@ def _handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _emit(as_json: bool, payload: Any, text: str) -> None:
+def emit(as_json: bool, payload: Any, text: str) -> None:
+    """``payload`` as JSON with ``--json``, else ``text`` for a person."""
     click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
 
 
-def _lake(ctx: click.Context, create: bool = False) -> Lake:
+def open_lake(ctx: click.Context, create: bool = False) -> Lake:
     """The lake (on ``--branch`` / ``MM_BRANCH`` when given); its publishes carry the audit fields."""
-    from mm_platform.lake.audit_trail import set_audit
-
     obj = ctx.obj
     branch = obj.get("branch") or None
     restore = set_audit(

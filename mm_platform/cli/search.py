@@ -10,7 +10,7 @@ import click
 
 __all__ = ["lineage_command", "search_command"]
 
-from mm_platform.cli_common import _handle_errors, _lake, audit_options
+from mm_platform.cli.common import audit_options, handle_errors, open_lake
 
 
 @click.command("search")
@@ -37,7 +37,7 @@ from mm_platform.cli_common import _handle_errors, _lake, audit_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (thumbnails as sizes).")
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def search_command(
     ctx: click.Context,
     text: str | None,
@@ -60,10 +60,10 @@ def search_command(
     if (text is None) == (image is None):
         raise click.UsageError("give either a TEXT query or --image PATH")
     extra = [c.strip() for c in columns.split(",") if c.strip()]
-    lake = _lake(ctx)
+    lake = open_lake(ctx)
     settings = S3Settings.from_env(ctx.obj["env"])
     query: str | Path | bytes = text if text is not None else read_query_image(cast(str, image), settings)
-    _quiet_model_loading()
+    quiet_model_loading()
     hits = search(
         lake,
         query,
@@ -116,7 +116,7 @@ def _searched_seq(lake: object, seq: int | None) -> int:
     return seq if seq is not None else lake.snapshot().seq
 
 
-def _quiet_model_loading() -> None:
+def quiet_model_loading() -> None:
     """No "Loading weights" progress bar on every query: the models load offline, from packages."""
     import os
 
@@ -135,12 +135,12 @@ def _quiet_model_loading() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @audit_options
 @click.pass_context
-@_handle_errors
+@handle_errors
 def lineage_command(ctx: click.Context, ref: str, model_id: str | None, seq: int | None, as_json: bool) -> None:
     """Where a media object's rows came from: source version → metadata → derived → embeddings → snapshots."""
     from mm_platform.lineage import embedding_lineage, media_lineage
 
-    lake = _lake(ctx)
+    lake = open_lake(ctx)
     if model_id is not None:
         traced = embedding_lineage(lake, ref, model_id, seq=seq)
         if as_json:

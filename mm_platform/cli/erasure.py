@@ -1,32 +1,15 @@
-"""``mmp erase`` and ``mmp vacuum-erased``: click commands that ``mm_platform.cli`` attaches to its group.
-
-The helpers of ``mm_platform.cli`` are imported when a command runs, so either module may import the other.
-"""
+"""``mmp erase`` and ``mmp vacuum-erased``: click commands that ``mm_platform.cli`` attaches to its group."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
 
 import click
 
-from mm_platform.cli_common import audit_options
+from mm_platform.cli.common import audit_options, emit, handle_errors, open_lake
+from mm_platform.cli.report import report_to_dagster
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _guarded(func: F) -> F:
-    """``mm_platform.cli._handle_errors``, looked up at call time (no import cycle)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from mm_platform.cli import _handle_errors
-
-        return _handle_errors(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+__all__ = ["erase_command", "vacuum_erased_command"]
 
 
 def _seqs(seqs: list[int]) -> str:
@@ -46,19 +29,18 @@ def _seqs(seqs: list[int]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @audit_options
 @click.pass_context
-@_guarded
+@handle_errors
 def erase_command(ctx: click.Context, targets: tuple[str, ...], reason: str, requested_by: str, as_json: bool) -> None:
     """Remove every row of the objects TARGET… (URIs or media ids) from every table, in one publish.
 
     An audit row per object goes to `erasures` (what, when, why; never the URI or content). Older snapshots
     still hold the rows until `mmp vacuum-erased` removes them from history.
     """
-    from mm_platform.cli import _emit, _lake
     from mm_platform.lake.erasure import erase
 
     # The audit trail names the command but never the erased objects (vacuum-erased verifies that).
     ctx.obj["command"] = f"mmp erase ({len(targets)} target(s))"
-    result = erase(_lake(ctx), targets, reason, requested_by)
+    result = erase(open_lake(ctx), targets, reason, requested_by)
     rows = ", ".join(f"{name}={count}" for name, count in result.rows_removed.items())
     text = (
         f"published snapshot {result.seq}: erased {len(result.media_ids)} media (erasure {result.erasure_id}); "
@@ -67,8 +49,7 @@ def erase_command(ctx: click.Context, targets: tuple[str, ...], reason: str, req
     )
     if result.shared_content:
         text += f"\nnote: {result.shared_content} other media have identical bytes; their rows keep the content hash"
-    _emit(as_json, result.__dict__, text)
-    from mm_platform.cli_dagster import report_to_dagster
+    emit(as_json, result.__dict__, text)
 
     report_to_dagster(
         ctx, "published_snapshot", seq=result.seq, kind="erase",
@@ -83,21 +64,20 @@ def erase_command(ctx: click.Context, targets: tuple[str, ...], reason: str, req
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before expiring snapshots (asked only on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-@_guarded
+@handle_errors
 def vacuum_erased_command(ctx: click.Context, dry_run: bool, yes: bool, as_json: bool) -> None:
     """Make erased objects unreadable: EXPIRE every snapshot before the latest erasure (they can no longer be
     read, rolled back to or exported), delete their files and old Delta logs, verify.
 
     Exits with code 2 when a file still names an erased object (the report lists it).
     """
-    from mm_platform.cli import _emit, _lake
     from mm_platform.lake.erasure_vacuum import plan_vacuum_erased, vacuum_erased
 
-    lake = _lake(ctx).main()  # history is main's: a branch cannot vacuum it
+    lake = open_lake(ctx).main()  # history is main's: a branch cannot vacuum it
     plan = plan_vacuum_erased(lake)
     expiring = _seqs(plan.expiring)
     if dry_run:
-        _emit(
+        emit(
             as_json,
             {**plan.to_dict(), "dry_run": True},
             f"would expire {expiring or 'no snapshots'} (history before the erasure of {plan.erased_media} media)"
@@ -120,7 +100,7 @@ def vacuum_erased_command(ctx: click.Context, dry_run: bool, yes: bool, as_json:
     )
     if plan.expiring:
         text += f"\nexpired {expiring}: history before the erasure is no longer readable"
-    _emit(as_json, {**report.to_dict(), "expired": plan.expiring}, text)
+    emit(as_json, {**report.to_dict(), "expired": plan.expiring}, text)
     if not report.complete:
         for path in report.pending:
             click.echo(f"pending: {path} (a retained snapshot or an in-flight publish uses it)", err=True)
