@@ -10,22 +10,9 @@ from tqdm import tqdm
 
 from mm_platform.cli.common import audit_options, emit, handle_errors, open_lake
 from mm_platform.ingest.scan import plan_batches
-from mm_platform.orchestration.launch import launch_batches
-from mm_platform.orchestration.resources import ACTOR_TAG, BRANCH_TAG, MESSAGE_TAG
-from mm_platform.orchestration.runner import (
-    DEFINITIONS,
-    PARTITIONS,
-    default_parallel,
-    instance_for,
-    load_definitions,
-    run_batches,
-)
 from mm_platform.sources import source_for
 
 __all__ = ["ingest"]
-
-RUN_TAGS = {"branch": BRANCH_TAG, "actor": ACTOR_TAG, "message": MESSAGE_TAG}
-"""The command's audit fields, as the run tags the lake resource reads."""
 
 
 @click.command()
@@ -34,9 +21,9 @@ RUN_TAGS = {"branch": BRANCH_TAG, "actor": ACTOR_TAG, "message": MESSAGE_TAG}
 @click.option("--reconcile/--no-reconcile", default=True, show_default=True, help="Erase objects gone from SOURCE.")
 @click.option(
     "--definitions",
-    default=DEFINITIONS,
-    show_default=True,
-    help="The Dagster code location: a module, or a definitions.py file (relative to the current folder).",
+    default=None,
+    help="The Dagster code location: a module, or a definitions.py file (relative to the current folder). "
+    "Default: the installed package's definitions.",
 )
 @click.option("--plan-only", is_flag=True, help="Create the batches (partitions) but run nothing.")
 @click.option(
@@ -55,13 +42,27 @@ def ingest(
     source_uri: str,
     max_objects: int,
     reconcile: bool,
-    definitions: str,
+    definitions: str | None,
     plan_only: bool,
     parallel: int | None,
     as_json: bool,
 ) -> None:
     """Discover new, changed and deleted objects in SOURCE (a folder or s3://bucket/prefix), create batches,
     and materialize them through Dagster (stage → audit → publish)."""
+    # Dagster is imported here, not at the top: `mmp --help` imports every command module (3 s with Dagster).
+    from mm_platform.orchestration.launch import launch_batches
+    from mm_platform.orchestration.resources import ACTOR_TAG, BRANCH_TAG, MESSAGE_TAG
+    from mm_platform.orchestration.runner import (
+        DEFINITIONS,
+        PARTITIONS,
+        default_parallel,
+        instance_for,
+        load_definitions,
+        run_batches,
+    )
+
+    definitions = definitions or DEFINITIONS
+    run_tags = {"branch": BRANCH_TAG, "actor": ACTOR_TAG, "message": MESSAGE_TAG}  # audit field → run tag
     env = ctx.obj["env"]
     lake = open_lake(ctx, create=True)
     source = source_for(source_uri, env)
@@ -69,7 +70,7 @@ def ingest(
     batches = plan_batches(lake, source, max_objects=max_objects, deletions=reconcile).batches
     # The runs' resources get the lake and the audit fields from their run, not from this process's environment.
     run_config = {"resources": {"lake": {"config": {"uri": lake.location.root}}}}
-    tags = {tag: ctx.obj[key] for key, tag in RUN_TAGS.items() if ctx.obj.get(key)}
+    tags = {tag: ctx.obj[key] for key, tag in run_tags.items() if ctx.obj.get(key)}
     instance = instance_for(env.get("DAGSTER_HOME"))
     if plan_only:
         if batches:
