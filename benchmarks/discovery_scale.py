@@ -70,14 +70,14 @@ def _listing(uri: str) -> int:
 
 
 def _plan(uri: str, lake_dir: str) -> int:
+    from mm_platform.catalog import open_lake
     from mm_platform.ingest.batches import ManifestWriter
     from mm_platform.ingest.ledger import DiscoveryLedger
     from mm_platform.ingest.reconcile import ReconcileCursor
     from mm_platform.ingest.scan import ScanBudget, scan_step
-    from mm_platform.lake import Lake
     from mm_platform.sources import S3Settings, source_from_uri
 
-    lake = Lake.open(lake_dir)
+    lake = open_lake(lake_dir)
     source = source_from_uri(uri, s3_settings=S3Settings.from_env(os.environ) if uri.startswith("s3://") else None)
     with ManifestWriter(lake.location) as writer:  # as `mmp ingest --plan-only` does
         outcome = scan_step(

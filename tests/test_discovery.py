@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from mm_platform.catalog import open_lake
 from mm_platform.ingest.coalesce import decide_events
 from mm_platform.ingest.events import ObjectEvent, UnreadableMessage, parse_message
 from mm_platform.ingest.ledger import DiscoveryLedger, finished_batches, load_ledger, published_marker
@@ -129,7 +130,7 @@ def test_paged_reconciliation_spans_ticks_finds_unannounced_changes_and_keeps_th
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"object {i}".encode())
     source = LocalFolderSource(folder)
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     _seed(lake, source)
     # Changes no event announces: an overwrite (new mtime and size), a deletion, a new file.
     changed = folder / "d3" / "f00003.txt"

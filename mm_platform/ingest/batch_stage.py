@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from mm_platform.catalog import CATALOG
 from mm_platform.embed import Embedder
 from mm_platform.errors import SourceError
 from mm_platform.handoff import MediaFile
@@ -38,7 +39,6 @@ from mm_platform.ingest.rows import (
     quarantine_row,
 )
 from mm_platform.lake import PublishResult, RowFilter
-from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.lake.stage import Stage
 from mm_platform.media import MediaRejected, QuarantineReason
 from mm_platform.quality.row_gate import VALIDATION_STAGE, failures_by_object
@@ -90,7 +90,7 @@ class BatchStage:
         self.shadow = shadow
         self.report = BatchReport(partition=partition, objects=len(objects))
         self.reuse = ReuseIndex.load(processor.lake.snapshot(), processor.models())
-        self.writer = processor.lake.publisher.stage_writer(
+        self.writer = processor.lake.stage_writer(
             partition, run_id=run_id, code_version=processor.code_version()
         )
         self.out: dict[str, list[dict[str, object]]] = defaultdict(list)
@@ -120,7 +120,7 @@ class BatchStage:
             tables = TABLES
             replace = (RowFilter("partition", (self.partition,)), RowFilter("media_id", ids))
         for name in tables:
-            self.writer.write(name, pa.Table.from_pylist([], schema=DATA_TABLES[name].schema), replace)
+            self.writer.write(name, pa.Table.from_pylist([], schema=CATALOG[name].schema), replace)
 
     # --- fetch and register --------------------------------------------------------------------------
 
@@ -263,7 +263,7 @@ class BatchStage:
             self.report.count_quarantined(reason)
             if media_id in self._sha_by_media:  # it was counted as analysed
                 self.report.analyzed -= 1
-        rows = pa.Table.from_pylist(quarantine, schema=DATA_TABLES["quarantine"].schema)
+        rows = pa.Table.from_pylist(quarantine, schema=CATALOG["quarantine"].schema)
         kept["quarantine"] = pa.concat_tables([kept["quarantine"], rows]) if "quarantine" in kept else rows
         return kept
 
@@ -343,7 +343,7 @@ class BatchStage:
 
 def _schema_for(name: str, rows: list[dict[str, object]]) -> pa.Schema:
     """The table's schema plus any new scalar columns the rows bring (schema evolution)."""
-    base = DATA_TABLES[name].schema
+    base = CATALOG[name].schema
     extra: dict[str, pa.DataType] = {}
     for row in rows:
         for key, value in row.items():

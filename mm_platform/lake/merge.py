@@ -28,14 +28,14 @@ from mm_platform.errors import MMPlatformError
 from mm_platform.lake import faults
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
 from mm_platform.lake.audit_trail import current_audit
-from mm_platform.lake.branch import BranchLake, BranchSnapshot
+from mm_platform.lake.branch_publish import BranchSnapshot
 from mm_platform.lake.branch_store import MAIN, file_add, main_files, now_iso
 from mm_platform.lake.files import FileAdd, FileRemove, write_parquet_files
-from mm_platform.lake.lake import Lake
+from mm_platform.lake.lake import BranchLake, Lake
 from mm_platform.lake.merge_changes import Side, changes, joined_keys, read_files, rel_paths, same_rows
+from mm_platform.lake.operations import Erase, Merge
 from mm_platform.lake.publish import PublishResult
 from mm_platform.lake.publish_log import REJECTED, LogEntry
-from mm_platform.lake.schemas import DATA_TABLES, table_spec
 from mm_platform.lake.snapshot import Snapshot
 from mm_platform.lake.stage import Stage, StagedTable, conform, load_stage, save_stage, schema_to_ipc
 from mm_platform.log import get_logger, kv
@@ -176,7 +176,7 @@ def merge_branch(
             stage_id=stage_id,
             partition=f"merge:{source}",
             # A merge that brings erasures is an erase publish on the target: vacuum-erased then finds it.
-            kind="erase" if "erasures" in plan.tables else "merge",
+            operation=Erase() if "erasures" in plan.tables else Merge(),
             tables=plan.tables,
             message=message or current_audit().message or f"merge {source} into {into}",
             audit=audit,
@@ -191,10 +191,9 @@ def merge_branch(
     ]
     published: PublishResult | None = None
     if stage.tables:
-        publisher = target_lake.publisher
-        staged = publisher.staged(stage)
-        results = publisher.audit(staged, [_merged_keys_unique(stage, target_snap), *checks])
-        published = publisher.publish(stage, results)
+        staged = target_lake.staged(stage)
+        results = target_lake.audit(staged, [_merged_keys_unique(stage, target_snap), *checks])
+        published = target_lake.publish_stage(stage, results)
     _record_merge(branch, into, source_snap.seq, published)
     log.info("merged %s", kv(source=source, into=into, seq=None if published is None else published.seq))
     return MergeResult(source, into, source_snap.seq, record.merge_base_seq, published, summary, resolved, prefer)
@@ -219,7 +218,7 @@ def _refuse(
     shown = conflicts[:_SHOWN_CONFLICTS]
     entry = LogEntry(
         event=REJECTED,
-        kind="merge",
+        kind=Merge.kind,
         partition=f"merge:{source}",
         message=f"merge {source} into {into}: {len(conflicts)} conflict(s)",
         audit={
@@ -228,7 +227,7 @@ def _refuse(
             "merge": {**info, "conflicts": len(conflicts), "unresolved": [c.to_dict() for c in shown]},
         },
     )
-    target.publisher._append_unordered(entry)
+    target.publisher.append_unordered(entry)
     lines = "\n".join(f"  {c.describe()}" for c in shown)
     more = f"\n  … and {len(conflicts) - len(shown)} more" if len(conflicts) > len(shown) else ""
     raise MergeConflictError(
@@ -243,10 +242,10 @@ def _plan(base: Snapshot, source: Snapshot, target: Snapshot, target_lake: Lake,
     tables: dict[str, StagedTable] = {}
     summary: dict[str, TableMerge] = {}
     conflicts: list[Conflict] = []
-    for name in DATA_TABLES:
+    for name in target.catalog:
         if base.table_token(name) == source.table_token(name):
             continue
-        key = table_spec(name).key
+        key = target.catalog.spec(name).key
         ours, theirs = changes(base, source, name), changes(base, target, name)
         _refuse_erased(name, ours.rows, base, target)  # before conflicts: --prefer source must not undo an erasure
         both = pc.is_in(ours.all_keys, value_set=theirs.all_keys)
@@ -325,7 +324,7 @@ def _stage_table(
     win_del: np.ndarray,
     tag: str,
 ) -> tuple[StagedTable, TableMerge]:
-    spec = table_spec(name)
+    spec = target.catalog.spec(name)
     up_keys = ours.keys.filter(pa.array(win_up))
     touched = pa.concat_arrays([up_keys, ours.deleted.filter(pa.array(win_del))])
     schema = target.schema(name)
@@ -401,7 +400,7 @@ def _merged_keys_unique(stage: Stage, target: Snapshot) -> AuditCheck:
 
     def merged_keys_unique(context: AuditContext) -> CheckResult:
         for name, staged in stage.tables.items():
-            key = table_spec(name).key
+            key = target.catalog.spec(name).key
             removed = {r.path for r in staged.removes}
             kept = [p for p in rel_paths(target, name) if p not in removed]
             added = joined_keys(read_files(target, name, [a.path for a in staged.adds], key), key)

@@ -14,11 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from mm_platform.lake.schemas import table_spec
 from mm_platform.lake.snapshot import Snapshot
-from mm_platform.lake.stage_writer import _joined_keys
+from mm_platform.lake.stage_writer import joined_keys
 
-joined_keys = _joined_keys
+__all__ = ["Side", "changes", "joined_keys", "read_files", "rel_paths", "same_rows"]
 
 
 @dataclass
@@ -51,7 +50,7 @@ def read_files(snapshot: Snapshot, name: str, paths: Sequence[str], columns: Seq
 
 
 def changes(base: Snapshot, side: Snapshot, name: str) -> Side:
-    key = table_spec(name).key
+    key = side.catalog.spec(name).key
     if base.table_token(name) == side.table_token(name):
         empty = side.schema(name).empty_table()
         return Side(empty, pa.array([], pa.string()), pa.array([], pa.string()))

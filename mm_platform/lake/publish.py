@@ -34,7 +34,9 @@ from mm_platform.errors import (
 from mm_platform.lake import faults
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult, run_checks
 from mm_platform.lake.audit_trail import current_audit, merged
+from mm_platform.lake.catalog import TableCatalog
 from mm_platform.lake.handles import LatestTables
+from mm_platform.lake.operations import Compact, Restore, Write
 from mm_platform.lake.publish_log import ABORTED, INTENT, PUBLISHED, REJECTED, LogEntry, LogState, PublishLog
 from mm_platform.lake.snapshot import Snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint, load_stage, replaced_rows
@@ -109,8 +111,11 @@ class StagedPartition:
 class Publisher:
     """Runs the protocol for one lake."""
 
-    def __init__(self, location: LakeLocation, *, auto_compact_files: int | None = AUTO_COMPACT_FILES) -> None:
+    def __init__(
+        self, location: LakeLocation, catalog: TableCatalog, *, auto_compact_files: int | None = AUTO_COMPACT_FILES
+    ) -> None:
         self.location = location
+        self.catalog = catalog
         self.log = PublishLog(location)
         self.tables = LatestTables(location)
         self.auto_compact_files = auto_compact_files
@@ -143,12 +148,20 @@ class Publisher:
         return StagedPartition(stage, StagedRows(self.location, stage))
 
     def stage_writer(
-        self, partition: str, *, run_id: str = "", code_version: str = "", stage_id: str | None = None
+        self,
+        partition: str,
+        *,
+        operation: Write | None = None,
+        run_id: str = "",
+        code_version: str = "",
+        stage_id: str | None = None,
+        message: str = "",
     ) -> StageWriter:
         """For partitions too large for memory: write chunks, then ``finish()`` and publish the stage."""
         return StageWriter(
-            self.location, partition, run_id=run_id, code_version=code_version, stage_id=stage_id, tables=self.tables
-        )
+            self.location, self.catalog, partition, operation=operation, run_id=run_id, code_version=code_version,
+            stage_id=stage_id, tables=self.tables, message=message,
+        )  # fmt: skip
 
     def audit(
         self, staged: StagedPartition, checks: Sequence[AuditCheck], *, raise_on_failure: bool = True
@@ -174,7 +187,7 @@ class Publisher:
                 code_version=staged.stage.code_version,
                 audit=merged(current_audit().to_dict(), staged.stage.audit),
             )
-            self._append_unordered(entry)
+            self.append_unordered(entry)
             if not raise_on_failure:
                 return results
             raise AuditFailedError(
@@ -191,7 +204,7 @@ class Publisher:
 
     def base_snapshot(self, state: LogState) -> Snapshot:
         """The snapshot readers see now (what an audit compares staged rows with)."""
-        return select_snapshot(self.location, state)
+        return select_snapshot(self.location, self.catalog, state)
 
     # --- publish ---------------------------------------------------------------------------------------
 
@@ -202,14 +215,14 @@ class Publisher:
         while time.monotonic() < deadline:
             attempt += 1
             state = self.log.load()
-            done = self._published_entry(state, stage.stage_id)
+            done = self.published_entry(state, stage.stage_id)
             if done is not None:
-                return self._result(done, noop=True)
+                return self.result(done, noop=True)
             intent = state.open_intent()
             if intent is not None:
                 finished = self._finish(intent)
                 if intent.stage_id == stage.stage_id:
-                    return self._compacted_after(stage, self._result(finished))
+                    return self._compacted_after(stage, self.result(finished))
                 continue
             base_versions = self._check_fresh(stage)
             seq = state.next_seq()
@@ -232,7 +245,7 @@ class Publisher:
                 continue
             log.info("intent %s", kv(seq=seq, partition=stage.partition, stage=stage.stage_id))
             faults.fault_point("after_intent")
-            return self._compacted_after(stage, self._result(self._finish(intent_entry, stage)))
+            return self._compacted_after(stage, self.result(self._finish(intent_entry, stage)))
         raise PublishConflictError(
             f"partition {stage.partition}: could not claim the publish log within {RETRY_BUDGET_S:.0f} s",
             hint="other publishers kept winning; run the publish again",
@@ -240,7 +253,7 @@ class Publisher:
 
     def _compacted_after(self, stage: Stage, result: PublishResult) -> PublishResult:
         """Compact the tables this publish left crowded with small files; never fails the publish itself."""
-        if self.auto_compact_files is None or stage.kind == "compact":
+        if self.auto_compact_files is None or isinstance(stage.operation, Compact):
             return result
         crowded = [name for name in sorted(stage.tables) if self._small_files.get(name, 0) >= self.auto_compact_files]
         if not crowded:
@@ -249,7 +262,7 @@ class Publisher:
 
         try:
             plan = plan_compaction(
-                self.location, small_file_bytes=SMALL_FILE_BYTES, min_files=2, tables=crowded, handles=self.tables
+                self.location, crowded, small_file_bytes=SMALL_FILE_BYTES, min_files=2, handles=self.tables
             )
             if plan is not None:
                 self.publish(plan)
@@ -265,12 +278,13 @@ class Publisher:
         intent = state.open_intent()
         return None if intent is None else self._finish(intent)
 
-    def _published_entry(self, state: LogState, stage_id: str) -> LogEntry | None:
+    def published_entry(self, state: LogState, stage_id: str) -> LogEntry | None:
+        """The ``published`` event of this stage, unless a rollback has undone it since."""
         entry = state.find(PUBLISHED, stage_id=stage_id)
         if entry is None:
             return None
         # A rollback past this publish undoes it; publishing the same stage again is then real work.
-        later_rollbacks = [e for e in state.published() if e.kind == "rollback" and e.log_version > entry.log_version]
+        later_rollbacks = [e for e in state.published() if e.kind == Restore.kind and e.log_version > entry.log_version]
         return None if later_rollbacks else entry
 
     def _finish(self, intent: LogEntry, stage: Stage | None = None) -> LogEntry:
@@ -281,7 +295,7 @@ class Publisher:
         if stage is None:
             return self._abort(intent, reason=f"stage manifest {intent.stage_id} is missing")
         versions: dict[str, int] = {}
-        for name in sorted(set(stage.tables) | set(stage.restore_versions)):
+        for name in stage.table_names():
             versions[name] = self._apply_table(name, stage, seq)
             faults.fault_point(f"after_apply:{name}")
         return self._append_terminal(intent, PUBLISHED, versions)
@@ -319,8 +333,8 @@ class Publisher:
             )
             files: tuple[pa.Table, pa.Schema] | None = None
             try:
-                if name in stage.restore_versions:
-                    target = stage.restore_versions[name]
+                if isinstance(stage.operation, Restore):
+                    target = stage.operation.versions[name]
                     if target == read_version:
                         return target, None
                     dt.restore(target, commit_properties=props, post_commithook_properties=COMMIT_HOOKS)
@@ -399,7 +413,8 @@ class Publisher:
         log.warning("aborted %s", kv(seq=intent.publish_seq, reason=reason))
         return self._append_terminal(LogEntry(**{**intent.__dict__, "message": reason}), ABORTED, {})
 
-    def _append_unordered(self, entry: LogEntry) -> None:
+    def append_unordered(self, entry: LogEntry) -> None:
+        """Append an event that claims no sequence number (a rejection), retrying lost races."""
         for attempt in range(1, 200):
             if self.log.try_append(entry, self.log.load()) is not None:
                 return
@@ -411,7 +426,7 @@ class Publisher:
         Returns the current version of every table the stage touches (the intent's base versions).
         """
         versions: dict[str, int] = {}
-        for name in sorted(set(stage.tables) | set(stage.restore_versions)):
+        for name in stage.table_names():
             dt = self.tables.latest(name)
             versions[name] = dt.version()
             staged = stage.tables.get(name)
@@ -426,7 +441,8 @@ class Publisher:
                 )
         return versions
 
-    def _result(self, entry: LogEntry, noop: bool = False) -> PublishResult:
+    def result(self, entry: LogEntry, noop: bool = False) -> PublishResult:
+        """What a ``published`` event says, as a result (an ``aborted`` one raises)."""
         assert entry.publish_seq is not None
         if entry.event == ABORTED:
             raise StorageError(f"publish {entry.publish_seq} was aborted: {entry.message}", hint="stage it again")

@@ -224,7 +224,7 @@ class PublishLog:
             schema=LOG_SCHEMA,
             mode="ignore",
             storage_options=dict(self.location.storage_options),
-            configuration={"delta.checkpointInterval": "10"},  # see lake.TABLE_CONFIGURATION
+            configuration={"delta.checkpointInterval": "10"},  # see table_create.TABLE_CONFIGURATION
         )
 
     def load(self, version: int | None = None) -> LogState:

@@ -34,6 +34,8 @@ class TableSpec:
     key: tuple[str, ...]
     """Columns that identify a row; unique within a snapshot."""
     description: str
+    restorable: bool = True
+    """False for an audit trail: a rollback leaves the table as it is (no entry is ever taken back)."""
 
 
 def _with_lineage(*fields: pa.Field) -> pa.Schema:
@@ -191,20 +193,5 @@ PUBLISH_LOG = TableSpec(
     ),
 )
 
-DATA_TABLES: dict[str, TableSpec] = {
-    spec.name: spec for spec in (MEDIA, METADATA, DERIVED, EMBEDDINGS, QUARANTINE, SETTINGS)
-}
-
-
-def register_table(spec: TableSpec) -> None:
-    """Add a data table (later capabilities, e.g. annotations, bring their own)."""
-    DATA_TABLES[spec.name] = spec
-
-
-def table_spec(name: str) -> TableSpec:
-    from mm_platform.errors import ConfigError
-
-    try:
-        return DATA_TABLES[name]
-    except KeyError:
-        raise ConfigError(f"unknown table {name!r}", hint=f"known tables: {', '.join(DATA_TABLES)}") from None
+CORE_TABLES: tuple[TableSpec, ...] = (MEDIA, METADATA, DERIVED, EMBEDDINGS, QUARANTINE, SETTINGS)
+"""The media tables every lake of this platform holds (``mm_platform.catalog`` adds the rest)."""
