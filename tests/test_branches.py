@@ -373,7 +373,7 @@ def test_a_dagster_run_tagged_with_a_branch_publishes_there(
 
 def test_the_merge_audit_refuses_keys_that_would_be_duplicated(tmp_path: Path) -> None:
     from mm_platform.lake.audit import AuditContext
-    from mm_platform.lake.branch_store import file_add, main_files
+    from mm_platform.lake.branch_files import file_add, main_files
     from mm_platform.lake.merge import _merged_keys_unique
     from mm_platform.lake.operations import Merge
     from mm_platform.lake.stage import Stage, StagedTable, schema_to_ipc

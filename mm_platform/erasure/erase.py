@@ -55,7 +55,6 @@ ERASE_KIND = Erase.kind
 _IDENTITY_TABLES = ("media", "quarantine")  # tables whose rows name the source URI
 
 
-
 class ErasedRowsPresentError(MMPlatformError):
     """Rows of erased media are in the latest snapshot again (a rollback past the erasure, or a new ingest)."""
 

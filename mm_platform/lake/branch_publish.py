@@ -18,17 +18,21 @@ from deltalake import DeltaTable
 
 from mm_platform.errors import ConfigError
 from mm_platform.lake.audit import CheckResult
-from mm_platform.lake.branch_store import BranchStore, flat_actions, main_files, with_changes
+from mm_platform.lake.branch_files import flat_actions, main_files, with_changes
+from mm_platform.lake.branch_store import BranchStore
 from mm_platform.lake.catalog import TableCatalog
 from mm_platform.lake.files import delta_dataset
 from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.operations import Restore, Write
-from mm_platform.lake.publish import APP_ID, Publisher, PublishResult, StagedPartition
+from mm_platform.lake.publish import Publisher
+from mm_platform.lake.publish_events import append_terminal
 from mm_platform.lake.publish_log import ABORTED, LogEntry, LogState, PublishLog
 from mm_platform.lake.snapshot import Snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint
 from mm_platform.lake.stage_writer import StageWriter
+from mm_platform.lake.staged import PublishResult, StagedPartition
 from mm_platform.lake.storage import LakeLocation
+from mm_platform.lake.table_commit import APP_ID
 from mm_platform.lake.table_state import read_state
 from mm_platform.log import get_logger, kv
 
@@ -263,4 +267,4 @@ class BranchPublisher(Publisher):
                 source = BranchTable(self.store, name, base)
                 self.store.write_version(name, current.version() + 1, source.files, source.arrow_schema(), 0)
         log.warning("aborted %s", kv(branch=self.store.name, seq=intent.publish_seq, reason=reason))
-        return self._append_terminal(LogEntry(**{**intent.__dict__, "message": reason}), ABORTED, {})
+        return append_terminal(self.log, LogEntry(**{**intent.__dict__, "message": reason}), ABORTED, {})

@@ -19,11 +19,12 @@ from mm_platform.lake.catalog import TableCatalog
 from mm_platform.lake.lake_status import branch_status, lake_status
 from mm_platform.lake.maintenance import CompactionReport, VacuumReport, plan_compaction, vacuum
 from mm_platform.lake.operations import Erase, Restore, Write
-from mm_platform.lake.publish import Publisher, PublishResult, StagedPartition
+from mm_platform.lake.publish import Publisher
 from mm_platform.lake.publish_log import LogState
 from mm_platform.lake.snapshot import Snapshot, latest_snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint
 from mm_platform.lake.stage_writer import StageWriter
+from mm_platform.lake.staged import PublishResult, StagedPartition
 from mm_platform.lake.storage import LakeLocation
 from mm_platform.lake.table_create import ensure_tables, table_exists
 from mm_platform.lake.ticket import Redemption, StageTicket, issue_ticket, redeem_ticket
@@ -158,7 +159,7 @@ class Lake:
         stage_id = stage_id or fingerprint(partition, writes)
         already = self.publisher.published_entry(self.log.load(), stage_id)
         if already is not None:
-            return self.publisher.result(already, noop=True)
+            return PublishResult.of(already, noop=True)
         staged = self.stage(partition, writes, run_id=run_id, code_version=code_version, stage_id=stage_id)
         results = self.audit(staged, checks)
         return self.publish_stage(staged.stage, results)

@@ -28,16 +28,17 @@ from mm_platform.errors import MMPlatformError
 from mm_platform.lake import faults
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
 from mm_platform.lake.audit_trail import current_audit
+from mm_platform.lake.branch_files import file_add, main_files
 from mm_platform.lake.branch_publish import BranchSnapshot
-from mm_platform.lake.branch_store import MAIN, file_add, main_files, now_iso
+from mm_platform.lake.branch_store import MAIN, now_iso
 from mm_platform.lake.files import FileAdd, FileRemove, write_parquet_files
 from mm_platform.lake.lake import BranchLake, Lake
 from mm_platform.lake.merge_changes import Side, changes, joined_keys, read_files, rel_paths, same_rows
 from mm_platform.lake.operations import Erase, Merge
-from mm_platform.lake.publish import PublishResult
 from mm_platform.lake.publish_log import REJECTED, LogEntry
 from mm_platform.lake.snapshot import Snapshot
 from mm_platform.lake.stage import Stage, StagedTable, conform, load_stage, save_stage, schema_to_ipc
+from mm_platform.lake.staged import PublishResult
 from mm_platform.log import get_logger, kv
 
 log = get_logger("mm_platform.lake.merge")
