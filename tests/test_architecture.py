@@ -71,7 +71,6 @@ KNOWN_LONG_MODULES: list[str] = [
     "mm_platform.cli",
     "mm_platform.embed.imagenet_labels",
     "mm_platform.ingest.batch_stage",
-    "mm_platform.lake.merge",
     "mm_platform.media.limits",
     "mm_platform.quality.cross_table",
     "mm_platform.sources.base",
