@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 from mm_platform.annotations.schema import ANNOTATION_TABLES
 from mm_platform.erasure.table import ERASURES
-from mm_platform.lake import CORE_TABLES, Lake, TableCatalog
+from mm_platform.lake import Lake, TableCatalog
+from mm_platform.tables import CORE_TABLES
 
 __all__ = ["CATALOG", "open_lake"]
 

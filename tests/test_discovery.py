@@ -23,8 +23,8 @@ from mm_platform.ingest.register import fetch_all, media_row
 from mm_platform.ingest.scan import ScanBudget
 from mm_platform.ingest.ticks import DiscoveryLimits, listing_tick
 from mm_platform.lake import Lake, TableWrite
-from mm_platform.lake.schemas import MEDIA
 from mm_platform.sources import LocalFolderSource
+from mm_platform.tables import MEDIA
 
 SOURCE = "s3://media/lib"
 

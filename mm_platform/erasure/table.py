@@ -27,4 +27,5 @@ ERASURES = TableSpec(
         ]
     ),
     restorable=False,  # the audit trail is never rolled back
+    retires="media_id",  # an erased media id never comes back (a merge refuses it)
 )

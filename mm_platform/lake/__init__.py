@@ -10,7 +10,7 @@ from mm_platform.lake.catalog import TableCatalog
 from mm_platform.lake.lake import BranchLake, Lake
 from mm_platform.lake.maintenance import CompactionReport, VacuumReport
 from mm_platform.lake.operations import Compact, Erase, Merge, Operation, Restore, Write
-from mm_platform.lake.schemas import CORE_TABLES, LINEAGE_COLUMNS, LINEAGE_FIELDS, TS, TableSpec
+from mm_platform.lake.schemas import LINEAGE_COLUMNS, LINEAGE_FIELDS, TS, TableSpec
 from mm_platform.lake.snapshot import Snapshot
 from mm_platform.lake.stage import RowFilter, Stage, TableWrite
 from mm_platform.lake.stage_writer import StageWriter
@@ -18,7 +18,6 @@ from mm_platform.lake.staged import PublishResult, StagedPartition
 from mm_platform.lake.storage import LakeLocation
 
 __all__ = [
-    "CORE_TABLES",
     "LINEAGE_COLUMNS",
     "LINEAGE_FIELDS",
     "TS",

@@ -48,6 +48,10 @@ class TableCatalog(Mapping[str, TableSpec]):
         """The tables a rollback returns to an earlier version (an audit trail never goes back)."""
         return [name for name, spec in self._specs.items() if spec.restorable]
 
+    def retiring(self) -> list[TableSpec]:
+        """The tables whose rows retire values for good (``TableSpec.retires``)."""
+        return [spec for spec in self._specs.values() if spec.retires is not None]
+
     def with_tables(self, specs: Mapping[str, TableSpec] | Iterable[TableSpec]) -> TableCatalog:
         """This catalog plus more tables."""
         extra = specs.values() if isinstance(specs, Mapping) else specs

@@ -128,7 +128,7 @@ def merge_branch(
             stage_id=stage_id,
             partition=f"merge:{source}",
             # A merge that brings erasures is an erase publish on the target: vacuum-erased then finds it.
-            operation=Erase() if "erasures" in plan.tables else Merge(),
+            operation=Erase() if any(spec.name in plan.tables for spec in target_snap.catalog.retiring()) else Merge(),
             tables=plan.tables,
             message=message or current_audit().message or f"merge {source} into {into}",
             audit=audit,

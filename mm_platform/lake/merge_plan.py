@@ -96,19 +96,24 @@ def plan_merge(
 
 
 def _refuse_erased(name: str, rows: pa.Table, base: Snapshot, target: Snapshot) -> None:
-    """Never bring back an object the target erased after the fork (the branch still holds its rows)."""
-    if "media_id" not in rows.column_names or rows.num_rows == 0 or name == "erasures":
-        return
-    if base.table_token("erasures") == target.table_token("erasures"):
-        return
-    erased = target.table("erasures", columns=["media_id"]).column("media_id")
-    hit = pc.unique(rows.column("media_id").filter(pc.is_in(rows.column("media_id"), value_set=erased)))
-    if len(hit):
-        raise MMPlatformError(
-            f"merge refused: table {name} would bring back {len(hit)} object(s) erased on the target after the "
-            f"branch forked (media_id {hit[0]}…)",
-            hint="erase them on the branch too (mmp --branch NAME erase …), or delete the branch",
-        )
+    """Never bring back an object the target erased after the fork (the branch still holds its rows).
+
+    Erased: a value of a retiring table's column (``TableSpec.retires``, the erasure audit's media ids)."""
+    for spec in target.catalog.retiring():
+        column = spec.retires
+        assert column is not None
+        if column not in rows.column_names or rows.num_rows == 0 or name == spec.name:
+            continue
+        if base.table_token(spec.name) == target.table_token(spec.name):
+            continue
+        erased = target.table(spec.name, columns=[column]).column(column)
+        hit = pc.unique(rows.column(column).filter(pc.is_in(rows.column(column), value_set=erased)))
+        if len(hit):
+            raise MMPlatformError(
+                f"merge refused: table {name} would bring back {len(hit)} object(s) erased on the target after "
+                f"the branch forked ({column} {hit[0]}…)",
+                hint="erase them on the branch too (mmp --branch NAME erase …), or delete the branch",
+            )
 
 
 def _resolve(

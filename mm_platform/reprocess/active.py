@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 
 from mm_platform.errors import ConfigError
 from mm_platform.lake import AuditContext, CheckResult, Lake, PublishResult, RowFilter, Snapshot, TableWrite
-from mm_platform.lake.schemas import SETTINGS
 from mm_platform.quality.invariants import ROLE_MODALITIES, embeddable_media, model_coverage
+from mm_platform.tables import SETTINGS
 
 ROLES = tuple(ROLE_MODALITIES)
 
