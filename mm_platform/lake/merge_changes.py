@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from mm_platform.lake.compare import same_values
 from mm_platform.lake.snapshot import Snapshot
 from mm_platform.lake.stage_writer import joined_keys
 
@@ -71,8 +72,6 @@ def changes(base: Snapshot, side: Snapshot, name: str) -> Side:
 
 def same_rows(left: pa.Table, right: pa.Table, key: Sequence[str]) -> np.ndarray:
     """Per row: equal in every column but the key (a column one side lacks reads as nulls)."""
-    from mm_platform.snapshots._compare import same_values
-
     same = np.ones(left.num_rows, dtype=bool)
     for column in dict.fromkeys([*left.column_names, *right.column_names]):
         if column in key:

@@ -28,7 +28,7 @@ import pyarrow.dataset as ds
 
 from mm_platform.errors import ConfigError
 from mm_platform.lake import Lake, Snapshot, TableCatalog
-from mm_platform.snapshots._compare import same_values
+from mm_platform.lake.compare import same_values
 
 __all__ = ["SnapshotDiff", "TableDiff", "diff_snapshots"]
 
