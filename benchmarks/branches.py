@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from mm_platform.lake import DATA_TABLES, Lake, TableWrite
+from mm_platform.catalog import CATALOG, open_lake
+from mm_platform.lake import Lake, TableWrite
 from mm_platform.lake.branch import create_branch
 from mm_platform.lake.merge import merge_branch
 from tests.factories import partition_writes
@@ -46,7 +47,7 @@ def media_rows(n: int) -> pa.Table:
 
 
 def data_files(root: Path) -> set[Path]:
-    return {p for name in DATA_TABLES for p in (root / name).glob("*.parquet")}
+    return {p for name in CATALOG for p in (root / name).glob("*.parquet")}
 
 
 def count_media(lake: Lake) -> int:
@@ -66,7 +67,7 @@ def main() -> int:
     rows, repeats = (100_000, 3) if args.quick else (1_000_000, 5)
     root = Path(tempfile.mkdtemp(prefix="bench-branches-"))
     try:
-        lake = Lake.open(str(root / "lake"))
+        lake = open_lake(str(root / "lake"))
         lake.publish("big", {"media": TableWrite(media_rows(rows))})
         publish_s: list[float] = []
         create_s: list[float] = []
@@ -82,10 +83,10 @@ def main() -> int:
             branch = lake.branch(f"b{i}")
             branch.publish(f"exp-{i}", partition_writes(f"exp-{i}", 10))
             merge_s.append(timed(lambda i=i: merge_branch(lake, f"b{i}")))
-            open_main_s.append(timed(lambda: Lake.open(str(root / "lake")).snapshot().dataset("media").count_rows()))
+            open_main_s.append(timed(lambda: open_lake(str(root / "lake")).snapshot().dataset("media").count_rows()))
             open_branch_s.append(
                 timed(
-                    lambda i=i: Lake.open(str(root / "lake"), branch=f"b{i}").snapshot().dataset("media").count_rows()
+                    lambda i=i: open_lake(str(root / "lake"), branch=f"b{i}").snapshot().dataset("media").count_rows()
                 )
             )
         med = statistics.median

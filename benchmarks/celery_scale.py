@@ -27,6 +27,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from mm_platform.catalog import open_lake
 from mm_platform.ingest.batches import BatchManifest, save_manifest
 from mm_platform.ingest.discovery import DiscoveryCursor, decide
 from mm_platform.lake import Lake
@@ -102,7 +103,7 @@ def _round(root: Path, env: dict[str, str], workers: int, batches: int, per_batc
     lake_uri = str(root / f"lake-{workers}")
     env = {**env, "MM_LAKE": lake_uri}
     os.environ.update(env)
-    lake = Lake.open(lake_uri)
+    lake = open_lake(lake_uri)
     procs = _start_workers(root, env, workers)
     try:
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from mm_platform.catalog import open_lake
 from mm_platform.ingest.batches import save_manifest
 from mm_platform.ingest.discovery import DiscoveryCursor, decide
 from mm_platform.ingest.steps import publish_batch, stage_batch
@@ -55,7 +56,7 @@ def main() -> None:
     warm = root / "warm"
     warm.mkdir()
     shutil.copy(SHARED / "images" / "orange.jpg", warm / "orange.jpg")
-    warm_lake = Lake.open(str(root / "warm-lake"))  # loads the models (and GX) outside the timings
+    warm_lake = open_lake(str(root / "warm-lake"))  # loads the models (and GX) outside the timings
     stage_batch(
         warm_lake, pipeline.processor(warm_lake), source_from_uri, _batch(warm_lake, warm), "warm", pipeline.checks()
     )
@@ -64,7 +65,7 @@ def main() -> None:
     try:
         with dg.instance_for_test(temp_dir=str(root / "home")) as instance:
             for round_ in range(2 if args.quick else 3):
-                lake = Lake.open(str(root / f"direct-{round_}"))
+                lake = open_lake(str(root / f"direct-{round_}"))
                 batch = _batch(lake, folder)
                 start = time.perf_counter()
                 staged = stage_batch(
@@ -76,7 +77,7 @@ def main() -> None:
 
                 lake_uri = str(root / f"dagster-{round_}")
                 os.environ["MM_LAKE"] = lake_uri
-                batch = _batch(Lake.open(lake_uri), folder)
+                batch = _batch(open_lake(lake_uri), folder)
                 instance.add_dynamic_partitions("ingest_batches", [batch])
                 result = job.execute_in_process(instance=instance, partition_key=batch)
                 assert result.success

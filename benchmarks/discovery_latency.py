@@ -37,7 +37,7 @@ def main() -> None:
     import dagster as dg
 
     from definitions import defs
-    from mm_platform.lake import Lake
+    from mm_platform.catalog import open_lake
     from mm_platform.orchestration import LakeResource, MediaSourceResource
     from mm_platform.orchestration.queue import S3EventQueueResource
     from mm_platform.orchestration.sensors.events import INTERVAL_S, sqs_media_sensor
@@ -71,7 +71,7 @@ def main() -> None:
             "s3_events": S3EventQueueResource(queue_url=queue),
         }
         job = defs.resolve_job_def("ingest_job")
-        lake = Lake.open(f"{tmp}/lake")
+        lake = open_lake(f"{tmp}/lake")
         stop = threading.Event()
         run_seconds: list[float] = []
 

@@ -70,11 +70,11 @@ def _listing(uri: str) -> int:
 
 
 def _plan(uri: str, lake_dir: str) -> int:
+    from mm_platform.catalog import open_lake
     from mm_platform.ingest.scan import plan_batches
-    from mm_platform.lake import Lake
     from mm_platform.sources import source_for
 
-    lake = Lake.open(lake_dir)
+    lake = open_lake(lake_dir)
     outcome = plan_batches(lake, source_for(uri, os.environ))  # as `mmp ingest --plan-only` does
     return outcome.listed
 

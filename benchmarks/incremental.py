@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.discovery import DiscoveryCursor, decide
 from mm_platform.ingest.process import BatchProcessor
@@ -62,7 +63,7 @@ def run(n: int, model: str) -> dict[str, Any]:
         make_images(folder, n)
         image_model = f"clip:{build_tiny_clip(root / 'clip')}" if model == "tiny-clip" else model
         config = PipelineConfig(image_model=image_model)
-        lake = Lake.open(str(root / "lake"))
+        lake = open_lake(str(root / "lake"))
         processor = BatchProcessor(lake, config)
         full, full_objects, full_items = ingest_changes(lake, processor, folder, "full")
         noop, _, noop_items = ingest_changes(lake, processor, folder, "noop")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from mm_platform.catalog import open_lake
 from mm_platform.lake import Lake
 from tests.factories import partition_rows, partition_writes
 
@@ -51,7 +52,7 @@ def _fill(lake: Lake, partitions: int, rows: int) -> None:
 
 
 def bench_partition_cost(root: Path, big_partitions: int, repeats: int) -> dict[str, float]:
-    small, big = Lake.open(str(root / "small")), Lake.open(str(root / "big"))
+    small, big = open_lake(str(root / "small")), open_lake(str(root / "big"))
     _fill(small, 1, 10_000)
     _fill(big, big_partitions, 10_000)
     prepared = iter([(f"new-{i}", partition_writes(f"new-{i}", 10_000, dim=DIM)) for i in range(2 * repeats)])
@@ -73,7 +74,7 @@ def bench_partition_cost(root: Path, big_partitions: int, repeats: int) -> dict[
 
 
 def bench_overhead(root: Path, rows: int, repeats: int) -> dict[str, float]:
-    lake = Lake.open(str(root / f"overhead-{rows}"))
+    lake = open_lake(str(root / f"overhead-{rows}"))
     _fill(lake, 1, 1000)
     counter = iter(range(10_000))
     tables = {name: partition_rows("x", rows, dim=DIM)[name] for name in ("media", "metadata", "embeddings")}
@@ -102,11 +103,11 @@ def bench_snapshot_open(root: Path, publishes: int, repeats: int) -> dict[str, f
     """
     lakes = {count: root / f"open-{count}" for count in (1, 10, publishes)}
     for count, path in lakes.items():
-        _fill(Lake.open(str(path)), count, 10)
+        _fill(open_lake(str(path)), count, 10)
 
     def open_snapshot(path: Path) -> Callable[[], object]:
         def run() -> object:
-            snap = Lake.open(str(path), create=False).snapshot()
+            snap = open_lake(str(path), create=False).snapshot()
             return [snap.dataset(name).schema for name in ("media", "metadata", "embeddings")]
 
         return run

@@ -25,11 +25,11 @@ from typing import Any, cast
 import numpy as np
 from PIL import Image
 
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import EfficientNetLite0Embedder, MiniLMTextEmbedder
 from mm_platform.ingest.analyze import Analysis, analyze
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import Lake
 from mm_platform.media import MediaRejected, ProbePool
 from mm_platform.sources import LocalFolderSource
 
@@ -64,7 +64,7 @@ def bench_overlap(root: Path, count: int) -> dict[str, float]:
         embedder.encode_with_labels(pictures[offset : offset + 32])
     model = time.perf_counter() - start
 
-    lake = Lake.open(str(root / "overlap-lake"))
+    lake = open_lake(str(root / "overlap-lake"))
     source = LocalFolderSource(folder)
     report = BatchProcessor(lake, PipelineConfig(), embedders).run(source, list(source.list_objects()), "b", "r")
     pipeline = report.timings_s["process"]
@@ -85,7 +85,7 @@ def _memory_child(folder: str, limit: int, clip_dir: str, lake_dir: str) -> None
     objects = list(source.list_objects())[:limit]
     config = PipelineConfig(image_model=f"clip:{clip_dir}", text_model="minilm")
     embedders = {"image": embedder_for(config.image_model, "image"), "text": embedder_for("minilm", "text")}
-    lake = Lake.open(lake_dir)
+    lake = open_lake(lake_dir)
     start = time.perf_counter()
     report = BatchProcessor(lake, config, embedders).run(source, objects, f"mem-{limit}", "r")
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

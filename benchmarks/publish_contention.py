@@ -18,14 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from mm_platform.lake import Lake
+from mm_platform.catalog import open_lake
 from tests.factories import partition_writes
 
 ROWS = 30
 
 
 def _publisher(lake_uri: str, name: str, count: int, start: float, out: mp.Queue) -> None:
-    lake = Lake.open(lake_uri)
+    lake = open_lake(lake_uri)
     writes = [partition_writes(f"{name}-{i}", ROWS, seed=i) for i in range(count)]  # staged rows built first
     while time.time() < start:  # every publisher starts at the same moment
         time.sleep(0.001)
@@ -39,7 +39,7 @@ def _publisher(lake_uri: str, name: str, count: int, start: float, out: mp.Queue
 
 def _round(root: Path, publishers: int, count: int) -> dict[str, float]:
     lake_uri = str(root / f"lake-{publishers}-{time.monotonic_ns()}")
-    Lake.open(lake_uri)
+    open_lake(lake_uri)
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
     start = time.time() + 8.0  # room for every process to import and build its rows
@@ -50,7 +50,7 @@ def _round(root: Path, publishers: int, count: int) -> dict[str, float]:
     for proc in procs:
         proc.join()
     wall = time.time() - start
-    state = Lake.open(lake_uri).state()
+    state = open_lake(lake_uri).state()
     published = [e for e in state.published() if e.kind == "publish"]
     partitions = [e.partition for e in published]
     expected = {f"p{j}-{i}" for j in range(publishers) for i in range(count)}

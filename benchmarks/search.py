@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mm_platform.lake import Lake
+from mm_platform.catalog import open_lake
 from mm_platform.search.active import active_models
 from mm_platform.search.ann import Allowed, HnswIndex, HnswParams
 from mm_platform.search.exact import exact_topk
@@ -249,7 +249,7 @@ def run_exact(args: Any) -> None:
 
 def real_vectors(lake_root: str) -> dict[str, NDArray[np.float32]]:
     """Media-level vectors of every active model in the lake's latest snapshot."""
-    snapshot = Lake.open(lake_root, create=False).snapshot()
+    snapshot = open_lake(lake_root, create=False).snapshot()
     models = active_models(snapshot)
     found = {}
     for model in (models.image, models.text):

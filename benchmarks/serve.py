@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mm_platform.catalog import open_lake
 from mm_platform.lake import Lake, TableWrite
 from mm_platform.search.synthetic import clustered_unit_vectors
 
@@ -52,7 +53,7 @@ def _ids(partition: str, n: int) -> list[str]:
 
 def build_lake(root: Path, n: int, model_id: str, revision: str, per_partition: int = 100_000) -> Lake:
     """N documents with metadata and one 384-d vector each, published in partitions of ``per_partition``."""
-    lake = Lake.open(str(root))
+    lake = open_lake(str(root))
     mixture = clustered_unit_vectors(384, 1000, seed=0)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     for start in range(0, n, per_partition):
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     from mm_platform.search import open_index
 
     started = time.perf_counter()
-    index = open_index(Lake.open(str(args.lake)).snapshot(), text.model_id)  # built once, cached on disk
+    index = open_index(open_lake(str(args.lake)).snapshot(), text.model_id)  # built once, cached on disk
     results["index_open_or_build_s"] = round(time.perf_counter() - started, 1)
     results["index"] = type(index.backend).__name__
     print(json.dumps({"index": results["index"], "s": results["index_open_or_build_s"]}), flush=True)

@@ -33,12 +33,12 @@ import numpy as np
 
 from benchmarks.media_core import sentences
 from benchmarks.peer_pixeltable import image_folder
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import EfficientNetLite0Embedder, MiniLMTextEmbedder, preprocess_image
 from mm_platform.embed.base import l2_normalize
 from mm_platform.ingest.analyze import analyze
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import Lake
 from mm_platform.machine import usable_cpus
 from mm_platform.sources import LocalFolderSource
 
@@ -83,7 +83,7 @@ def main() -> None:
         ]
         session = image_model.session
         config = PipelineConfig(timeout_s=300)
-        processor = BatchProcessor(Lake.open(str(root / "warm")), config, {"image": image_model, "text": text_model})
+        processor = BatchProcessor(open_lake(str(root / "warm")), config, {"image": image_model, "text": text_model})
         source = LocalFolderSource(folder)
         objects = list(source.list_objects())
         lakes = iter(range(1_000))
@@ -99,7 +99,7 @@ def main() -> None:
                 l2_normalize(session.run(None, {"x": batch})[0])
 
         def pipeline() -> None:
-            lake = Lake.open(str(root / f"lake-{next(lakes)}"))
+            lake = open_lake(str(root / f"lake-{next(lakes)}"))
             processor.lake = lake
             processor.run(source, objects, "bench", "run")
 

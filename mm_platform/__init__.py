@@ -1,6 +1,6 @@
 """mm-platform: a consistent, versioned, searchable record of multimodal media on Delta Lake."""
 
-from mm_platform.annotations import schema as _annotation_tables  # noqa: F401 - registers the annotation tables
+from mm_platform.catalog import CATALOG, open_lake
 from mm_platform.errors import MMPlatformError
 from mm_platform.lake import (
     AuditContext,
@@ -14,6 +14,7 @@ from mm_platform.lake import (
 )
 
 __all__ = [
+    "CATALOG",
     "AuditContext",
     "CheckResult",
     "Lake",
@@ -23,4 +24,5 @@ __all__ = [
     "RowFilter",
     "Snapshot",
     "TableWrite",
+    "open_lake",
 ]

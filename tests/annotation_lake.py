@@ -6,6 +6,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from mm_platform.catalog import open_lake
 from mm_platform.ingest.batches import ingest_batches
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake
@@ -30,7 +31,7 @@ def build_media_lake(shared_media: Path, root: Path) -> tuple[Path, Path]:
         (media / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_media / name, media / name)
     shutil.copy(shared_media / "malformed/empty.jpg", media / QUARANTINED)
-    lake = Lake.open(str(root / "lake"))
+    lake = open_lake(str(root / "lake"))
     source = LocalFolderSource(media)
     objects = list(source.list_objects())
     (batch,) = ingest_batches(source.uri, objects)
@@ -41,7 +42,7 @@ def build_media_lake(shared_media: Path, root: Path) -> tuple[Path, Path]:
 def copy_lake(lake_dir: Path, target: Path) -> Lake:
     """A private copy of the module's lake (Delta tables keep relative paths, so a copy is a lake)."""
     shutil.copytree(lake_dir, target)
-    return Lake.open(str(target))
+    return open_lake(str(target))
 
 
 def sha256_of(path: Path) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mm_platform.annotations.attach import AttachOptions, attach_file
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake
@@ -58,7 +59,7 @@ def build_browser_lake(shared_media: Path, root: Path) -> BrowserLake:
     for key, shared in FILES.items():
         (media / key).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shared_media / shared, media / key)
-    lake = Lake.open(str(root / "lake"))
+    lake = open_lake(str(root / "lake"))
     processor = BatchProcessor(lake, PipelineConfig(timeout_s=120))
     source = LocalFolderSource(media)
     objects = list(source.list_objects())

@@ -82,12 +82,12 @@ def active_model_invariant(tmp_path: Path) -> Iterator[None]:
     """After every test, in every lake it left: for the active model of each modality, every active media
     item of that modality has exactly one vector whose content hash matches its media row."""
     yield
-    from mm_platform.lake import Lake
+    from mm_platform.catalog import open_lake
     from mm_platform.quality.invariants import model_coverage
     from mm_platform.reprocess import active_models
 
     for root in _lakes_under(tmp_path):
-        snapshot = Lake.open(str(root), create=False).snapshot()
+        snapshot = open_lake(str(root), create=False).snapshot()
         for role, model in active_models(snapshot).items():
             if model is not None:
                 coverage = model_coverage(snapshot, role, model)

@@ -6,23 +6,23 @@ from collections import Counter
 
 import pyarrow as pa
 
+from mm_platform.catalog import CATALOG
 from mm_platform.lake import Lake, Snapshot
-from mm_platform.lake.schemas import DATA_TABLES
 
 
 def table_rows(snapshot: Snapshot, name: str) -> list[dict[str, object]]:
     """A table's rows, sorted by key, without per-file ordering noise."""
     rows = snapshot.table(name).to_pylist()
-    key = DATA_TABLES[name].key
+    key = CATALOG[name].key
     return sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
 
 
 def snapshot_content(snapshot: Snapshot) -> dict[str, list[dict[str, object]]]:
-    return {name: table_rows(snapshot, name) for name in DATA_TABLES}
+    return {name: table_rows(snapshot, name) for name in CATALOG}
 
 
 def assert_no_duplicate_keys(snapshot: Snapshot) -> None:
-    for name, spec in DATA_TABLES.items():
+    for name, spec in CATALOG.items():
         keys = snapshot.table(name, columns=list(spec.key)).to_pylist()
         counts = Counter(tuple(row.values()) for row in keys)
         duplicated = {k: c for k, c in counts.items() if c > 1}

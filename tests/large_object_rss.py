@@ -21,12 +21,12 @@ def high_water_mb(pid: str | int = "self") -> float:
 
 
 def main(folder: str, lake_root: str) -> None:
+    from mm_platform.catalog import open_lake
     from mm_platform.config import PipelineConfig
     from mm_platform.ingest.process import BatchProcessor
-    from mm_platform.lake import Lake
     from mm_platform.sources import LocalFolderSource
 
-    lake = Lake.open(lake_root, create=True)
+    lake = open_lake(lake_root, create=True)
     source = LocalFolderSource(folder)
     objects = list(source.list_objects())
     with BatchProcessor(lake, PipelineConfig()) as processor:

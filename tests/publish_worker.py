@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from mm_platform.lake import Lake
+from mm_platform.catalog import open_lake
 from tests.factories import partition_writes
 
 
@@ -22,7 +22,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--branch", default=None, help="Publish on this branch of the lake.")
     args = parser.parse_args()
-    lake = Lake.open(args.lake, dict(os.environ), branch=args.branch)
+    lake = open_lake(args.lake, dict(os.environ), branch=args.branch)
     result = lake.publish(args.partition, partition_writes(args.partition, args.rows, seed=args.seed))
     json.dump({"seq": result.seq, "noop": result.noop, "stage_id": result.stage_id}, sys.stdout)
     return 0

@@ -23,11 +23,12 @@ from click.testing import CliRunner
 
 from mm_platform.annotations import AttachOptions, NothingAttachedError, attach_file
 from mm_platform.annotations.query import revision_snapshot, revisions
+from mm_platform.catalog import open_lake
 from mm_platform.cli import main as mmp
+from mm_platform.erasure import erase
 from mm_platform.errors import AuditFailedError
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake, RowFilter, Snapshot, TableWrite
-from mm_platform.lake.erasure import erase
 from mm_platform.reprocess import stale_report
 from mm_platform.search.hits import hydrate, matching_media
 from mm_platform.snapshots import diff_snapshots, export_snapshot, verify_export
@@ -374,7 +375,7 @@ def test_revisions_on_a_lake_on_s3(shared_media: Path, s3_endpoint: S3Endpoint, 
         (media / name).parent.mkdir(parents=True, exist_ok=True)
         (media / name).write_bytes((shared_media / name).read_bytes())
     bucket = s3_endpoint.create_bucket("annotated-lake")
-    lake = Lake.open(f"s3://{bucket}/lake", {**os.environ, **s3_endpoint.env()})
+    lake = open_lake(f"s3://{bucket}/lake", {**os.environ, **s3_endpoint.env()})
     source = LocalFolderSource(media)
     with BatchProcessor(lake) as processor:
         processor.run(source, list(source.list_objects()), "b1", "run-1")
@@ -414,7 +415,7 @@ def test_an_object_deleted_at_its_source_takes_its_annotations_along(lake: Lake,
     deleted = DeletedMedia(gone, lake.snapshot().table("media", filter=pc.field("media_id") == gone)["uri"][0].as_py())
     staged = BatchProcessor(lake).stage_erasure([deleted], "delete-1", "run-delete")
     assert staged.stage is not None
-    lake.publisher.publish(staged.stage)  # one publish: the media row says deleted, its annotations are gone
+    lake.publish_stage(staged.stage)  # one publish: the media row says deleted, its annotations are gone
     snap = lake.snapshot()
     assert snap.table("media", filter=pc.field("media_id") == gone)["status"].to_pylist() == ["deleted"]
     assert set(_labels(snap, "pets")) == {"images/apple.jpg", "images/butterfly.jpg"}

@@ -20,10 +20,11 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from mm_platform.catalog import CATALOG, open_lake
 from mm_platform.cli import main
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import DATA_TABLES, CheckResult, Lake, TableWrite
+from mm_platform.lake import CheckResult, Lake, TableWrite
 from mm_platform.lake.audit_trail import audit_context
 from mm_platform.lake.branch import create_branch, delete_branch
 from mm_platform.lake.merge import merge_branch
@@ -111,7 +112,7 @@ def test_a_conflicting_annotation_change_is_refused_then_resolved_with_prefer(
     _mmp(lake_path, "--branch", "relabel", "annotate", str(labels), "--set", "fruit")
     labels.write_text("key,label\nimages/orange.jpg,tangerine\nimages/apple.jpg,apple\n")
     _mmp(lake_path, "annotate", str(labels), "--set", "fruit")
-    seq = Lake.open(str(lake_path)).snapshot().seq
+    seq = open_lake(str(lake_path)).snapshot().seq
 
     refused = _mmp(lake_path, "merge", "relabel", "-m", "relabel oranges", code=2)
     # The orange's label, and revision 2 of the set's record (each side published its own revision 2).
@@ -119,7 +120,7 @@ def test_a_conflicting_annotation_change_is_refused_then_resolved_with_prefer(
     assert "annotations [" in refused and "label='citrus'" in refused and "label='tangerine'" in refused
     assert "annotation_sets [annotation_set=fruit, revision=2]" in refused
     assert "--prefer" in refused
-    assert Lake.open(str(lake_path)).snapshot().seq == seq  # nothing published
+    assert open_lake(str(lake_path)).snapshot().seq == seq  # nothing published
 
     out = _mmp(lake_path, "merge", "relabel", "--prefer", "source", "-m", "relabel oranges", "--json")
     merged = json.loads(out)
@@ -127,7 +128,7 @@ def test_a_conflicting_annotation_change_is_refused_then_resolved_with_prefer(
     [conflict] = [c for c in merged["conflicts"] if c["table"] == "annotations"]
     assert conflict["table"] == "annotations" and conflict["source"]["label"] == "citrus"
     assert conflict["target"]["label"] == "tangerine"
-    rows = Lake.open(str(lake_path)).snapshot().table("annotations").to_pylist()
+    rows = open_lake(str(lake_path)).snapshot().table("annotations").to_pylist()
     assert sorted(r["label"] for r in rows if r["annotation_set"] == "fruit") == ["apple", "citrus"]
     # `mmp diff main relabel` compares by key across branches: the branch now equals main's annotations.
     diff = json.loads(_mmp(lake_path, "diff", "main", "relabel", "--json"))
@@ -163,7 +164,7 @@ def test_sigkill_at_every_step_of_a_branch_publish_and_of_a_merge(tmp_path: Path
     main nothing; the re-run converges), then the merge killed at the same step (main shows the pre- or the
     post-merge snapshot, never a mix; the re-run converges and a third run publishes nothing)."""
     uri = str(tmp_path / "lake")
-    lake = Lake.open(uri)
+    lake = open_lake(uri)
     lake.publish("p0", partition_writes("p0", 12))
     for round_, point in enumerate(MERGE_POINTS):
         name, partition = f"exp{round_}", f"p{round_ + 1}"
@@ -184,23 +185,23 @@ def test_sigkill_at_every_step_of_a_branch_publish_and_of_a_merge(tmp_path: Path
             "5",
         ]
         _kill_at(point, tmp_path / f"ready-publish-{round_}", worker)
-        seen = snapshot_content(Lake.open(uri, branch=name).snapshot())
+        seen = snapshot_content(open_lake(uri, branch=name).snapshot())
         assert seen == before or point == "after_published", f"branch publish visible before its end: {point}"
-        assert snapshot_content(Lake.open(uri).snapshot()) == main_content  # main saw nothing
-        Lake.open(uri, branch=name).publish(partition, partition_writes(partition, 5))  # the re-run converges
-        branch = Lake.open(uri).branch(name)
+        assert snapshot_content(open_lake(uri).snapshot()) == main_content  # main saw nothing
+        open_lake(uri, branch=name).publish(partition, partition_writes(partition, 5))  # the re-run converges
+        branch = open_lake(uri).branch(name)
         assert branch.snapshot().table("media").num_rows == len(before["media"]) + 5
         assert_no_duplicate_keys(branch.snapshot())
 
         pre, post = main_content, snapshot_content(branch.snapshot())
-        merge = f"from mm_platform.lake import Lake; from mm_platform.lake.merge import merge_branch; " \
-                f"merge_branch(Lake.open({uri!r}), {name!r})"  # fmt: skip
+        merge = f"from mm_platform.catalog import open_lake; from mm_platform.lake.merge import merge_branch; " \
+                f"merge_branch(open_lake({uri!r}), {name!r})"  # fmt: skip
         _kill_at(point, tmp_path / f"ready-merge-{round_}", ["-c", merge])
-        seen = snapshot_content(Lake.open(uri).snapshot())
+        seen = snapshot_content(open_lake(uri).snapshot())
         assert seen in (pre, post), f"a mix after SIGKILL at {point}"
         assert (seen == post) == (point == "after_published"), point
-        merge_branch(Lake.open(uri), name)  # the re-run converges
-        lake = Lake.open(uri)
+        merge_branch(open_lake(uri), name)  # the re-run converges
+        lake = open_lake(uri)
         assert snapshot_content(lake.snapshot()) == post, point
         assert_no_duplicate_keys(lake.snapshot())
         assert merge_branch(lake, name).publish is None  # and a third run publishes nothing
@@ -230,13 +231,13 @@ def _media_rows(n: int) -> pa.Table:
 
 def _data_files(root: Path) -> set[Path]:
     """The data files in the tables' folders (not logs, not the lake's own records)."""
-    return {p for name in DATA_TABLES for p in (root / name).glob("*.parquet")}
+    return {p for name in CATALOG for p in (root / name).glob("*.parquet")}
 
 
 @pytest.mark.parametrize("rows", [200_000, pytest.param(1_000_000, marks=pytest.mark.benchmark)])
 def test_branch_creation_on_a_large_lake_costs_a_small_publish_and_copies_nothing(tmp_path: Path, rows: int) -> None:
     """1M media rows with `pytest -m benchmark` (and in BENCHMARKS.md); 200k in the default suite, to stay fast."""
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     lake.publish("big", {"media": TableWrite(_media_rows(rows))})
     assert lake.snapshot().dataset("media").count_rows() == rows
     files_before = _data_files(tmp_path / "lake")
@@ -257,7 +258,7 @@ def test_branch_creation_on_a_large_lake_costs_a_small_publish_and_copies_nothin
 
 
 def test_vacuum_keeps_a_live_branch_readable_and_frees_its_files_once_deleted(tmp_path: Path) -> None:
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     lake.publish("p1", partition_writes("p1", 10))
     create_branch(lake, "exp")
     branch = lake.branch("exp")
@@ -309,7 +310,7 @@ def test_log_shows_actor_and_message_of_publishes_merges_and_erasures(
     _mmp(lake_path, "merge", "exp", "--actor", "dave", "-m", "ship the apple label")
     os.environ["MM_ACTOR"] = "erin"  # the environment names the actor too
     try:
-        media = Lake.open(str(lake_path)).snapshot().table("media").to_pylist()
+        media = open_lake(str(lake_path)).snapshot().table("media").to_pylist()
         [uri] = [m["uri"] for m in media if m["key"] == "images/baboon.jpg"]
         _mmp(lake_path, "erase", uri, "--reason", "takedown", "-m", "legal request 17")
     finally:
@@ -347,7 +348,7 @@ def test_a_dagster_run_tagged_with_a_branch_publishes_there(
     for name in ("images/orange.jpg", "images/apple.jpg"):
         shutil.copy(shared_media / name, folder / Path(name).name)
     monkeypatch.setenv("MM_LAKE", str(tmp_path / "lake"))
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     create_branch(lake, "exp")
     source = LocalFolderSource(folder)
     [batch], _ = decide(source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor())
@@ -372,20 +373,21 @@ def test_a_dagster_run_tagged_with_a_branch_publishes_there(
 
 def test_the_merge_audit_refuses_keys_that_would_be_duplicated(tmp_path: Path) -> None:
     from mm_platform.lake.audit import AuditContext
-    from mm_platform.lake.branch_store import file_add, main_files
+    from mm_platform.lake.branch_files import file_add, main_files
     from mm_platform.lake.merge import _merged_keys_unique
+    from mm_platform.lake.operations import Merge
     from mm_platform.lake.stage import Stage, StagedTable, schema_to_ipc
 
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     lake.publish("p1", partition_writes("p1", 4))
     snapshot = lake.snapshot()
     files, schema = main_files(lake.location, "media", snapshot.version_of("media"))
     again = StagedTable("media", 1, (file_add(files.to_pylist()[0]),), (), 4, schema_to_ipc(schema))
-    stage = Stage(stage_id="s", partition="merge:x", kind="merge", tables={"media": again})
+    stage = Stage(stage_id="s", partition="merge:x", operation=Merge(), tables={"media": again})
     context = AuditContext(partition="merge:x", staged={}, base=snapshot)
     result = _merged_keys_unique(stage, snapshot)(context)
     assert isinstance(result, CheckResult) and not result.passed and "4 duplicate key(s)" in result.detail
-    fine = Stage(stage_id="s", partition="merge:x", kind="merge", tables={"media": replace(again, adds=())})
+    fine = Stage(stage_id="s", partition="merge:x", operation=Merge(), tables={"media": replace(again, adds=())})
     ok = _merged_keys_unique(fine, snapshot)(context)
     assert isinstance(ok, CheckResult) and ok.passed
 
@@ -395,32 +397,31 @@ def test_a_branch_lifecycle_on_s3(request: pytest.FixtureRequest, tmp_path: Path
     from tests.conftest import lake_location
 
     uri, env = lake_location(request, tmp_path, "s3")
-    lake = Lake.open(uri, env)
+    lake = open_lake(uri, env)
     lake.publish("p1", partition_writes("p1", 6))
     create_branch(lake, "exp")
-    branch = Lake.open(uri, env, branch="exp")
+    branch = open_lake(uri, env, branch="exp")
     branch.publish("p1", partition_writes("p1", 4, seed=1))
     branch.publish("p2", partition_writes("p2", 3))
     assert lake.snapshot().table("media").num_rows == 6 and branch.snapshot().table("media").num_rows == 7
     on_branch = snapshot_content(branch.snapshot())
     lake.vacuum(keep_last=1, min_age_hours=0)
-    assert snapshot_content(Lake.open(uri, env, branch="exp").snapshot()) == on_branch
+    assert snapshot_content(open_lake(uri, env, branch="exp").snapshot()) == on_branch
     result = merge_branch(lake, "exp", message="on s3")
     assert result.publish is not None and snapshot_content(lake.snapshot()) == on_branch
     delete_branch(lake, "exp")
     assert lake.location.list_files("_branches/exp") == []
     lake.vacuum(keep_last=1, min_age_hours=0)
-    assert snapshot_content(Lake.open(uri, env).snapshot()) == on_branch
+    assert snapshot_content(open_lake(uri, env).snapshot()) == on_branch
 
 
 def test_erasures_and_branches(tmp_path: Path) -> None:
     """A merge never brings back an object main erased after the fork; an erasure made on a branch and merged
     is an erase publish on main, and vacuum-erased waits for the branches that still hold the object."""
+    from mm_platform.erasure import erase, vacuum_erased
     from mm_platform.errors import MMPlatformError
-    from mm_platform.lake.erasure import erase
-    from mm_platform.lake.erasure_vacuum import vacuum_erased
 
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     lake.publish("p1", partition_writes("p1", 4))
     create_branch(lake, "stale")
     lake.branch("stale").publish("p1", partition_writes("p1", 4, seed=5))  # new vectors for every object

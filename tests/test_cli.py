@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from mm_platform.catalog import open_lake
 from mm_platform.cli import main
-from mm_platform.lake import Lake
 from tests.factories import partition_writes
 
 
@@ -20,7 +20,7 @@ def _mmp(lake: Path, *args: str) -> tuple[int, str]:
 
 def test_status_snapshots_rollback_vacuum(tmp_path: Path) -> None:
     lake_path = tmp_path / "lake"
-    lake = Lake.open(str(lake_path))
+    lake = open_lake(str(lake_path))
     lake.publish("b1", partition_writes("b1", 5))
     lake.publish("b2", partition_writes("b2", 7))
 
@@ -43,7 +43,7 @@ def test_status_snapshots_rollback_vacuum(tmp_path: Path) -> None:
 
 
 def test_errors_say_what_to_do(tmp_path: Path) -> None:
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     lake.publish("b1", partition_writes("b1", 2))
     result = CliRunner().invoke(main, ["--lake", str(tmp_path / "lake"), "rollback", "9"])
     assert result.exit_code == 2

@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from definitions import defs
+from mm_platform.catalog import open_lake
 from mm_platform.cli import main as mmp
 from mm_platform.embed import Embedder
 from mm_platform.ingest.batches import save_manifest
@@ -100,7 +101,7 @@ def test_a_batch_materializes_end_to_end(
 ) -> None:
     monkeypatch.setenv("MM_LAKE", str(tmp_path / "lake"))
     monkeypatch.setenv("MM_BROWSER_URL", "http://127.0.0.1:8750")
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     [batch] = _plan(lake, media_folder)
     result = _run(instance, batch)
     assert result.success
@@ -157,7 +158,7 @@ def test_a_bad_batch_is_stopped_by_the_blocking_checks(
     media_folder: Path, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MM_LAKE", str(tmp_path / "lake"))
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     [good] = _plan(lake, media_folder)
     assert _run(instance, good).success
     before = {n: lake.snapshot().table(n).num_rows for n in ("media", "metadata", "embeddings")}
@@ -217,7 +218,7 @@ def test_s3_sensor_tick_requests_new_objects_once(
     batch = first.run_requests[0].partition_key  # type: ignore[index]
     assert batch is not None
     assert _run(instance, batch).success
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     assert lake.snapshot().table("media").num_rows == 3
     assert all(
         uri.startswith(f"s3://{bucket}/library/") for uri in lake.snapshot().table("media").column("uri").to_pylist()
@@ -302,4 +303,4 @@ def test_dagster_asset_materialize_with_a_partition(media_folder: Path, tmp_path
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert Lake.open(str(tmp_path / "lake")).snapshot().partition == batch
+    assert open_lake(str(tmp_path / "lake")).snapshot().partition == batch

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mm_platform.lake import Lake
+from mm_platform.catalog import open_lake
 
 pytestmark = pytest.mark.postgres
 
@@ -120,7 +120,7 @@ def test_mmp_ingest_records_runs_and_checks_in_postgres(
     summary = json.loads(run.stdout)
     [batch] = summary["batches"]
     assert batch["success"] and batch["publish_seq"] == 1
-    assert Lake.open(str(lake)).snapshot().seq == 1
+    assert open_lake(str(lake)).snapshot().seq == 1
 
     with pg_database.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT run_id, status FROM runs")

@@ -16,11 +16,11 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest import batch_stage
 from mm_platform.ingest.analyze import Analysis, analyze
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import Lake
 from mm_platform.media import MediaRejected, ProbePool, make_thumbnail, probe
 from mm_platform.pictures import embedding_input
 from mm_platform.sources import LocalFolderSource
@@ -87,7 +87,7 @@ def test_a_batch_decodes_each_image_once_in_its_worker_and_never_in_the_main_pro
 
     monkeypatch.setattr(batch_stage, "embed_pending", embed)
 
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     source = LocalFolderSource(shared_media / "images")
     objects = list(source.list_objects())
     with CountingProcessor(lake, PipelineConfig(timeout_s=120, workers=2)) as processor:

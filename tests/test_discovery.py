@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from mm_platform.catalog import open_lake
 from mm_platform.ingest.coalesce import decide_events
 from mm_platform.ingest.events import ObjectEvent, UnreadableMessage, parse_message
 from mm_platform.ingest.ledger import DiscoveryLedger, finished_batches, load_ledger, published_marker
@@ -22,8 +23,8 @@ from mm_platform.ingest.register import fetch_all, media_row
 from mm_platform.ingest.scan import ScanBudget
 from mm_platform.ingest.ticks import DiscoveryLimits, listing_tick
 from mm_platform.lake import Lake, TableWrite
-from mm_platform.lake.schemas import MEDIA
 from mm_platform.sources import LocalFolderSource
+from mm_platform.tables import MEDIA
 
 SOURCE = "s3://media/lib"
 
@@ -129,7 +130,7 @@ def test_paged_reconciliation_spans_ticks_finds_unannounced_changes_and_keeps_th
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"object {i}".encode())
     source = LocalFolderSource(folder)
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     _seed(lake, source)
     # Changes no event announces: an overwrite (new mtime and size), a deletion, a new file.
     changed = folder / "d3" / "f00003.txt"

@@ -20,14 +20,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from mm_platform.catalog import CATALOG, open_lake
 from mm_platform.cli.erasure import erase_command, vacuum_erased_command
+from mm_platform.erasure import ErasedRowsPresentError, erase, erasure_publishes, vacuum_erased
 from mm_platform.errors import ConfigError, SnapshotExpiredError
 from mm_platform.ingest.batches import ingest_batches, save_manifest
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake, Snapshot
-from mm_platform.lake.erasure import ErasedRowsPresentError, erase, erasure_publishes
-from mm_platform.lake.erasure_vacuum import vacuum_erased
-from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.sources import LocalFolderSource
 from tests.factories import partition_writes
 from tests.lake_assertions import assert_log_has_no_gap
@@ -38,7 +37,7 @@ IMAGES = ("images/apple.jpg", "images/butterfly.jpg")
 def _rows(snapshot: Snapshot) -> dict[str, list[dict[str, object]]]:
     """Every data table's rows (audit table aside), in a stable order."""
     out = {}
-    for name, spec in DATA_TABLES.items():
+    for name, spec in CATALOG.items():
         if name == "erasures":
             continue
         rows = snapshot.table(name).to_pylist()
@@ -109,7 +108,7 @@ def _check_erased_everywhere(lake: Lake, victim: dict[str, object], expected: Ro
 
 def test_erase_then_vacuum_on_factory_rows(lake_env: tuple[str, dict[str, str]]) -> None:
     uri, env = lake_env
-    lake = Lake.open(uri, env)
+    lake = open_lake(uri, env)
     lake.publish("b1", partition_writes("b1", 3))
     lake.publish("b2", partition_writes("b2", 3, seed=1))
     lake.stage("b1", partition_writes("b1", 3, run_id="run-retry"))  # staged, never published: orphan files
@@ -146,7 +145,7 @@ def test_erase_then_vacuum_on_factory_rows(lake_env: tuple[str, dict[str, str]])
     _check_erased_everywhere(lake, victim, expected)
 
     # The lake goes on after its logs were purged: reopen and publish.
-    lake = Lake.open(uri, env)
+    lake = open_lake(uri, env)
     lake.publish("b3", partition_writes("b3", 2, seed=2))
     assert lake.snapshot().table("media").num_rows == 7
     assert lake.snapshot().table("erasures").num_rows == 1
@@ -157,7 +156,7 @@ def test_erase_real_pipeline_rows(shared_media: Path, tmp_path: Path) -> None:
     for name in IMAGES:
         (media_dir / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_media / name, media_dir / name)
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     source = LocalFolderSource(media_dir)
     objects = list(source.list_objects())
     (batch,) = ingest_batches(source.uri, objects)
@@ -190,7 +189,7 @@ def test_erase_real_pipeline_rows(shared_media: Path, tmp_path: Path) -> None:
 
 
 def test_cli_erase_and_vacuum(tmp_path: Path) -> None:
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     lake.publish("b1", partition_writes("b1", 4))
     victim = lake.snapshot().table("media").to_pylist()[2]
     obj = {"lake_uri": str(tmp_path / "lake"), "env": {}}
@@ -229,7 +228,7 @@ def test_cli_erase_and_vacuum(tmp_path: Path) -> None:
 
 
 def test_a_rollback_past_an_erasure_is_caught(tmp_path: Path) -> None:
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     lake.publish("b1", partition_writes("b1", 3))
     victim = lake.snapshot().table("media").to_pylist()[0]
     erase(lake, [str(victim["uri"])], reason="request 9")

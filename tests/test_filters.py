@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from mm_platform.errors import ConfigError
-from mm_platform.lake.schemas import MEDIA, METADATA
 from mm_platform.search.filters import FilterError, compile_filter, searchable_schema
+from mm_platform.tables import MEDIA, METADATA
 
 SCHEMA = searchable_schema(MEDIA.schema, METADATA.schema)
 ROWS = pa.Table.from_pylist(

@@ -17,10 +17,10 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
+from mm_platform.catalog import open_lake
 from mm_platform.cli import main
 from mm_platform.embed import clear_embedder_cache
 from mm_platform.errors import ConfigError
-from mm_platform.lake import Lake
 from mm_platform.search import search
 from mm_platform.search.fusion import RRF_K, RouteHits, fuse
 from mm_platform.serve.service import LakeBrowser
@@ -173,7 +173,7 @@ def test_erase_annotate_and_rollback_publishes_reach_dagster(browser_lake: Brows
     assert latest is not None and latest.metadata["browser_snapshot"] == dg.MetadataValue.url(
         "http://127.0.0.1:8750/diff?a=5&b=6")
     # The browser's snapshot list names who asked for the erasure and why (the `erasures` audit table).
-    listed = LakeBrowser(Lake.open(str(lake))).snapshots()[-1]
+    listed = LakeBrowser(open_lake(str(lake))).snapshots()[-1]
     assert (listed["kind"], listed["actor"]) == ("erase", "dpo@example.org")
     assert listed["message"].endswith("(reason: request 1)")
     # No DAGSTER_HOME: nothing is reported (and Dagster is not even imported for it).

@@ -24,12 +24,12 @@ from click.testing import CliRunner
 from numpy.typing import NDArray
 from PIL import Image
 
+from mm_platform.catalog import open_lake
 from mm_platform.cli import main
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import Embedder
 from mm_platform.errors import AuditFailedError
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import Lake
 from mm_platform.quality import default_checks
 from mm_platform.sources import LocalFolderSource
 from tests.conftest import REPO_ROOT
@@ -78,7 +78,7 @@ def test_hostile_folder_ingests_in_one_command(tmp_path: Path, shared_media: Pat
     assert elapsed < INGEST_BOUND_S, f"ingest took {elapsed:.0f} s"
 
     listed = list(LocalFolderSource(src).list_objects())
-    snapshot = Lake.open(str(lake_root), create=False).snapshot()
+    snapshot = open_lake(str(lake_root), create=False).snapshot()
     media = {row["uri"]: row for row in snapshot.table("media").to_pylist()}
     assert {o.uri for o in listed} == set(media), "every listed object has a media row"
     status = {row["key"]: row["status"] for row in media.values()}
@@ -128,7 +128,7 @@ def test_file_deleted_after_listing_gets_a_media_row(tmp_path: Path, shared_medi
     source = LocalFolderSource(src)
     listed = list(source.list_objects())
     (src / "orange.jpg").unlink()
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     with BatchProcessor(lake, PipelineConfig(), _planted_embedders(())) as processor:
         processor.run(source, listed, "b1", "r1")
     snapshot = lake.snapshot()
@@ -177,7 +177,7 @@ def _images(root: Path, count: int) -> Path:
 
 def test_one_nan_vector_quarantines_only_its_object(tmp_path: Path) -> None:
     source = LocalFolderSource(_images(tmp_path / "src", 6))
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     embedders = _planted_embedders([(42, 30)])  # img2
     with BatchProcessor(lake, PipelineConfig(), embedders) as processor:
         checks = default_checks({e.model_id: e.dim for e in embedders.values()})
@@ -196,7 +196,7 @@ def test_one_nan_vector_quarantines_only_its_object(tmp_path: Path) -> None:
 
 def test_every_vector_nan_blocks_the_batch_naming_objects(tmp_path: Path) -> None:
     source = LocalFolderSource(_images(tmp_path / "src", 4))
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     embedders = _planted_embedders("all")
     with BatchProcessor(lake, PipelineConfig(), embedders) as processor:
         checks = default_checks({e.model_id: e.dim for e in embedders.values()})

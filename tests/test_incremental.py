@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.incremental import ingest_changes, make_images
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import Lake
 from tests.tiny_clip import build_tiny_clip
 
 
@@ -20,7 +20,7 @@ def test_one_percent_changed_costs_one_percent_of_the_model_calls(tmp_path: Path
     n = 200
     folder = tmp_path / "media"
     make_images(folder, n)
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     processor = BatchProcessor(lake, PipelineConfig(image_model=f"clip:{build_tiny_clip(tmp_path / 'clip')}"))
 
     _, processed, items = ingest_changes(lake, processor, folder, "full")

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from mm_platform.catalog import open_lake
 from mm_platform.cli import main
-from mm_platform.lake import Lake
 from mm_platform.sources import S3Settings, source_from_uri
 from tests.conftest import REPO_ROOT
 from tests.factories import partition_writes
@@ -74,20 +74,20 @@ def test_full_then_read_only_storage(small_disk: Path, tmp_path: Path, shared_me
     lake_root, home = small_disk / "lake", tmp_path / "home"
     first = _ingest(_images(tmp_path / "a", shared_media, ("apple.jpg",)), lake_root, home)
     assert first.returncode == 0, first.stderr[-3000:]
-    before = Lake.open(str(lake_root), create=False).snapshot().seq
+    before = open_lake(str(lake_root), create=False).snapshot().seq
 
     stats = os.statvfs(small_disk)  # leave ~30 kB: the next batch's stage cannot fit
     (small_disk / "filler").write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 30_000))
     more = _images(tmp_path / "b", shared_media, ("apple.jpg", "baboon.jpg", "fruits.jpg", "chelsea.png"))
     full = _ingest(more, lake_root, home)
     _assert_clean_failure(full, "no space is left on the device")
-    assert Lake.open(str(lake_root), create=False).snapshot().seq == before
+    assert open_lake(str(lake_root), create=False).snapshot().seq == before
 
     (small_disk / "filler").unlink()
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     read_only = _ingest(more, lake_root, home)
     _assert_clean_failure(read_only, "the file system is read-only")
-    assert Lake.open(str(lake_root), create=False).snapshot().seq == before
+    assert open_lake(str(lake_root), create=False).snapshot().seq == before
 
 
 def test_three_ingests_of_one_folder_at_once_on_a_fresh_home(tmp_path: Path, shared_media: Path) -> None:
@@ -97,7 +97,7 @@ def test_three_ingests_of_one_folder_at_once_on_a_fresh_home(tmp_path: Path, sha
         runs = list(pool.map(lambda _: _ingest(src, lake_root, home), range(3)))
     for run in runs:
         assert run.returncode == 0, run.stderr[-3000:]
-    snapshot = Lake.open(str(lake_root), create=False).snapshot()
+    snapshot = open_lake(str(lake_root), create=False).snapshot()
     media = snapshot.table("media").column("key").to_pylist()
     assert sorted(media) == ["apple.jpg", "flower.jpg", "orange.jpg"], "each object exactly once"
     assert snapshot.table("metadata").num_rows == 3
@@ -109,23 +109,23 @@ def _mmp(lake: Path, *args: str) -> tuple[int, str]:
 
 
 def test_filter_number_out_of_range(tmp_path: Path) -> None:
-    Lake.open(str(tmp_path / "lake")).publish("b1", partition_writes("b1", 2))
-    before = Lake.open(str(tmp_path / "lake")).snapshot().seq
+    open_lake(str(tmp_path / "lake")).publish("b1", partition_writes("b1", 2))
+    before = open_lake(str(tmp_path / "lake")).snapshot().seq
     code, out = _mmp(tmp_path / "lake", "search", "a cat", "--where", "width > 99999999999999999999")
     assert code == 2 and "error: the number 99999999999999999999 is out of range" in out, out
     assert "Traceback" not in out and "hint:" in out
-    assert Lake.open(str(tmp_path / "lake")).snapshot().seq == before
+    assert open_lake(str(tmp_path / "lake")).snapshot().seq == before
 
 
 @pytest.fixture(scope="module")
 def annotated_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("annotations") / "lake"
-    Lake.open(str(root)).publish("b1", partition_writes("b1", 2))
+    open_lake(str(root)).publish("b1", partition_writes("b1", 2))
     return root
 
 
 def _keys(lake: Path) -> list[str]:
-    return [str(k) for k in Lake.open(str(lake)).snapshot().table("media").column("key").to_pylist()]
+    return [str(k) for k in open_lake(str(lake)).snapshot().table("media").column("key").to_pylist()]
 
 
 UNMATCHED = '{{"key": "not-in-the-lake.jpg", "label": "cat"}}\n'  # a first row that matches nothing
@@ -140,7 +140,7 @@ UNMATCHED = '{{"key": "not-in-the-lake.jpg", "label": "cat"}}\n'  # a first row 
     ],
 )
 def test_hostile_annotation_files(annotated_lake: Path, tmp_path: Path, name: str, body: str, says: str | None) -> None:
-    before = Lake.open(str(annotated_lake)).snapshot().seq
+    before = open_lake(str(annotated_lake)).snapshot().seq
     path = tmp_path / name
     path.write_text(body.format(key=_keys(annotated_lake)[0]))
     code, out = _mmp(annotated_lake, "annotate", str(path), "--set", "hostile", "--json")
@@ -150,7 +150,7 @@ def test_hostile_annotation_files(annotated_lake: Path, tmp_path: Path, name: st
     else:
         assert "error: no row of" in out and says in out, out  # each row is rejected with its reason
     assert "Traceback" not in out and "hint:" in out
-    assert Lake.open(str(annotated_lake)).snapshot().seq == before
+    assert open_lake(str(annotated_lake)).snapshot().seq == before
 
 
 def test_set_name_with_a_newline_is_refused(annotated_lake: Path, tmp_path: Path) -> None:

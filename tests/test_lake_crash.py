@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mm_platform.lake import Lake
+from mm_platform.catalog import open_lake
 from tests.conftest import lake_location
 from tests.lake_assertions import (
     assert_log_has_no_gap,
@@ -81,7 +81,7 @@ def test_sigkill_at_each_step_leaves_the_previous_snapshot(
     lake_env: tuple[str, dict[str, str]], point: str, tmp_path: Path
 ) -> None:
     uri, env = lake_env
-    lake = Lake.open(uri, env)
+    lake = open_lake(uri, env)
     _run(uri, env, "p0", 20)
     before = lake.snapshot()
     before_content = snapshot_content(before)
@@ -111,7 +111,7 @@ def test_a_dead_intent_is_rolled_forward_by_the_next_publisher(
     lake_env: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     uri, env = lake_env
-    lake = Lake.open(uri, env)
+    lake = open_lake(uri, env)
     _kill_at(uri, env, "p1", 10, "after_apply:embeddings", tmp_path)
     assert lake.snapshot().seq == 0 and lake.state().open_intent() is not None
 
@@ -126,7 +126,7 @@ def test_a_dead_intent_is_rolled_forward_by_the_next_publisher(
 @pytest.mark.slow
 def test_four_concurrent_publishers_all_land_without_a_gap(lake_env: tuple[str, dict[str, str]]) -> None:
     uri, env = lake_env
-    lake = Lake.open(uri, env)
+    lake = open_lake(uri, env)
     procs = [_worker(uri, env, f"c{i}", 25) for i in range(4)]
     for proc in procs:
         _, err = proc.communicate(timeout=300)

@@ -7,7 +7,7 @@ import duckdb
 import polars as pl
 import pyarrow.dataset as ds
 
-from mm_platform.lake import Lake
+from mm_platform.catalog import open_lake
 from tests.factories import partition_writes
 
 
@@ -17,7 +17,7 @@ def _rows(table) -> list[tuple]:  # type: ignore[no-untyped-def]
 
 def test_duckdb_and_polars_read_what_we_read(lake_env: tuple[str, dict[str, str]]) -> None:
     uri, env = lake_env
-    lake = Lake.open(uri, env)
+    lake = open_lake(uri, env)
     lake.publish("b1", partition_writes("b1", 30))
     lake.publish("b2", partition_writes("b2", 20))
     lake.publish("b1", partition_writes("b1", 10, seed=5))

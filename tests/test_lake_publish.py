@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from mm_platform.catalog import open_lake
 from mm_platform.errors import AuditFailedError, SnapshotNotFoundError, StageError
 from mm_platform.lake import AuditContext, CheckResult, Lake, RowFilter, TableWrite
 from tests.factories import partition_rows, partition_writes
@@ -26,7 +27,7 @@ from tests.lake_assertions import (
 @pytest.fixture
 def lake(lake_env: tuple[str, dict[str, str]]) -> Lake:
     uri, env = lake_env
-    return Lake.open(uri, env)
+    return open_lake(uri, env)
 
 
 def test_publish_is_visible_only_as_a_whole(lake: Lake) -> None:
@@ -204,7 +205,7 @@ def test_bad_rows_are_refused_with_the_table_and_column_named(lake: Lake) -> Non
 
 def test_stage_writer_streams_chunks_into_one_atomic_publish(lake: Lake) -> None:
     rows = partition_rows("big", 30)
-    writer = lake.publisher.stage_writer("big")
+    writer = lake.stage_writer("big")
     for start in range(0, 30, 7):  # chunks, as a streaming pipeline produces them
         chunk = {name: table.slice(start, 7) for name, table in rows.items()}
         if start == 28:  # a later chunk brings a new column: earlier chunks read it as null
@@ -220,7 +221,7 @@ def test_stage_writer_streams_chunks_into_one_atomic_publish(lake: Lake) -> None
     )
     assert snap.table("metadata").column("bit_depth").null_count == 28
 
-    duplicate = lake.publisher.stage_writer("dup")
+    duplicate = lake.stage_writer("dup")
     duplicate.write("media", rows["media"].slice(0, 5))
     with pytest.raises(StageError, match="1 duplicate key"):
         duplicate.write("media", rows["media"].slice(4, 3))
@@ -259,15 +260,15 @@ def test_a_publish_compacts_a_table_it_left_crowded_with_small_files(lake: Lake)
 
 def test_the_latest_snapshot_comes_from_the_log_head_alone(lake_env: tuple[str, dict[str, str]]) -> None:
     uri, env = lake_env
-    writer = Lake.open(uri, env)
-    assert Lake.open(uri, env).snapshot().seq == 0
+    writer = open_lake(uri, env)
+    assert open_lake(uri, env).snapshot().seq == 0
     writer.publish("b1", partition_writes("b1", 3))
     writer.publish("b2", partition_writes("b2", 3, seed=2))
     with pytest.raises(AuditFailedError):  # a rejection is the newest event: the head still names seq 2
         writer.publish("bad", partition_writes("bad", 3), checks=[lambda _: CheckResult("no", passed=False)])
     writer.rollback(1)
 
-    reader = Lake.open(uri, env)  # a fresh process's view: nothing cached
+    reader = open_lake(uri, env)  # a fresh process's view: nothing cached
     head = reader.log.head()
     full = reader.log.load()
     assert head.version == full.version
@@ -279,9 +280,9 @@ def test_the_latest_snapshot_comes_from_the_log_head_alone(lake_env: tuple[str, 
     assert reader.snapshot().seq == 3 and reader.snapshot().kind == "rollback"
 
     writer.vacuum(keep_last=1, min_age_hours=0)  # the vacuum event is newest now
-    head = Lake.open(uri, env).log.head()
-    assert head.vacuum_horizon == Lake.open(uri, env).log.load().vacuum_horizon() == 3
-    assert Lake.open(uri, env).snapshot().seq == 3
+    head = open_lake(uri, env).log.head()
+    assert head.vacuum_horizon == open_lake(uri, env).log.load().vacuum_horizon() == 3
+    assert open_lake(uri, env).snapshot().seq == 3
 
 
 def test_recorded_table_states_match_the_delta_log(lake: Lake) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from mm_platform.catalog import open_lake
 from mm_platform.cli import main
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.analyze import ANALYZE_VERSION
@@ -41,7 +42,7 @@ def traced(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         (folder / key).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shared_media / key, folder / key)
     root = tmp_path_factory.mktemp("lineage") / "lake"
-    lake = Lake.open(str(root))
+    lake = open_lake(str(root))
     processor = BatchProcessor(lake, PipelineConfig(timeout_s=120))
     source = LocalFolderSource(folder)
     processor.run(source, list(source.list_objects()), "batch-1", "run-1")

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pytest
 from PIL import Image, ImageOps
 
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor, BatchReport
 from mm_platform.lake import Lake, Snapshot
@@ -26,7 +27,7 @@ GOOD = ("images", "video", "audio", "documents")
 def processed(
     shared_media: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Lake, BatchProcessor, BatchReport]]:
-    lake = Lake.open(str(tmp_path_factory.mktemp("pipeline") / "lake"))
+    lake = open_lake(str(tmp_path_factory.mktemp("pipeline") / "lake"))
     processor = BatchProcessor(lake, PipelineConfig(timeout_s=120))
     source = LocalFolderSource(shared_media)
     report = processor.run(source, list(source.list_objects()), "shared-media", "run-1")

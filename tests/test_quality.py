@@ -21,10 +21,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.errors import AuditFailedError
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import AuditContext, CheckResult, Lake, Snapshot, TableWrite
+from mm_platform.lake import AuditContext, CheckResult, Snapshot, TableWrite
 from mm_platform.lake.audit import run_checks
 from mm_platform.quality import default_checks, embedding_vectors, embeddings_reference_media
 from mm_platform.quality.expectations import SUITES, validate_table
@@ -62,14 +63,14 @@ def processed(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         shutil.copy(shared_media / name, root / "media" / name)
     from mm_platform.sources import LocalFolderSource
 
-    lake = Lake.open(str(root / "lake-a"))
+    lake = open_lake(str(root / "lake-a"))
     processor = BatchProcessor(lake, PipelineConfig(timeout_s=120))
     source = LocalFolderSource(root / "media")
     processor.run(source, list(source.list_objects()), "quality", "run-quality")
     snapshot = lake.snapshot()
     rows = {name: snapshot.table(name) for name in TABLES}
     models = {e.model_id: e.dim for e in processor.embedders.values()}
-    yield Processed(rows, snapshot, Lake.open(str(root / "lake-b")).snapshot(), models)
+    yield Processed(rows, snapshot, open_lake(str(root / "lake-b")).snapshot(), models)
 
 
 def _audit(rows: Rows, base: Snapshot, models: dict[str, int]) -> list[CheckResult]:
@@ -237,7 +238,7 @@ def test_vector_and_reference_checks_handle_100k_rows(tmp_path: Path) -> None:
     rows["embeddings"] = rows["embeddings"].set_column(
         rows["embeddings"].schema.get_field_index("vector"), "vector", pa.array(vectors, pa.list_(pa.float32()))
     )
-    context = AuditContext("big", rows, Lake.open(str(tmp_path / "lake")).snapshot())
+    context = AuditContext("big", rows, open_lake(str(tmp_path / "lake")).snapshot())
     started = time.perf_counter()
     finite, dims, unit = embedding_vectors(context)
     references = embeddings_reference_media(context)
@@ -254,7 +255,7 @@ def test_vector_and_reference_checks_handle_100k_rows(tmp_path: Path) -> None:
 
 
 def test_one_nan_vector_blocks_the_publish(processed: Processed, tmp_path: Path) -> None:
-    lake = Lake.open(str(tmp_path / "lake-c"))
+    lake = open_lake(str(tmp_path / "lake-c"))
     rows = dict(processed.rows)
     _, subject = _nan(rows)
     with pytest.raises(AuditFailedError) as failure:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.errors import ConfigError
 from mm_platform.ingest.process import BatchProcessor
@@ -43,7 +44,7 @@ def ingested(shared_media: Path, tmp_path: Path) -> Iterator[tuple[Lake, Path]]:
     for name in FILES:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_media / name, folder / name)
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     source = LocalFolderSource(folder)
     BatchProcessor(lake).run(source, list(source.list_objects()), "b1", "run-1")
     yield lake, folder

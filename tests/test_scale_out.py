@@ -31,6 +31,7 @@ import dagster as dg
 import pytest
 from PIL import Image
 
+from mm_platform.catalog import open_lake
 from mm_platform.ingest.batches import BatchManifest, load_manifest, save_manifest
 from mm_platform.ingest.discovery import DiscoveryCursor, decide
 from mm_platform.lake import Lake
@@ -99,7 +100,7 @@ def test_mmp_ingest_parallel_2_runs_four_batches_as_dagster_runs(tiny_clip: Path
     batches = summary["batches"]
     assert len(batches) == 4 and all(b["success"] and b["objects"] == 2 for b in batches), batches
     assert sorted(b["publish_seq"] for b in batches) == [1, 2, 3, 4]
-    _assert_published_once(Lake.open(lake_uri), [b["batch"] for b in batches], 8)
+    _assert_published_once(open_lake(lake_uri), [b["batch"] for b in batches], 8)
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = [instance.get_run_by_id(b["run_id"]) for b in batches]
@@ -122,7 +123,7 @@ def test_two_runs_of_one_partition_never_publish_each_others_stage(
     tiny_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lake_uri = str(tmp_path / "lake")
-    lake = Lake.open(lake_uri)
+    lake = open_lake(lake_uri)
     [batch] = _plan(lake, _images(tmp_path / "media", 3), max_objects=10)
     # Both runs stage, then wait for each other at their stage tickets, then publish at the same moment.
     for key, value in {**QUIET, "MM_LAKE": lake_uri, "MMP_TEST_CLIP": str(tiny_clip)}.items():
@@ -196,7 +197,7 @@ class CeleryCluster:
         return dg.DagsterInstance.from_config(str(self.home))
 
     def plan(self, folder: Path, max_objects: int) -> list[BatchManifest]:
-        return _plan(Lake.open(self.lake_uri, self.env), folder, max_objects)
+        return _plan(open_lake(self.lake_uri, self.env), folder, max_objects)
 
 
 def _worker_config(root: Path, visibility_timeout_s: int) -> Path:
@@ -279,7 +280,7 @@ def test_celery_workers_publish_eight_concurrent_batches_exactly_once(
                 processes.setdefault(str(raw["process"]), []).append(int(raw["embedders_loaded_in_process"]))
     finally:
         celery_cluster.stop_workers()
-    lake = Lake.open(celery_cluster.lake_uri, celery_cluster.env)
+    lake = open_lake(celery_cluster.lake_uri, celery_cluster.env)
     _assert_published_once(lake, [b.batch_id for b in batches], 16)
     assert hosts == {"w1", "w2"}, "both workers ran staging steps"
     # Each worker process loaded the (two views of the) model once and kept it across its tasks.
@@ -294,7 +295,7 @@ def test_a_worker_killed_mid_staging_still_publishes_the_batch_once(
     victim = celery_cluster.start_worker(
         "victim", config, MMP_FAULT_PAUSE_AT="after_stage", MMP_FAULT_READY_FILE=str(ready)
     )
-    before = Lake.open(celery_cluster.lake_uri, celery_cluster.env).published_seq()
+    before = open_lake(celery_cluster.lake_uri, celery_cluster.env).published_seq()
     [batch] = celery_cluster.plan(_images(tmp_path / "media", 3, offset=100), max_objects=10)
     try:
         with celery_cluster.instance() as instance:
@@ -322,7 +323,7 @@ def test_a_worker_killed_mid_staging_still_publishes_the_batch_once(
     finally:
         celery_cluster.stop_workers()
     assert hosts == {"victim", "rescuer"}, hosts
-    lake = Lake.open(celery_cluster.lake_uri, celery_cluster.env)
+    lake = open_lake(celery_cluster.lake_uri, celery_cluster.env)
     entries = [e for e in lake.state().published() if e.partition == batch.batch_id]
     assert len(entries) == 1 and entries[0].publish_seq == before + 1
     media = lake.snapshot().table("media", columns=["media_id", "partition"]).to_pylist()

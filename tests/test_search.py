@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from mm_platform.catalog import open_lake
 from mm_platform.cli import main
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
@@ -69,7 +70,7 @@ class Searchable:
 def searchable(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Searchable]:
     """FIRST published as snapshot 1, LATER as snapshot 2."""
     root = tmp_path_factory.mktemp("search") / "lake"
-    lake = Lake.open(str(root))
+    lake = open_lake(str(root))
     processor = BatchProcessor(lake, PipelineConfig(timeout_s=120))
     source = LocalFolderSource(shared_media)
     by_key = {o.key: o for o in source.list_objects()}
@@ -167,7 +168,7 @@ def test_hnsw_recall_on_clustered_vectors() -> None:
 def test_the_ann_index_is_cached_and_reused_incrementally(searchable: Searchable, tmp_path: Path) -> None:
     root = tmp_path / "lake"
     shutil.copytree(searchable.root, root)
-    lake = Lake.open(str(root))
+    lake = open_lake(str(root))
     config = IndexConfig(ann_min_rows=1)  # force the HNSW path on a small table
     model = "efficientnet-lite0"
     clear_index_memo()

@@ -25,11 +25,12 @@ from click.testing import CliRunner
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
+from mm_platform.catalog import CATALOG, open_lake
 from mm_platform.cli.snapshots import diff_command, export_command, verify_export_command
 from mm_platform.config import PipelineConfig
 from mm_platform.errors import ConfigError, SourceChangedError
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import DATA_TABLES, Lake, Snapshot
+from mm_platform.lake import Lake, Snapshot
 from mm_platform.snapshots import ExportManifest, VerifyReport, diff_snapshots, export_snapshot, verify_export
 from mm_platform.snapshots.torch_dataset import SnapshotImageDataset
 from mm_platform.sources import DeletedMedia, LocalFolderSource, S3Settings, source_from_uri
@@ -67,7 +68,7 @@ def story(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     for key, shared in FILES.items():
         (media_dir / key).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shared_media / shared, media_dir / key)
-    lake = Lake.open(str(root / "lake"))
+    lake = open_lake(str(root / "lake"))
     processor = BatchProcessor(lake, PipelineConfig(timeout_s=120))
     source = LocalFolderSource(media_dir)
     objects = list(source.list_objects())
@@ -89,20 +90,20 @@ def story(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     # Snapshot 3: one object deleted from the source and erased from the lake.
     (media_dir / DELETED).unlink()
     erased = processor.stage_erasure([DeletedMedia(ids[DELETED], (media_dir / DELETED).as_uri())], "erase-1", "run-3")
-    assert erased.stage is not None and lake.publisher.publish(erased.stage).seq == 3
+    assert erased.stage is not None and lake.publish_stage(erased.stage).seq == 3
     verify_after_delete = verify_export(export_dir)
 
     yield Story(lake, processor, media_dir, export_dir, ids, verify_fresh, verify_after_overwrite, verify_after_delete)
 
 
 def _keys(snapshot: Snapshot, table: str, media_id: str) -> set[tuple[str, ...]]:
-    key = DATA_TABLES[table].key
+    key = CATALOG[table].key
     rows = snapshot.table(table, columns=list(key), filter=pc.field("media_id") == media_id).to_pylist()
     return {tuple(row[c] for c in key) for row in rows}
 
 
 def _listed(keys: list[dict[str, Any]], table: str) -> set[tuple[str, ...]]:
-    return {tuple(k[c] for c in DATA_TABLES[table].key) for k in keys}
+    return {tuple(k[c] for c in CATALOG[table].key) for k in keys}
 
 
 # --- diff --------------------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def test_export_holds_the_snapshot_row_for_row_and_pins_every_object(story: Stor
     assert manifest.published_at == s1.published_at.isoformat()  # type: ignore[union-attr]
     assert set(manifest.tables) == set(s1.table_versions)
     for name in manifest.tables:
-        sort = [(c, "ascending") for c in DATA_TABLES[name].key]
+        sort = [(c, "ascending") for c in CATALOG[name].key]
         exported = pq.read_table(folder / manifest.tables[name].file).sort_by(sort)
         expected = s1.table(name).sort_by(sort)
         assert exported.schema == expected.schema and exported.equals(expected), name
@@ -283,7 +284,7 @@ def test_export_and_verify_against_s3(
         for key in ("images/orange.jpg", "images/rotated.png"):
             client.put_object(Bucket=bucket, Key=f"photos/{key}", Body=(shared_media / FILES[key]).read_bytes())
     settings = S3Settings.from_env(s3_endpoint.env())
-    lake = Lake.open(str(tmp_path / "lake"))
+    lake = open_lake(str(tmp_path / "lake"))
     processor = BatchProcessor(lake, story.processor.config, story.processor.embedders)  # models loaded once
     for i, bucket in enumerate((plain, versioned)):
         source = source_from_uri(f"s3://{bucket}/photos", s3_settings=settings)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pytest
 
 from definitions import defs
-from mm_platform.lake import Lake
+from mm_platform.catalog import open_lake
 from mm_platform.orchestration import LakeResource, MediaSourceResource
 from mm_platform.orchestration.queue import S3EventQueueResource
 from sensors import sqs_media_sensor
@@ -94,7 +94,7 @@ def test_s3_events_through_sqs_become_published_batches(
         "s3_source": MediaSourceResource(uri=f"s3://{BUCKET}/lib"),
         "s3_events": S3EventQueueResource(queue_url=queue, visibility_timeout_s=1),
     }
-    lake = Lake.open(str(lake_dir))
+    lake = open_lake(str(lake_dir))
     cursors: list[str | None] = [None]
 
     def tick() -> dg.SensorResult:

@@ -3,8 +3,8 @@
 Plain Python (no Dagster). ``attach_file`` reads a CSV / Parquet / JSON Lines file (local or S3), matches
 its rows to media by URI, object key or content hash, keeps bad rows out with their row number and reason,
 and publishes the set's next revision through the lake's stage → audit → publish gate. The tables
-(``annotations``, ``annotation_sets``, ``annotation_rejects``) are registered with the lake when
-``mm_platform`` is imported; the rest of this package loads on first use (``mmp status`` does not pay for
+(``annotations``, ``annotation_sets``, ``annotation_rejects``) are in the catalog every lake is opened
+with (``mm_platform.catalog``); the rest of this package loads on first use (``mmp status`` does not pay for
 the S3 client and the quality suites).
 """
 

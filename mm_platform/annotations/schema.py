@@ -1,4 +1,4 @@
-"""The annotation tables, registered with the lake so every lake has them (``Lake.open`` creates them).
+"""The annotation tables, listed in the platform's catalog (``mm_platform.catalog``) so every lake has them.
 
 Three tables, because they answer three different questions and each one has its own key:
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from mm_platform.lake.schemas import LINEAGE_FIELDS, TS, TableSpec, register_table
+from mm_platform.lake.schemas import LINEAGE_FIELDS, TS, TableSpec
 
 __all__ = [
     "ANNOTATIONS",
@@ -140,5 +140,5 @@ ANNOTATION_REJECTS = TableSpec(
     ),
 )
 
-for _spec in (ANNOTATIONS, ANNOTATION_SETS, ANNOTATION_REJECTS):
-    register_table(_spec)
+ANNOTATION_TABLES: tuple[TableSpec, ...] = (ANNOTATIONS, ANNOTATION_SETS, ANNOTATION_REJECTS)
+"""What annotations add to the lake's catalog (``mm_platform.catalog``)."""

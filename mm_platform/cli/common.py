@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from mm_platform.catalog import open_lake as open_catalogued_lake
 from mm_platform.errors import MMPlatformError
 from mm_platform.lake import Lake
 from mm_platform.lake.audit_trail import set_audit
@@ -51,7 +52,7 @@ def open_lake(ctx: click.Context, create: bool = False) -> Lake:
         actor=obj.get("actor", ""), message=obj.get("message", ""), command=obj.get("command") or _command(ctx)
     )
     ctx.call_on_close(restore)  # the fields belong to this command only
-    return Lake.open(obj["lake_uri"], obj["env"], create=create, branch=branch)
+    return open_catalogued_lake(obj["lake_uri"], obj["env"], create=create, branch=branch)
 
 
 def _command(ctx: click.Context) -> str:

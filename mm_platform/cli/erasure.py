@@ -36,7 +36,7 @@ def erase_command(ctx: click.Context, targets: tuple[str, ...], reason: str, req
     An audit row per object goes to `erasures` (what, when, why; never the URI or content). Older snapshots
     still hold the rows until `mmp vacuum-erased` removes them from history.
     """
-    from mm_platform.lake.erasure import erase
+    from mm_platform.erasure import erase
 
     # The audit trail names the command but never the erased objects (vacuum-erased verifies that).
     ctx.obj["command"] = f"mmp erase ({len(targets)} target(s))"
@@ -71,7 +71,7 @@ def vacuum_erased_command(ctx: click.Context, dry_run: bool, yes: bool, as_json:
 
     Exits with code 2 when a file still names an erased object (the report lists it).
     """
-    from mm_platform.lake.erasure_vacuum import plan_vacuum_erased, vacuum_erased
+    from mm_platform.erasure import plan_vacuum_erased, vacuum_erased
 
     lake = open_lake(ctx).main()  # history is main's: a branch cannot vacuum it
     plan = plan_vacuum_erased(lake)

@@ -11,6 +11,7 @@ import click
 __all__ = ["lineage_command", "search_command"]
 
 from mm_platform.cli.common import audit_options, handle_errors, open_lake
+from mm_platform.lake import Lake
 
 
 @click.command("search")
@@ -109,10 +110,7 @@ _FUSION_TEXT = {
 }
 
 
-def _searched_seq(lake: object, seq: int | None) -> int:
-    from mm_platform.lake import Lake
-
-    assert isinstance(lake, Lake)
+def _searched_seq(lake: Lake, seq: int | None) -> int:
     return seq if seq is not None else lake.snapshot().seq
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pyarrow as pa
 from tqdm import tqdm
 
+from mm_platform.catalog import CATALOG
 from mm_platform.embed import Embedder
 from mm_platform.errors import SourceError
 from mm_platform.handoff import MediaFile
@@ -32,7 +33,6 @@ from mm_platform.ingest.reuse_copy import copy_reused
 from mm_platform.ingest.rows import ANALYZE_PRODUCER, Lineage, derived_row, metadata_row, quarantine_row
 from mm_platform.ingest.scope import BatchScope, ShadowReembedding
 from mm_platform.ingest.write_rows import write_rows
-from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.media import MediaRejected, QuarantineReason
 from mm_platform.roles import active_model_key
 from mm_platform.sources import ObjectInfo, Source
@@ -56,7 +56,7 @@ class BatchStage:
             objects, partition, run_id, scope, BatchReport(partition=partition, objects=len(objects))
         )
         self.reuse = ReuseIndex.load(processor.lake.snapshot(), processor.models())
-        self.writer = processor.lake.publisher.stage_writer(
+        self.writer = processor.lake.stage_writer(
             partition, run_id=run_id, code_version=processor.code_version()
         )
         self._embedding: ThreadPoolExecutor | None = None  # the thread embedding a chunk (embed_and_flush)
@@ -75,7 +75,7 @@ class BatchStage:
         state = self.state
         tables, replace = state.scope.replaced(tuple(o.media_id for o in state.objects), state.partition)
         for name in tables:
-            self.writer.write(name, pa.Table.from_pylist([], schema=DATA_TABLES[name].schema), replace)
+            self.writer.write(name, pa.Table.from_pylist([], schema=CATALOG[name].schema), replace)
 
     # --- fetch and register --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mm_platform.catalog import CATALOG
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import Embedder, embedder_for
 from mm_platform.ingest.analyze import ANALYZE_VERSION, Analysis, analyze
@@ -24,7 +25,6 @@ from mm_platform.ingest.batch_state import BatchReport
 from mm_platform.ingest.reuse import ModelRef
 from mm_platform.ingest.scope import RESULT_TABLES, TABLES
 from mm_platform.lake import AuditCheck, Lake, RowFilter
-from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.log import get_logger, kv
 from mm_platform.media import MediaRejected, ProbePool
 from mm_platform.sources import DeletedMedia, ObjectInfo, Source
@@ -99,9 +99,9 @@ class BatchProcessor:
         report = self.stage(source, objects, partition, run_id, shadow=shadow)
         assert report.stage is not None
         started = perf_counter()
-        results = self.lake.publisher.audit(self.lake.publisher.staged(report.stage), checks)
+        results = self.lake.audit(self.lake.staged(report.stage), checks)
         audited = perf_counter()
-        report.publish = self.lake.publisher.publish(report.stage, results)
+        report.publish = self.lake.publish_stage(report.stage, results)
         report.timings_s.update({"audit": audited - started, "publish": perf_counter() - audited})
         log.info(
             "batch %s",
@@ -150,12 +150,12 @@ class BatchProcessor:
         report = BatchReport(partition=partition, objects=len(deleted))
         ids = tuple(d.media_id for d in deleted)
         replace = (RowFilter("partition", (partition,)), RowFilter("media_id", ids))
-        writer = self.lake.publisher.stage_writer(partition, run_id=run_id, code_version=self.code_version())
+        writer = self.lake.stage_writer(partition, run_id=run_id, code_version=self.code_version())
         media = self.lake.snapshot().table("media", filter=pc.field("media_id").isin(pa.array(ids, pa.string())))
         tombstones = [dict(row, status="deleted", partition=partition, run_id=run_id) for row in media.to_pylist()]
         writer.write("media", pa.Table.from_pylist(tombstones, schema=media.schema), replace)
         for name in _DELETED_WITH_MEDIA:
-            writer.write(name, pa.Table.from_pylist([], schema=DATA_TABLES[name].schema), replace)
+            writer.write(name, pa.Table.from_pylist([], schema=CATALOG[name].schema), replace)
         report.rows["media"] = len(tombstones)
         report.stage = writer.finish()
         report.timings_s = {"process": perf_counter() - started}

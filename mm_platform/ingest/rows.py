@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from mm_platform.ids import derived_id_for
 from mm_platform.ingest.analyze import ANALYZE_VERSION, Analysis, DerivedArtifact
-from mm_platform.lake.schemas import METADATA
+from mm_platform.tables import METADATA
 
 ANALYZE_PRODUCER = "analyze"
 _METADATA_COLUMNS = frozenset(f.name for f in METADATA.schema)

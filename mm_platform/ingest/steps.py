@@ -52,7 +52,7 @@ def stage_batch(
         report = processor.stage(source_for(manifest.source), manifest.objects, batch_id, run_id)
     assert report.stage is not None
     ticket, results = lake.audit_and_ticket(
-        lake.publisher.staged(report.stage), checks, partition=batch_id, run_id=run_id, base_seq=base_seq
+        lake.staged(report.stage), checks, partition=batch_id, run_id=run_id, base_seq=base_seq
     )
     if not ticket.passed:  # discovery frees the batch's keys and reconciliation plans its objects again
         lake.location.write_json(rejected_marker(batch_id), {"run_id": run_id, "failures": list(ticket.failures)})

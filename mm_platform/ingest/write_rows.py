@@ -11,10 +11,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mm_platform.catalog import CATALOG
 from mm_platform.ingest.analyze import ANALYZE_VERSION
 from mm_platform.ingest.batch_state import BatchState, Rows
 from mm_platform.ingest.rows import quarantine_row
-from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.media import QuarantineReason
 from mm_platform.quality.row_gate import VALIDATION_STAGE, failures_by_object
@@ -67,14 +67,14 @@ def _quarantine_invalid(
         state.report.count_quarantined(reason)
         if media_id in state.sha_by_media:  # it was counted as analysed
             state.report.analyzed -= 1
-    rows = pa.Table.from_pylist(quarantine, schema=DATA_TABLES["quarantine"].schema)
+    rows = pa.Table.from_pylist(quarantine, schema=CATALOG["quarantine"].schema)
     kept["quarantine"] = pa.concat_tables([kept["quarantine"], rows]) if "quarantine" in kept else rows
     return kept
 
 
 def _schema_for(name: str, rows: list[dict[str, object]]) -> pa.Schema:
     """The table's schema plus any new scalar columns the rows bring (schema evolution)."""
-    base = DATA_TABLES[name].schema
+    base = CATALOG[name].schema
     extra: dict[str, pa.DataType] = {}
     for row in rows:
         for key, value in row.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mm_platform.lake.lake import Lake
+from mm_platform.lake.operations import Erase
 from mm_platform.lake.publish_log import ABORTED, INTENT, PUBLISHED, REJECTED, LogEntry
 
 _SHOWN = (PUBLISHED, REJECTED, ABORTED)
@@ -21,7 +22,7 @@ def event_row(entry: LogEntry) -> dict[str, Any]:
         if merge.get("conflicts"):
             how = f"resolved by --prefer {merge['prefer']}" if merge.get("prefer") else "refused"
             detail += f"; {merge['conflicts']} conflict(s) {how}"
-    elif entry.kind == "erase":
+    elif entry.kind == Erase.kind:
         detail = "erasure"
     elif entry.event == REJECTED and entry.message:
         detail = entry.message[:200]

@@ -1,49 +1,60 @@
-"""The lake: one object to publish into, read snapshots from, roll back and maintain."""
+"""The lake: one object to stage, audit and publish into, read snapshots from, roll back and maintain.
+
+Everything outside ``lake/`` goes through :class:`Lake` (and the branch it opens); the publisher behind it
+is the lake's own. The lake holds the tables of the catalog it is opened with (``mm_platform.catalog``
+composes the platform's).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from deltalake import DeltaTable
-from deltalake.exceptions import CommitFailedError
-
 from mm_platform.errors import ConfigError, LakeNotFoundError
 from mm_platform.lake.audit import AuditCheck, CheckResult
+from mm_platform.lake.branch_publish import BranchPublisher, BranchSnapshot
+from mm_platform.lake.branch_store import BranchRecord, BranchStore, check_name
+from mm_platform.lake.catalog import TableCatalog
+from mm_platform.lake.lake_status import branch_status, lake_status
 from mm_platform.lake.maintenance import CompactionReport, VacuumReport, plan_compaction, vacuum
-from mm_platform.lake.publish import Publisher, PublishResult, StagedPartition
+from mm_platform.lake.operations import Erase, Restore, Write
+from mm_platform.lake.publish import Publisher
 from mm_platform.lake.publish_log import LogState
-from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.lake.snapshot import Snapshot, latest_snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint
+from mm_platform.lake.stage_writer import StageWriter
+from mm_platform.lake.staged import PublishResult, StagedPartition
 from mm_platform.lake.storage import LakeLocation
+from mm_platform.lake.table_create import ensure_tables, table_exists
 from mm_platform.lake.ticket import Redemption, StageTicket, issue_ticket, redeem_ticket
-
-# A checkpoint every 10 commits keeps log replay short: opening a table reads one checkpoint and at most
-# 9 JSON commits, however many publishes the lake has seen (delta-rs writes them after each commit).
-# Statistics of every column are exposed, not only the first 32: the lineage columns (`partition`, `run_id`)
-# come last in wide tables such as `metadata`, and replacing a partition prunes files by them.
-TABLE_CONFIGURATION = {"delta.checkpointInterval": "10", "delta.dataSkippingNumIndexedCols": "-1"}
 
 
 class Lake:
     """A lake of Delta tables whose multi-table publishes are atomic for readers."""
 
-    def __init__(self, location: LakeLocation) -> None:
+    def __init__(self, location: LakeLocation, catalog: TableCatalog) -> None:
         self.location = location
-        self.publisher = Publisher(location)
+        self.catalog = catalog
+        """The data tables this lake holds."""
+        self.publisher = Publisher(location, catalog)
         self.log = self.publisher.log  # one cached view of the log for reads and publishes
 
     @classmethod
     def open(
-        cls, uri: str, env: Mapping[str, str] | None = None, *, create: bool = True, branch: str | None = None
+        cls,
+        uri: str,
+        env: Mapping[str, str] | None = None,
+        *,
+        catalog: TableCatalog,
+        create: bool = True,
+        branch: str | None = None,
     ) -> Lake:
         """Open (and by default create) the lake at a local path or ``s3://bucket/prefix``.
 
         With ``branch`` (not ``main``), the lake object reads and publishes on that branch.
         """
-        lake = cls(LakeLocation.from_uri(uri, env))
+        lake = cls(LakeLocation.from_uri(uri, env), catalog)
         if not create and not lake.exists():
             raise LakeNotFoundError(f"no lake at {lake.location.root}", hint="publish something, or check --lake")
         lake.ensure_tables()  # tables added by newer versions appear (empty) in older lakes
@@ -55,44 +66,17 @@ class Lake:
 
     def branch(self, name: str) -> Lake:
         """The lake as branch ``name`` sees it: reads and publishes there, isolated from main."""
-        from mm_platform.lake.branch import BranchLake
-
-        return self.main() if name == "main" else BranchLake(self.location, name)
+        return self.main() if name == "main" else BranchLake(self.main(), name)
 
     def main(self) -> Lake:
         return self
 
     def exists(self) -> bool:
-        return self._table_exists(self.log.name)
+        return table_exists(self.location, self.log.name)
 
     def ensure_tables(self) -> None:
         """Create any missing table (idempotent, safe to race). A stat per table: opening stays cheap."""
-        options = dict(self.location.storage_options)
-        for spec in DATA_TABLES.values():
-            if not self._table_exists(spec.name):
-                self._create_racing(
-                    spec.name,
-                    lambda spec=spec: DeltaTable.create(  # type: ignore[misc]
-                        self.location.uri(spec.name),
-                        schema=spec.schema,
-                        mode="ignore",
-                        storage_options=options,
-                        configuration=TABLE_CONFIGURATION,
-                    ),
-                )
-        if not self._table_exists(self.log.name):
-            self._create_racing(self.log.name, self.log.create)
-
-    def _create_racing(self, name: str, create: Callable[[], object]) -> None:
-        """Create a table; losing the race to another process creating it at the same moment is success."""
-        try:
-            create()
-        except CommitFailedError:
-            if not self._table_exists(name):
-                raise
-
-    def _table_exists(self, name: str) -> bool:
-        return self.location.exists(f"{name}/_delta_log/00000000000000000000.json")
+        ensure_tables(self.location, self.catalog.values(), self.log)
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -101,9 +85,9 @@ class Lake:
 
     def snapshot(self, seq: int | None = None, as_of: datetime | None = None) -> Snapshot:
         """The latest published snapshot, or one by sequence number or time."""
-        if seq is None and as_of is None:
-            return self._view(latest_snapshot(self.location, self.log.head()))  # one commit read, not the log
-        return self._view(select_snapshot(self.location, self.log.load(), seq=seq, as_of=as_of))
+        if seq is None and as_of is None:  # one commit read, not the log
+            return self._view(latest_snapshot(self.location, self.catalog, self.log.head()))
+        return self._view(select_snapshot(self.location, self.catalog, self.log.load(), seq=seq, as_of=as_of))
 
     def _view(self, snapshot: Snapshot) -> Snapshot:
         """How this lake reads a snapshot of its log (a branch reads its own file lists)."""
@@ -112,12 +96,12 @@ class Lake:
     def snapshots(self) -> list[Snapshot]:
         state = self.log.load()
         return [
-            self._view(select_snapshot(self.location, state, seq=e.publish_seq))
+            self._view(select_snapshot(self.location, self.catalog, state, seq=e.publish_seq))
             for e in state.published()
             if (e.publish_seq or 0) >= state.vacuum_horizon()
         ]
 
-    # --- writing ---------------------------------------------------------------------------------------
+    # --- writing: stage, audit, publish ---------------------------------------------------------------------
 
     def stage(
         self,
@@ -128,7 +112,38 @@ class Lake:
         code_version: str = "",
         stage_id: str | None = None,
     ) -> StagedPartition:
+        """Write the partition's rows invisibly (reusing a stage with the same id) for an audit and a publish."""
         return self.publisher.stage(partition, writes, run_id=run_id, code_version=code_version, stage_id=stage_id)
+
+    def stage_writer(
+        self,
+        partition: str,
+        *,
+        operation: Write | None = None,
+        run_id: str = "",
+        code_version: str = "",
+        stage_id: str | None = None,
+        message: str = "",
+    ) -> StageWriter:
+        """Stage a partition in chunks (bounded memory): ``write`` per table, then ``finish()`` the stage."""
+        return self.publisher.stage_writer(
+            partition, operation=operation, run_id=run_id, code_version=code_version, stage_id=stage_id,
+            message=message,
+        )  # fmt: skip
+
+    def staged(self, stage: Stage) -> StagedPartition:
+        """A finished stage with lazy access to its rows (what ``audit`` checks)."""
+        return self.publisher.staged(stage)
+
+    def audit(
+        self, staged: StagedPartition, checks: Sequence[AuditCheck], *, raise_on_failure: bool = True
+    ) -> list[CheckResult]:
+        """Run the checks on the staged rows; a failure is logged as ``rejected`` and raises (or is returned)."""
+        return self.publisher.audit(staged, checks, raise_on_failure=raise_on_failure)
+
+    def publish_stage(self, stage: Stage, checks: Sequence[CheckResult] = ()) -> PublishResult:
+        """Publish an audited stage (``checks``: its audit results, recorded with the publish); idempotent."""
+        return self.publisher.publish(stage, checks)
 
     def publish(
         self,
@@ -142,15 +157,12 @@ class Lake:
     ) -> PublishResult:
         """Stage, audit and publish one partition across tables, atomically for readers."""
         stage_id = stage_id or fingerprint(partition, writes)
-        already = self.publisher._published_entry(self.log.load(), stage_id)
+        already = self.publisher.published_entry(self.log.load(), stage_id)
         if already is not None:
-            return self.publisher._result(already, noop=True)
+            return PublishResult.of(already, noop=True)
         staged = self.stage(partition, writes, run_id=run_id, code_version=code_version, stage_id=stage_id)
-        results = self.publisher.audit(staged, checks)
-        return self.publisher.publish(staged.stage, results)
-
-    def publish_stage(self, stage: Stage) -> PublishResult:
-        return self.publisher.publish(stage)
+        results = self.audit(staged, checks)
+        return self.publish_stage(staged.stage, results)
 
     # --- the two-phase publish of an orchestrated run (stage ticket) ---------------------------------------
 
@@ -171,7 +183,7 @@ class Lake:
         extra: Mapping[str, Any] | None = None,
     ) -> tuple[StageTicket, list[CheckResult]]:
         """Audit the stage (a failure is logged as rejected) and issue the run's ticket for ``partition``."""
-        results = self.publisher.audit(staged, checks, raise_on_failure=False)
+        results = self.audit(staged, checks, raise_on_failure=False)
         ticket = issue_ticket(self.publisher, partition, run_id, base_seq, staged, results, work=work, extra=extra)
         return ticket, results
 
@@ -191,27 +203,27 @@ class Lake:
         """Publish what this run's ticket names (only its own run's passed stage; see ``lake.ticket``)."""
         return redeem_ticket(self.publisher, partition, run_id)
 
+    # --- history and maintenance ---------------------------------------------------------------------------
+
     def rollback(self, seq: int, *, run_id: str = "", reason: str = "") -> PublishResult:
         """Publish a new snapshot whose tables equal snapshot ``seq``'s (history is not rewritten)."""
         state = self.log.load()
-        erasures = [e.publish_seq or 0 for e in state.published() if e.kind == "erase"]
+        erasures = [e.publish_seq or 0 for e in state.published() if e.kind == Erase.kind]
         if erasures and seq < max(erasures):
             raise ConfigError(
                 f"cannot roll back to snapshot {seq}: erasure publish {max(erasures)} came after it",
                 hint="erased objects must not come back; roll back to a snapshot at or after the erasure",
             )
         target = self.snapshot(seq=seq)
-        # The erasure audit trail is never rolled back.
-        restore = {name: target.version_of(name) for name in DATA_TABLES if name != "erasures"}
+        restore = {name: target.version_of(name) for name in self.catalog.restorable()}
         stage = Stage(
             stage_id=self.publisher.namespaced(f"rollback-{seq}-{self.log.load().next_seq()}"),
             partition=f"rollback:{seq}",
-            kind="rollback",
-            restore_versions=restore,
+            operation=Restore(restore),
             run_id=run_id,
             message=reason or f"rollback to snapshot {seq}",
         )
-        return self.publisher.publish(stage)
+        return self.publish_stage(stage)
 
     def recover(self) -> int | None:
         """Roll forward a publish whose process died after its intent; returns its seq."""
@@ -221,39 +233,59 @@ class Lake:
     def vacuum(
         self, *, keep_last: int | None = None, min_age_hours: float = 1.0, dry_run: bool = False
     ) -> VacuumReport:
-        return vacuum(self.location, keep_last=keep_last, min_age_hours=min_age_hours, dry_run=dry_run)
+        return vacuum(self.location, self.catalog, keep_last=keep_last, min_age_hours=min_age_hours, dry_run=dry_run)
 
     def compact(self, *, small_file_bytes: int = 32 * 1024 * 1024, min_files: int = 8) -> CompactionReport:
         """Rewrite small files into large ones in one publish (rows unchanged); readers see either layout."""
-        before = {name: len(self.snapshot().file_uris(name)) for name in DATA_TABLES}
-        stage = plan_compaction(self.location, small_file_bytes=small_file_bytes, min_files=min_files)
-        seq = None if stage is None else self.publisher.publish(stage).seq
-        after = {name: len(self.snapshot().file_uris(name)) for name in DATA_TABLES}
+        before = {name: len(self.snapshot().file_uris(name)) for name in self.catalog}
+        stage = plan_compaction(self.location, self.catalog, small_file_bytes=small_file_bytes, min_files=min_files)
+        seq = None if stage is None else self.publish_stage(stage).seq
+        after = {name: len(self.snapshot().file_uris(name)) for name in self.catalog}
         return CompactionReport(files_before=before, files_after=after, publish_seq=seq)
 
     def status(self) -> dict[str, Any]:
         state = self.log.load()
-        latest = select_snapshot(self.location, state)
-        intent = state.open_intent()
-        rows = {name: latest.delta_table(name).count() for name in DATA_TABLES}
-        rejected = [e for e in state.entries if e.event == "rejected"]
-        return {
-            "lake": self.location.root,
-            "snapshot": latest.to_dict(),
-            "rows": rows,
-            "snapshots": len(state.published()),
-            "open_intent": None if intent is None else {"seq": intent.publish_seq, "partition": intent.partition},
-            "last_rejected": None
-            if not rejected
-            else {
-                "partition": rejected[-1].partition,
-                "reason": rejected[-1].message,
-                "at": rejected[-1].created_at.isoformat(),
-                "failing_rows": [
-                    {"check": check.get("name"), **row}
-                    for check in rejected[-1].checks or []
-                    if not check.get("passed")
-                    for row in check.get("failing_rows") or []
-                ],
-            },
-        }
+        return lake_status(self.location.root, select_snapshot(self.location, self.catalog, state), state)
+
+
+class BranchLake(Lake):
+    """The lake as one branch sees it: the same API as :class:`Lake`, isolated from main.
+
+    Here, not in ``branch``: ``Lake.branch`` opens one, and ``branch`` builds on ``Lake``."""
+
+    def __init__(self, main: Lake, name: str) -> None:
+        self.location = main.location
+        self.catalog = main.catalog
+        self._main = main
+        self.store = BranchStore(main.location, check_name(name))
+        self.store.record()  # a clear error for a branch that does not exist
+        self.publisher = BranchPublisher(main.location, main.catalog, self.store)
+        self.log = self.publisher.log
+
+    @property
+    def branch_name(self) -> str:
+        return self.store.name
+
+    @property
+    def record(self) -> BranchRecord:
+        return self.store.record()
+
+    def main(self) -> Lake:
+        return self._main
+
+    def ensure_tables(self) -> None:
+        self._main.ensure_tables()
+
+    def _view(self, snapshot: Snapshot) -> Snapshot:
+        return BranchSnapshot.of(snapshot, self.store)
+
+    def vacuum(self, **kwargs: Any) -> Any:
+        return self._main.vacuum(**kwargs)  # one vacuum for the whole lake: it keeps every live branch
+
+    def compact(self, **kwargs: Any) -> Any:
+        raise ConfigError("compaction runs on main", hint="run `mmp compact` without --branch")
+
+    def status(self) -> dict[str, Any]:
+        state = self.log.load()
+        latest = self._view(select_snapshot(self.location, self.catalog, state))
+        return branch_status(self.location.root, latest, state, self.record)

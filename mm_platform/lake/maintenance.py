@@ -11,8 +11,8 @@ from deltalake import DeltaTable
 
 from mm_platform.lake.files import FileRemove
 from mm_platform.lake.handles import LatestTables
+from mm_platform.lake.operations import Compact
 from mm_platform.lake.publish_log import VACUUMED, LogEntry, PublishLog
-from mm_platform.lake.schemas import DATA_TABLES
 from mm_platform.lake.stage import STAGES_DIR, Stage
 from mm_platform.lake.storage import LakeLocation
 from mm_platform.lake.table_state import prune_states
@@ -32,7 +32,12 @@ class VacuumReport:
 
 
 def vacuum(
-    location: LakeLocation, *, keep_last: int | None = None, min_age_hours: float = 1.0, dry_run: bool = False
+    location: LakeLocation,
+    tables: Iterable[str],
+    *,
+    keep_last: int | None = None,
+    min_age_hours: float = 1.0,
+    dry_run: bool = False,
 ) -> VacuumReport:
     """Delete files no retained snapshot needs.
 
@@ -50,7 +55,7 @@ def vacuum(
     deleted: dict[str, int] = {}
     options = dict(location.storage_options)
     forks, branch_files = live_branch_needs(location)
-    for name in DATA_TABLES:
+    for name in tables:
         dt = DeltaTable(location.uri(name), storage_options=options)
         keep = sorted(
             {int(e.table_versions[name]) for e in retained if name in e.table_versions}
@@ -133,10 +138,10 @@ class CompactionReport:
 
 def plan_compaction(
     location: LakeLocation,
+    tables: Iterable[str],
     *,
     small_file_bytes: int = 32 * 1024 * 1024,
     min_files: int = 8,
-    tables: Iterable[str] | None = None,
     handles: LatestTables | None = None,
 ) -> Stage | None:
     """A stage that rewrites each table's small files into few large ones (same rows), or None.
@@ -150,7 +155,7 @@ def plan_compaction(
     staged: dict[str, StagedTable] = {}
     handles = handles or LatestTables(location)
     tag = f"compact-{uuid.uuid4().hex[:12]}"
-    for name in DATA_TABLES if tables is None else tables:
+    for name in tables:
         dt = handles.latest(name)
         actions = pa.table(dt.get_add_actions(flatten=False)).select(["path", "size_bytes"]).to_pylist()
         small = [a for a in actions if a["size_bytes"] < small_file_bytes]
@@ -172,7 +177,9 @@ def plan_compaction(
         )
     if not staged:
         return None
-    stage = Stage(stage_id=tag, partition="compaction", kind="compact", tables=staged, message="compact small files")
+    stage = Stage(
+        stage_id=tag, partition="compaction", operation=Compact(), tables=staged, message="compact small files"
+    )
     save_stage(location, stage)
     return stage
 

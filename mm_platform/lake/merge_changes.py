@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from mm_platform.lake.schemas import table_spec
+from mm_platform.lake.compare import same_values
 from mm_platform.lake.snapshot import Snapshot
-from mm_platform.lake.stage_writer import _joined_keys
+from mm_platform.lake.stage_writer import joined_keys
 
-joined_keys = _joined_keys
+__all__ = ["Side", "changes", "joined_keys", "read_files", "rel_paths", "same_rows"]
 
 
 @dataclass
@@ -51,7 +51,7 @@ def read_files(snapshot: Snapshot, name: str, paths: Sequence[str], columns: Seq
 
 
 def changes(base: Snapshot, side: Snapshot, name: str) -> Side:
-    key = table_spec(name).key
+    key = side.catalog.spec(name).key
     if base.table_token(name) == side.table_token(name):
         empty = side.schema(name).empty_table()
         return Side(empty, pa.array([], pa.string()), pa.array([], pa.string()))
@@ -72,8 +72,6 @@ def changes(base: Snapshot, side: Snapshot, name: str) -> Side:
 
 def same_rows(left: pa.Table, right: pa.Table, key: Sequence[str]) -> np.ndarray:
     """Per row: equal in every column but the key (a column one side lacks reads as nulls)."""
-    from mm_platform.snapshots._compare import same_values
-
     same = np.ones(left.num_rows, dtype=bool)
     for column in dict.fromkeys([*left.column_names, *right.column_names]):
         if column in key:

@@ -12,105 +12,50 @@ A dead intent is rolled forward by the next publisher before it claims a sequenc
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 
-import pyarrow as pa
-import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, Transaction
-from deltalake.exceptions import CommitFailedError
-from deltalake.transaction import AddAction, RemoveAction
+from deltalake import DeltaTable
 
 from mm_platform.errors import (
     AuditFailedError,
     MMPlatformError,
     PublishConflictError,
     StaleStageError,
-    StorageError,
 )
 from mm_platform.lake import faults
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult, run_checks
 from mm_platform.lake.audit_trail import current_audit, merged
+from mm_platform.lake.catalog import TableCatalog
 from mm_platform.lake.handles import LatestTables
+from mm_platform.lake.operations import Compact, Restore, Write
+from mm_platform.lake.publish_events import append_terminal, append_unordered
 from mm_platform.lake.publish_log import ABORTED, INTENT, PUBLISHED, REJECTED, LogEntry, LogState, PublishLog
 from mm_platform.lake.snapshot import Snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint, load_stage, replaced_rows
 from mm_platform.lake.stage_writer import StageWriter
+from mm_platform.lake.staged import PublishResult, StagedPartition, StagedRows
 from mm_platform.lake.storage import LakeLocation
-from mm_platform.lake.table_state import files_after, record_files, record_state
+from mm_platform.lake.table_commit import APP_ID, backoff, commit_table
+from mm_platform.lake.table_state import record_files, record_state
 from mm_platform.log import get_logger, kv
 
-APP_ID = "mm_platform.publish"
 RETRY_BUDGET_S = 120.0
 # Past this many small files in a table, the publish that got it there compacts it (in a publish of its
 # own): a table's open cost follows its file count, and many small publishes must not slow every reader.
 AUTO_COMPACT_FILES = 64
 SMALL_FILE_BYTES = 32 * 1024 * 1024
-# Checkpoints as configured (every 10 commits), but no expired-log cleanup at commit: that would make
-# versions older than 30 days unloadable while a retained snapshot may still pin them. `vacuum` purges the
-# log below the oldest retained snapshot instead.
-COMMIT_HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
-
 log = get_logger("mm_platform.lake.publish")
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    """What a publish did."""
-
-    seq: int
-    stage_id: str
-    partition: str
-    table_versions: Mapping[str, int]
-    row_counts: Mapping[str, int]
-    noop: bool = False
-    """True when this exact stage was already published: nothing was committed."""
-    checks: Sequence[CheckResult] = field(default_factory=tuple)
-
-
-class StagedRows(Mapping[str, pa.Table]):
-    """The new rows of a stage per table, read from its staged files when a check asks for them."""
-
-    def __init__(self, location: LakeLocation, stage: Stage) -> None:
-        self.location = location
-        self.stage = stage
-        self._cache: dict[str, pa.Table] = {}
-
-    def dataset(self, name: str) -> ds.Dataset:
-        staged = self.stage.tables[name]
-        paths = [self.location.fs_path(name, path) for path in staged.new_row_files]
-        return ds.dataset(paths, schema=staged.schema, format="parquet", filesystem=self.location.fs)
-
-    def __getitem__(self, name: str) -> pa.Table:
-        if name not in self._cache:
-            if name not in self.stage.tables:
-                raise KeyError(name)
-            self._cache[name] = self.dataset(name).to_table()
-        return self._cache[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.stage.tables)
-
-    def __len__(self) -> int:
-        return len(self.stage.tables)
-
-
-@dataclass
-class StagedPartition:
-    """A stage and lazy access to the rows it holds (for the audit)."""
-
-    stage: Stage
-    rows: StagedRows
 
 
 class Publisher:
     """Runs the protocol for one lake."""
 
-    def __init__(self, location: LakeLocation, *, auto_compact_files: int | None = AUTO_COMPACT_FILES) -> None:
+    def __init__(
+        self, location: LakeLocation, catalog: TableCatalog, *, auto_compact_files: int | None = AUTO_COMPACT_FILES
+    ) -> None:
         self.location = location
+        self.catalog = catalog
         self.log = PublishLog(location)
         self.tables = LatestTables(location)
         self.auto_compact_files = auto_compact_files
@@ -143,12 +88,20 @@ class Publisher:
         return StagedPartition(stage, StagedRows(self.location, stage))
 
     def stage_writer(
-        self, partition: str, *, run_id: str = "", code_version: str = "", stage_id: str | None = None
+        self,
+        partition: str,
+        *,
+        operation: Write | None = None,
+        run_id: str = "",
+        code_version: str = "",
+        stage_id: str | None = None,
+        message: str = "",
     ) -> StageWriter:
         """For partitions too large for memory: write chunks, then ``finish()`` and publish the stage."""
         return StageWriter(
-            self.location, partition, run_id=run_id, code_version=code_version, stage_id=stage_id, tables=self.tables
-        )
+            self.location, self.catalog, partition, operation=operation, run_id=run_id, code_version=code_version,
+            stage_id=stage_id, tables=self.tables, message=message,
+        )  # fmt: skip
 
     def audit(
         self, staged: StagedPartition, checks: Sequence[AuditCheck], *, raise_on_failure: bool = True
@@ -174,7 +127,7 @@ class Publisher:
                 code_version=staged.stage.code_version,
                 audit=merged(current_audit().to_dict(), staged.stage.audit),
             )
-            self._append_unordered(entry)
+            append_unordered(self.log, entry)
             if not raise_on_failure:
                 return results
             raise AuditFailedError(
@@ -191,7 +144,7 @@ class Publisher:
 
     def base_snapshot(self, state: LogState) -> Snapshot:
         """The snapshot readers see now (what an audit compares staged rows with)."""
-        return select_snapshot(self.location, state)
+        return select_snapshot(self.location, self.catalog, state)
 
     # --- publish ---------------------------------------------------------------------------------------
 
@@ -202,14 +155,14 @@ class Publisher:
         while time.monotonic() < deadline:
             attempt += 1
             state = self.log.load()
-            done = self._published_entry(state, stage.stage_id)
+            done = self.published_entry(state, stage.stage_id)
             if done is not None:
-                return self._result(done, noop=True)
+                return PublishResult.of(done, noop=True)
             intent = state.open_intent()
             if intent is not None:
                 finished = self._finish(intent)
                 if intent.stage_id == stage.stage_id:
-                    return self._compacted_after(stage, self._result(finished))
+                    return self._compacted_after(stage, PublishResult.of(finished))
                 continue
             base_versions = self._check_fresh(stage)
             seq = state.next_seq()
@@ -228,11 +181,11 @@ class Publisher:
                 audit=merged(current_audit().to_dict(), stage.audit),
             )
             if self.log.try_append(intent_entry, state) is None:
-                _backoff(attempt)
+                backoff(attempt)
                 continue
             log.info("intent %s", kv(seq=seq, partition=stage.partition, stage=stage.stage_id))
             faults.fault_point("after_intent")
-            return self._compacted_after(stage, self._result(self._finish(intent_entry, stage)))
+            return self._compacted_after(stage, PublishResult.of(self._finish(intent_entry, stage)))
         raise PublishConflictError(
             f"partition {stage.partition}: could not claim the publish log within {RETRY_BUDGET_S:.0f} s",
             hint="other publishers kept winning; run the publish again",
@@ -240,7 +193,7 @@ class Publisher:
 
     def _compacted_after(self, stage: Stage, result: PublishResult) -> PublishResult:
         """Compact the tables this publish left crowded with small files; never fails the publish itself."""
-        if self.auto_compact_files is None or stage.kind == "compact":
+        if self.auto_compact_files is None or isinstance(stage.operation, Compact):
             return result
         crowded = [name for name in sorted(stage.tables) if self._small_files.get(name, 0) >= self.auto_compact_files]
         if not crowded:
@@ -249,7 +202,7 @@ class Publisher:
 
         try:
             plan = plan_compaction(
-                self.location, small_file_bytes=SMALL_FILE_BYTES, min_files=2, tables=crowded, handles=self.tables
+                self.location, crowded, small_file_bytes=SMALL_FILE_BYTES, min_files=2, handles=self.tables
             )
             if plan is not None:
                 self.publish(plan)
@@ -265,12 +218,13 @@ class Publisher:
         intent = state.open_intent()
         return None if intent is None else self._finish(intent)
 
-    def _published_entry(self, state: LogState, stage_id: str) -> LogEntry | None:
+    def published_entry(self, state: LogState, stage_id: str) -> LogEntry | None:
+        """The ``published`` event of this stage, unless a rollback has undone it since."""
         entry = state.find(PUBLISHED, stage_id=stage_id)
         if entry is None:
             return None
         # A rollback past this publish undoes it; publishing the same stage again is then real work.
-        later_rollbacks = [e for e in state.published() if e.kind == "rollback" and e.log_version > entry.log_version]
+        later_rollbacks = [e for e in state.published() if e.kind == Restore.kind and e.log_version > entry.log_version]
         return None if later_rollbacks else entry
 
     def _finish(self, intent: LogEntry, stage: Stage | None = None) -> LogEntry:
@@ -281,17 +235,17 @@ class Publisher:
         if stage is None:
             return self._abort(intent, reason=f"stage manifest {intent.stage_id} is missing")
         versions: dict[str, int] = {}
-        for name in sorted(set(stage.tables) | set(stage.restore_versions)):
+        for name in stage.table_names():
             versions[name] = self._apply_table(name, stage, seq)
             faults.fault_point(f"after_apply:{name}")
-        return self._append_terminal(intent, PUBLISHED, versions)
+        return append_terminal(self.log, intent, PUBLISHED, versions)
 
     def _apply_table(self, name: str, stage: Stage, seq: int) -> int:
         """Commit the stage's files of one table (at most once per publish); returns the version it pins.
 
         The version's file list is recorded for readers (no Delta log replay when they open it).
         """
-        version, files = self._commit_table(name, stage, seq)
+        version, files = commit_table(self.tables, name, stage, seq)
         if files is not None:
             sizes = record_files(self.location, name, version, *files)
         else:  # a restore or a roll-forward: read what the version holds
@@ -302,93 +256,6 @@ class Publisher:
         self._small_files[name] = sum(1 for size in sizes if size < SMALL_FILE_BYTES)
         return version
 
-    def _commit_table(self, name: str, stage: Stage, seq: int) -> tuple[int, tuple[pa.Table, pa.Schema] | None]:
-        """Returns the version the table is at after this publish's commit and, when this call made the
-        commit, the files and schema of that version (worked out from the version it replaced)."""
-        for attempt in range(1, 50):
-            # The freshness check refreshed the handle moments ago; a stale one only fails the CAS below.
-            dt = self.tables.current(name) if attempt == 1 else self.tables.latest(name)
-            read_version = dt.version()
-            applied = dt.transaction_version(APP_ID)
-            if applied is not None and applied >= seq:
-                return read_version, None
-            props = CommitProperties(
-                max_commit_retries=0,
-                app_transactions=[Transaction(APP_ID, seq)],
-                custom_metadata={"mmp.publish_seq": str(seq), "mmp.partition": stage.partition, "mmp.kind": stage.kind},
-            )
-            files: tuple[pa.Table, pa.Schema] | None = None
-            try:
-                if name in stage.restore_versions:
-                    target = stage.restore_versions[name]
-                    if target == read_version:
-                        return target, None
-                    dt.restore(target, commit_properties=props, post_commithook_properties=COMMIT_HOOKS)
-                else:
-                    staged = stage.tables[name]
-                    if _evolve_schema(dt, staged.schema):
-                        continue  # the table moved on by one version; decide again
-                    now = int(datetime.now(UTC).timestamp() * 1000)
-                    actions: list[AddAction | RemoveAction] = [
-                        AddAction(a.path, a.size, {}, a.modification_time, True, a.stats) for a in staged.adds
-                    ]
-                    actions += [
-                        RemoveAction(path=r.path, data_change=True, deletion_timestamp=now, size=r.size)
-                        for r in staged.removes
-                    ]
-                    files = (
-                        files_after(dt, [(a.path, a.size) for a in staged.adds], [r.path for r in staged.removes]),
-                        pa.schema(dt.schema().to_arrow()),
-                    )
-                    dt.create_write_transaction(
-                        actions,
-                        mode="append",
-                        schema=staged.schema,
-                        commit_properties=props,
-                        post_commithook_properties=COMMIT_HOOKS,
-                    )
-            except CommitFailedError:
-                _backoff(attempt)
-                continue
-            log.info("applied %s", kv(table=name, seq=seq, partition=stage.partition))
-            # Compare-and-swap: the commit landed exactly one version after the one we read.
-            return read_version + 1, files
-        raise StorageError(f"table {name}: could not apply publish {seq}", hint="run `mmp status` to roll it forward")
-
-    def _append_terminal(self, intent: LogEntry, event: str, versions: Mapping[str, int]) -> LogEntry:
-        seq = intent.publish_seq
-        for attempt in range(1, 200):
-            state = self.log.load()
-            for terminal in (PUBLISHED, ABORTED):
-                existing = state.find(terminal, seq=seq)
-                if existing is not None:
-                    return existing
-            previous = state.latest_published()
-            pinned = dict(previous.table_versions) if previous else {}
-            if event == PUBLISHED:
-                pinned.update(versions)
-            entry = LogEntry(
-                event=event,
-                kind=intent.kind,
-                publish_seq=seq,
-                partition=intent.partition,
-                stage_id=intent.stage_id,
-                table_versions=pinned,
-                row_counts=intent.row_counts,
-                checks=intent.checks,
-                message=intent.message,
-                run_id=intent.run_id,
-                code_version=intent.code_version,
-                audit=intent.audit,
-            )
-            new_state = self.log.try_append(entry, state)
-            if new_state is not None:
-                log.info("%s %s", event, kv(seq=seq, partition=intent.partition, versions=dict(pinned)))
-                faults.fault_point(f"after_{event}")
-                return new_state.entries[-1]
-            _backoff(attempt)
-        raise PublishConflictError(f"publish {seq}: could not append its {event} event", hint="run `mmp status`")
-
     def _abort(self, intent: LogEntry, reason: str) -> LogEntry:
         """Undo what an unrecoverable intent applied (restore to its base versions) and close it."""
         options = dict(self.location.storage_options)
@@ -397,13 +264,11 @@ class Publisher:
             if dt.version() != base and (dt.transaction_version(APP_ID) or -1) >= (intent.publish_seq or 0):
                 dt.restore(base)
         log.warning("aborted %s", kv(seq=intent.publish_seq, reason=reason))
-        return self._append_terminal(LogEntry(**{**intent.__dict__, "message": reason}), ABORTED, {})
+        return append_terminal(self.log, LogEntry(**{**intent.__dict__, "message": reason}), ABORTED, {})
 
-    def _append_unordered(self, entry: LogEntry) -> None:
-        for attempt in range(1, 200):
-            if self.log.try_append(entry, self.log.load()) is not None:
-                return
-            _backoff(attempt)
+    def append_unordered(self, entry: LogEntry) -> None:
+        """Append an event that claims no sequence number (a rejection), retrying lost races."""
+        append_unordered(self.log, entry)
 
     def _check_fresh(self, stage: Stage) -> dict[str, int]:
         """Refuse a stage whose replaced rows changed since it was built (another publish touched them).
@@ -411,7 +276,7 @@ class Publisher:
         Returns the current version of every table the stage touches (the intent's base versions).
         """
         versions: dict[str, int] = {}
-        for name in sorted(set(stage.tables) | set(stage.restore_versions)):
+        for name in stage.table_names():
             dt = self.tables.latest(name)
             versions[name] = dt.version()
             staged = stage.tables.get(name)
@@ -425,37 +290,3 @@ class Publisher:
                     hint="stage the partition again",
                 )
         return versions
-
-    def _result(self, entry: LogEntry, noop: bool = False) -> PublishResult:
-        assert entry.publish_seq is not None
-        if entry.event == ABORTED:
-            raise StorageError(f"publish {entry.publish_seq} was aborted: {entry.message}", hint="stage it again")
-        return PublishResult(
-            seq=entry.publish_seq,
-            stage_id=entry.stage_id or "",
-            partition=entry.partition or "",
-            table_versions=dict(entry.table_versions),
-            row_counts=dict(entry.row_counts),
-            noop=noop,
-        )
-
-
-def _evolve_schema(dt: DeltaTable, target: pa.Schema) -> bool:
-    """Add the stage's new columns in a commit of their own (readers pin versions, so it is invisible).
-
-    Returns True when a column was added. Idempotent: a roll-forward finds the columns already there.
-    """
-    current = set(pa.schema(dt.schema().to_arrow()).names)
-    missing = [f.with_nullable(True) for f in target if f.name not in current]
-    if not missing:
-        return False
-    from deltalake import Field
-
-    dt.alter.add_columns(
-        [Field.from_arrow(f) for f in missing], commit_properties=CommitProperties(max_commit_retries=0)
-    )
-    return True
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(min(2.0, 0.02 * 2 ** min(attempt, 7)) * random.uniform(0.5, 1.5))

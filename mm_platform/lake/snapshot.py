@@ -15,9 +15,9 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from mm_platform.errors import SnapshotExpiredError, SnapshotNotFoundError
+from mm_platform.lake.catalog import TableCatalog
 from mm_platform.lake.files import delta_dataset
 from mm_platform.lake.publish_log import LogEntry, LogHead, LogState
-from mm_platform.lake.schemas import DATA_TABLES, table_spec
 from mm_platform.lake.storage import LakeLocation
 from mm_platform.lake.table_state import read_state
 
@@ -31,6 +31,8 @@ class Snapshot:
     """Publish sequence number; 0 is the empty lake before any publish."""
     table_versions: Mapping[str, int]
     """The Delta version of each table that this snapshot pins."""
+    catalog: TableCatalog = field(compare=False, repr=False)
+    """The lake's tables (what ``version_of`` accepts)."""
     published_at: datetime | None = None
     partition: str | None = None
     kind: str = "publish"
@@ -40,7 +42,7 @@ class Snapshot:
     _datasets: dict[str, ds.Dataset] = field(default_factory=dict, compare=False, repr=False)
 
     def version_of(self, name: str) -> int:
-        table_spec(name)  # a clear error for an unknown table
+        self.catalog.spec(name)  # a clear error for an unknown table
         return int(self.table_versions.get(name, 0))
 
     def table_token(self, name: str) -> tuple[str, int]:
@@ -92,16 +94,18 @@ class Snapshot:
         }
 
 
-def empty_snapshot(location: LakeLocation) -> Snapshot:
-    return Snapshot(location=location, seq=0, table_versions={name: 0 for name in DATA_TABLES}, kind="empty")
+def empty_snapshot(location: LakeLocation, catalog: TableCatalog) -> Snapshot:
+    versions = {name: 0 for name in catalog}
+    return Snapshot(location=location, seq=0, table_versions=versions, catalog=catalog, kind="empty")
 
 
-def snapshot_from_entry(location: LakeLocation, entry: LogEntry) -> Snapshot:
+def snapshot_from_entry(location: LakeLocation, catalog: TableCatalog, entry: LogEntry) -> Snapshot:
     assert entry.publish_seq is not None
     return Snapshot(
         location=location,
         seq=entry.publish_seq,
         table_versions=dict(entry.table_versions),
+        catalog=catalog,
         published_at=entry.created_at,
         partition=entry.partition,
         kind=entry.kind,
@@ -109,7 +113,11 @@ def snapshot_from_entry(location: LakeLocation, entry: LogEntry) -> Snapshot:
 
 
 def select_snapshot(
-    location: LakeLocation, state: LogState, seq: int | None = None, as_of: datetime | None = None
+    location: LakeLocation,
+    catalog: TableCatalog,
+    state: LogState,
+    seq: int | None = None,
+    as_of: datetime | None = None,
 ) -> Snapshot:
     """The latest snapshot, the one with sequence ``seq``, or the latest published at or before ``as_of``."""
     published = state.published()
@@ -133,20 +141,20 @@ def select_snapshot(
         chosen = earlier[-1] if earlier else None
     else:
         chosen = published[-1] if published else None
-    return _readable(location, chosen, state.vacuum_horizon())
+    return _readable(location, catalog, chosen, state.vacuum_horizon())
 
 
-def latest_snapshot(location: LakeLocation, head: LogHead) -> Snapshot:
+def latest_snapshot(location: LakeLocation, catalog: TableCatalog, head: LogHead) -> Snapshot:
     """The latest snapshot from the log's head (what ``select_snapshot`` returns without seq or time)."""
-    return _readable(location, head.latest, head.vacuum_horizon)
+    return _readable(location, catalog, head.latest, head.vacuum_horizon)
 
 
-def _readable(location: LakeLocation, chosen: LogEntry | None, horizon: int) -> Snapshot:
+def _readable(location: LakeLocation, catalog: TableCatalog, chosen: LogEntry | None, horizon: int) -> Snapshot:
     if chosen is None:
-        return empty_snapshot(location)
+        return empty_snapshot(location, catalog)
     if chosen.publish_seq is not None and chosen.publish_seq < horizon:
         raise SnapshotExpiredError(
             f"snapshot {chosen.publish_seq} was vacuumed (snapshots below {horizon} are gone)",
             hint="restore it from a backup or an export; keep more snapshots in `mmp vacuum --keep`",
         )
-    return snapshot_from_entry(location, chosen)
+    return snapshot_from_entry(location, catalog, chosen)

@@ -20,6 +20,7 @@ from deltalake import DeltaTable
 
 from mm_platform.errors import StageError
 from mm_platform.lake.files import FileAdd, FileRemove, read_parquet_file
+from mm_platform.lake.operations import Operation, Write, operation_from, restored_versions
 from mm_platform.lake.parallel import map_parallel
 from mm_platform.lake.schemas import TableSpec
 from mm_platform.lake.storage import LakeLocation
@@ -70,11 +71,9 @@ class Stage:
 
     stage_id: str
     partition: str
-    kind: str
-    """``publish``, ``rollback`` or ``erase``."""
+    operation: Operation = field(default_factory=Write)
+    """What the publish does: write the staged files (``Write`` and its kinds) or ``Restore`` versions."""
     tables: Mapping[str, StagedTable] = field(default_factory=dict)
-    restore_versions: Mapping[str, int] = field(default_factory=dict)
-    """For ``rollback``: the version each table's content returns to."""
     run_id: str = ""
     code_version: str = ""
     message: str = ""
@@ -82,11 +81,30 @@ class Stage:
     audit: Mapping[str, Any] = field(default_factory=dict)
     """Audit fields this stage adds to its publish events (a merge: source branch, base, conflicts)."""
 
+    @property
+    def kind(self) -> str:
+        """The operation's persisted name (log events and Delta commit metadata carry it)."""
+        return self.operation.kind
+
+    def table_names(self) -> list[str]:
+        """Every table the publish commits: those with staged files and those it restores."""
+        return sorted(set(self.tables) | set(restored_versions(self.operation)))
+
     def row_counts(self) -> dict[str, int]:
         return {name: staged.rows_added for name, staged in self.tables.items()}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest as it has always been written: ``kind`` and ``restore_versions``, not a type."""
+        doc = asdict(self)
+        del doc["operation"]
+        return {
+            "stage_id": doc.pop("stage_id"),
+            "partition": doc.pop("partition"),
+            "kind": self.kind,
+            "tables": doc.pop("tables"),
+            "restore_versions": dict(restored_versions(self.operation)),
+            **doc,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Stage:
@@ -105,9 +123,8 @@ class Stage:
         return cls(
             stage_id=doc["stage_id"],
             partition=doc["partition"],
-            kind=doc["kind"],
+            operation=operation_from(doc["kind"], doc.get("restore_versions")),
             tables=tables,
-            restore_versions=dict(doc.get("restore_versions", {})),
             run_id=doc.get("run_id", ""),
             code_version=doc.get("code_version", ""),
             message=doc.get("message", ""),
@@ -146,7 +163,7 @@ def hash_rows(digest: Any, rows: pa.Table) -> None:
             _hash_array(digest, chunk)
 
 
-def fingerprint(partition: str, writes: Mapping[str, TableWrite], kind: str = "publish") -> str:
+def fingerprint(partition: str, writes: Mapping[str, TableWrite], kind: str = Write.kind) -> str:
     """A stage id that follows the content: the same rows for the same partition give the same id.
 
     Equal ids imply equal rows (buffers, offsets and lengths all hashed); differently chunked copies of the

@@ -19,10 +19,12 @@ from deltalake import DeltaTable
 
 from mm_platform.errors import StageError
 from mm_platform.lake import faults
+from mm_platform.lake.catalog import TableCatalog
 from mm_platform.lake.files import FileAdd, write_parquet_files
 from mm_platform.lake.handles import LatestTables
+from mm_platform.lake.operations import Write
 from mm_platform.lake.parallel import map_parallel
-from mm_platform.lake.schemas import TableSpec, table_spec
+from mm_platform.lake.schemas import TableSpec
 from mm_platform.lake.stage import (
     RowFilter,
     Stage,
@@ -62,21 +64,25 @@ class StageWriter:
     def __init__(
         self,
         location: LakeLocation,
+        catalog: TableCatalog,
         partition: str,
         *,
-        kind: str = "publish",
+        operation: Write | None = None,
         run_id: str = "",
         code_version: str = "",
         stage_id: str | None = None,
         tables: LatestTables | None = None,
         id_prefix: str = "",
+        message: str = "",
     ) -> None:
         self.location = location
+        self.catalog = catalog
         self.id_prefix = id_prefix
         """Prepended to a content-derived stage id (a branch's stages never collide with main's)."""
         self.tables = tables or LatestTables(location)
         self.partition = partition
-        self.kind = kind
+        self.operation = operation or Write()
+        self.message = message
         self.run_id = run_id
         self.code_version = code_version
         self.stage_id = stage_id
@@ -85,7 +91,7 @@ class StageWriter:
 
     def _buffer(self, name: str) -> _TableBuffer:
         if name not in self._tables:
-            spec = table_spec(name)
+            spec = self.catalog.spec(name)
             dt = self.tables.latest(name)
             self._tables[name] = _TableBuffer(spec=spec, dt=dt, target=pa.schema(dt.schema().to_arrow()))
         return self._tables[name]
@@ -108,7 +114,7 @@ class StageWriter:
             self._flush(name, buffer)
 
     def _check_keys(self, buffer: _TableBuffer, rows: pa.Table) -> None:
-        keys = _joined_keys(rows, buffer.spec.key)
+        keys = joined_keys(rows, buffer.spec.key)
         self._refuse_duplicates(buffer, len(keys) - pc.count_distinct(keys).as_py())
         if buffer.first_keys is None:
             buffer.first_keys = keys  # the first write: unique within itself is all there is to check
@@ -139,7 +145,7 @@ class StageWriter:
         """Rows staged so far for table ``name`` that match ``filter`` (from memory and staged files)."""
         buffer = self._tables.get(name)
         if buffer is None:
-            return pa.Table.from_pylist([], schema=table_spec(name).schema)
+            return pa.Table.from_pylist([], schema=self.catalog.spec(name).schema)
         parts = [conform(buffer.spec, buffer.target, t, self.partition)[0].filter(filter) for t in buffer.pending]
         if buffer.adds:
             paths = [self.location.fs_path(name, add.path) for add in buffer.adds]
@@ -153,7 +159,7 @@ class StageWriter:
         # Tables are independent: write them side by side (Parquet encoding releases the GIL).
         finished = map_parallel(self._finish_table, names)
         tables = {table.table: table for table in finished}
-        digest = hashlib.sha256(f"{self.kind}\0{self.partition}".encode())
+        digest = hashlib.sha256(f"{self.operation.kind}\0{self.partition}".encode())
         for name in names:
             digest.update(f"\0{name}\0{self._tables[name].digest.hexdigest()}\0".encode())
             for row_filter in tables[name].replace:
@@ -169,10 +175,11 @@ class StageWriter:
         stage = Stage(
             stage_id=stage_id,
             partition=self.partition,
-            kind=self.kind,
+            operation=self.operation,
             tables=tables,
             run_id=self.run_id,
             code_version=self.code_version,
+            message=self.message,
         )
         save_stage(self.location, stage)
         faults.fault_point("after_stage")
@@ -206,7 +213,7 @@ class StageWriter:
         self._tables.clear()
 
 
-def _joined_keys(rows: pa.Table, key: Sequence[str]) -> pa.Array:
+def joined_keys(rows: pa.Table, key: Sequence[str]) -> pa.Array:
     """One string per row that identifies it (key columns joined by a separator no key contains)."""
     columns = [pc.cast(rows.column(k), pa.string()) for k in key]
     joined = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, "\x1f")

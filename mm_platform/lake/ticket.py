@@ -20,9 +20,10 @@ from urllib.parse import quote
 from mm_platform.errors import AuditFailedError, ConfigError, StaleStageError
 from mm_platform.lake import faults
 from mm_platform.lake.audit import CheckResult
-from mm_platform.lake.publish import Publisher, PublishResult, StagedPartition
+from mm_platform.lake.publish import Publisher
 from mm_platform.lake.publish_log import LogEntry
 from mm_platform.lake.stage import load_stage
+from mm_platform.lake.staged import PublishResult, StagedPartition
 from mm_platform.log import get_logger, kv
 
 __all__ = ["TICKETS_DIR", "Redemption", "StageTicket", "issue_ticket", "redeem_ticket"]

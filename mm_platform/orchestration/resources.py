@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import Embedder, embedder_for
 from mm_platform.ingest.process import BatchProcessor
@@ -57,7 +58,7 @@ class LakeResource(dg.ConfigurableResource):
             actor = tags.get(ACTOR_TAG) or tags.get("dagster/user") or env.get("MM_ACTOR", "")
             message = tags.get(MESSAGE_TAG) or env.get("MM_MESSAGE", "")
             set_audit(actor=actor, message=message, command=f"dagster run {context.run.run_id}")
-        return Lake.open(self.uri or env.get("MM_LAKE", "./lake"), env, branch=branch)
+        return open_lake(self.uri or env.get("MM_LAKE", "./lake"), env, branch=branch)
 
     def resolved_browser_url(self) -> str | None:
         return self.browser_url or self._env.get("MM_BROWSER_URL") or None

@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
-from mm_platform.lake.schemas import DATA_TABLES
 
 __all__ = [
     "UNIT_NORM_TOLERANCE",
@@ -36,7 +35,7 @@ _EMBEDDING_KEYS = ("subject_id", "model_id", "media_id")
 
 def _staged(context: AuditContext, name: str, columns: Sequence[str] | None = None) -> pa.Table:
     """The stage's new rows of a table (empty with the table's schema when the table is not staged)."""
-    table = context.staged[name] if name in context.staged else DATA_TABLES[name].schema.empty_table()
+    table = context.staged[name] if name in context.staged else context.base.catalog[name].schema.empty_table()
     return table.select(list(columns)) if columns is not None else table
 
 
@@ -108,7 +107,7 @@ def media_has_metadata_or_quarantine(context: AuditContext) -> CheckResult:
 def _published_lookup(context: AuditContext, table: str, key: str, wanted: pa.Array, columns: list[str]) -> pa.Table:
     """The base snapshot's rows of ``table`` whose ``key`` is in ``wanted`` (nothing read when empty)."""
     if len(wanted) == 0 or (context.base.seq == 0 and context.base.branch is None):  # a branch's 0 is its fork
-        return DATA_TABLES[table].schema.empty_table().select(columns)
+        return context.base.catalog[table].schema.empty_table().select(columns)
     return context.base.table(table, columns=columns, filter=pc.field(key).isin(wanted))
 
 

@@ -14,9 +14,9 @@ import pyarrow.compute as pc
 
 from mm_platform.errors import ConfigError
 from mm_platform.lake import AuditContext, CheckResult, Lake, PublishResult, RowFilter, Snapshot, TableWrite
-from mm_platform.lake.schemas import SETTINGS
 from mm_platform.quality.invariants import embeddable_media, model_coverage
 from mm_platform.roles import ROLE_MODALITIES, ROLES, active_model_key
+from mm_platform.tables import SETTINGS
 
 
 def active_models(snapshot: Snapshot) -> dict[str, str | None]:

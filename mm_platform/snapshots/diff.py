@@ -1,6 +1,6 @@
 """What changed between two published snapshots: rows added, changed and removed per data table.
 
-Rows are matched by each table's key (``DATA_TABLES[name].key``); a matched row is *changed* when any other
+Rows are matched by each table's key (``lake.catalog[name].key``); a matched row is *changed* when any other
 column differs. Nothing is hidden by default: a re-run rewrites lineage columns such as ``run_id``, and the
 diff says so (per column, in ``changed_columns``) unless the caller passes ``ignore_columns``.
 
@@ -27,9 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mm_platform.errors import ConfigError
-from mm_platform.lake import DATA_TABLES, Lake, Snapshot
-from mm_platform.lake.schemas import table_spec
-from mm_platform.snapshots._compare import same_values
+from mm_platform.lake import Lake, Snapshot, TableCatalog
+from mm_platform.lake.compare import same_values
 
 __all__ = ["SnapshotDiff", "TableDiff", "diff_snapshots", "resolve_snapshot"]
 
@@ -132,12 +131,12 @@ def diff_snapshots(
     """
     snap_a, snap_b = resolve_snapshot(lake, a), resolve_snapshot(lake, b)
     pinned = set(snap_a.table_versions) | set(snap_b.table_versions)
-    # A table registered after both snapshots were published is in neither: there is nothing to compare.
-    names = list(tables) if tables is not None else [name for name in DATA_TABLES if name in pinned]
+    # A table added to the catalog after both snapshots were published is in neither: nothing to compare.
+    names = list(tables) if tables is not None else [name for name in lake.catalog if name in pinned]
     for name in names:
-        table_spec(name)  # an unknown name is a ConfigError listing the known tables
+        lake.catalog.spec(name)  # an unknown name is a ConfigError listing the known tables
     ignored = tuple(dict.fromkeys(ignore_columns))
-    _check_ignored(ignored, names)
+    _check_ignored(lake.catalog, ignored, names)
     return SnapshotDiff(
         a=_label(a, snap_a),
         b=_label(b, snap_b),
@@ -173,9 +172,9 @@ def object_keys(snapshots: Sequence[Snapshot], media_ids: Iterable[str]) -> dict
     return found
 
 
-def _check_ignored(ignored: tuple[str, ...], names: Sequence[str]) -> None:
-    known = {f.name for name in names for f in DATA_TABLES[name].schema} if ignored else set()
-    keys = {column for name in names for column in DATA_TABLES[name].key}
+def _check_ignored(catalog: TableCatalog, ignored: tuple[str, ...], names: Sequence[str]) -> None:
+    known = {f.name for name in names for f in catalog[name].schema} if ignored else set()
+    keys = {column for name in names for column in catalog[name].key}
     for column in ignored:
         if column in keys:
             raise ConfigError(f"cannot ignore key column {column!r}", hint="keys are what rows are matched by")
@@ -210,7 +209,7 @@ class _Side:
 
 
 def _diff_table(name: str, snap_a: Snapshot, snap_b: Snapshot, ignored: set[str], sample_size: int) -> TableDiff:
-    key = DATA_TABLES[name].key
+    key = snap_a.catalog[name].key
     version_a, version_b = snap_a.version_of(name), snap_b.version_of(name)
     if snap_a.table_token(name) == snap_b.table_token(name):
         return TableDiff(name, key, version_a, version_b, read=False)

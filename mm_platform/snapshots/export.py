@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from mm_platform.errors import ConfigError, MMPlatformError, SourceChangedError
-from mm_platform.lake import DATA_TABLES, Lake, Snapshot
+from mm_platform.lake import Lake, Snapshot
 from mm_platform.lake.audit_log import log_events
 from mm_platform.log import get_logger, kv
 from mm_platform.snapshots._manifest import MANIFEST_NAME, ExportedTable, ExportManifest, PinnedAnnotationFile
@@ -42,7 +42,7 @@ def export_snapshot(lake: Lake, seq: int | None, target_dir: Path | str) -> Expo
     snapshot = lake.snapshot(seq=seq)
     (folder / TABLES_DIR).mkdir(parents=True, exist_ok=True)
     tables: dict[str, ExportedTable] = {}
-    names = [name for name in DATA_TABLES if name in snapshot.table_versions]  # the tables it pins
+    names = [name for name in snapshot.catalog if name in snapshot.table_versions]  # the tables it pins
     for name in names:
         rel = f"{TABLES_DIR}/{name}.parquet"
         dataset = snapshot.dataset(name)

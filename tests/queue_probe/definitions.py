@@ -7,9 +7,9 @@ import time
 
 import dagster as dg
 
+from mm_platform.catalog import open_lake
 from mm_platform.ingest.reconcile import ReconcileCursor
 from mm_platform.ingest.ticks import DiscoveryLimits, listing_tick
-from mm_platform.lake import Lake
 from mm_platform.orchestration.assets.partitions import ingest_batches
 from mm_platform.orchestration.sensors.discovery import sensor_result
 from mm_platform.sources import LocalFolderSource
@@ -25,7 +25,7 @@ probe_job = dg.define_asset_job("probe_job", selection=[probe_batch])
 
 @dg.sensor(job=probe_job, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.RUNNING)
 def probe_discovery(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    lake = Lake.open(os.environ["MM_LAKE"])
+    lake = open_lake(os.environ["MM_LAKE"])
     source = LocalFolderSource(os.environ["MM_SOURCE"])
     outcome = listing_tick(
         lake, source, ReconcileCursor.from_json(context.cursor), limits=DiscoveryLimits(max_objects=1)

@@ -1,6 +1,6 @@
 """Row-wise equality of two aligned Arrow arrays, nested types included, without a Python loop per row.
 
-Used by the snapshot diff to decide whether a row that kept its key changed. Comparing the values
+Used by the snapshot diff and by a merge to decide whether a row that kept its key changed. Comparing the values
 themselves (rather than a hash of them) cannot report a false "unchanged", and it tells which columns
 changed, which is what a user asks next.
 """

@@ -5,7 +5,7 @@ leave the lake's history.
 too — unlike a deletion at the source, which keeps a ``deleted`` tombstone) plus one audit row per media in
 ``erasures`` (what, when, why; a hash of the URI, never the URI or the content), and publishes it atomically.
 From that snapshot on no reader sees the object; older snapshots still hold it until ``vacuum_erased``
-(``mm_platform.lake.erasure_vacuum``):
+(``mm_platform.erasure.vacuum``, built on the lake's generic ``mm_platform.lake.expunge``):
 
 1. expire every snapshot older than the last erasure (a ``vacuumed`` event, so reading one raises
    ``SnapshotExpiredError``);
@@ -30,59 +30,29 @@ still at its source is ingested again by the next discovery unless discovery ski
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
+from mm_platform.erasure.table import ERASE_VERSION, ERASURES
 from mm_platform.errors import ConfigError, MMPlatformError, StaleStageError
-from mm_platform.lake.audit import AuditCheck
+from mm_platform.lake import AuditCheck, Lake, LakeLocation, RowFilter, Snapshot
+from mm_platform.lake.operations import Erase
 from mm_platform.lake.publish_log import LogState
-from mm_platform.lake.schemas import DATA_TABLES, LINEAGE_FIELDS, TS, TableSpec, register_table
-from mm_platform.lake.snapshot import Snapshot
-from mm_platform.lake.stage import RowFilter, save_stage
-from mm_platform.lake.stage_writer import StageWriter
-from mm_platform.lake.storage import LakeLocation
 from mm_platform.log import get_logger, kv
-
-if TYPE_CHECKING:
-    from mm_platform.lake.lake import Lake
 
 __all__ = ["ERASURES", "ErasedRowsPresentError", "ErasureResult", "erase", "erasure_publishes"]
 
-log = get_logger("mm_platform.lake.erasure")
+log = get_logger("mm_platform.erasure")
 
-ERASE_KIND = "erase"
-ERASE_VERSION = "1"
+ERASE_KIND = Erase.kind
 _IDENTITY_TABLES = ("media", "quarantine")  # tables whose rows name the source URI
-
-ERASURES = TableSpec(
-    name="erasures",
-    key=("erasure_id", "media_id"),
-    description="One row per media per erasure request: what, when, why. Never the URI or the content.",
-    schema=pa.schema(
-        [
-            pa.field("erasure_id", pa.string(), nullable=False),
-            pa.field("media_id", pa.string(), nullable=False),
-            pa.field("uri_sha256", pa.string(), nullable=False),
-            pa.field("reason", pa.string(), nullable=False),
-            pa.field("requested_by", pa.string(), nullable=False),
-            pa.field("erased_at", TS, nullable=False),
-            # Null: the seq is known only once published; the erase publish's log entry has partition
-            # ``erasure:<erasure_id>`` (see ``erasure_publishes``).
-            pa.field("publish_seq", pa.int64()),
-            *LINEAGE_FIELDS,
-        ]
-    ),
-)
-register_table(ERASURES)
 
 
 class ErasedRowsPresentError(MMPlatformError):
@@ -131,7 +101,7 @@ def erase(
     id_set = pa.array(ids, pa.string())
     rows_removed: dict[str, int] = {}
     skipped: list[str] = []
-    for name in DATA_TABLES:
+    for name in lake.catalog:
         if name == ERASURES.name:
             continue
         if "media_id" not in snapshot.schema(name).names:
@@ -162,18 +132,18 @@ def erase(
         schema=ERASURES.schema,
     )
     for attempt in range(1, 4):
-        writer = StageWriter(
-            lake.location, partition, kind=ERASE_KIND, run_id=run_id or erasure_id,
-            code_version=f"erase={ERASE_VERSION}", stage_id=f"erase-{erasure_id}-{attempt}",
+        # Staged against main's latest tables even on a branch (as erasures always were; see the report).
+        writer = lake.main().stage_writer(
+            partition, operation=Erase(), run_id=run_id or erasure_id, code_version=f"erase={ERASE_VERSION}",
+            stage_id=f"erase-{erasure_id}-{attempt}", message=f"erasure {erasure_id}: {len(ids)} media",
         )  # fmt: skip
         for name in rows_removed:
-            writer.write(name, DATA_TABLES[name].schema.empty_table(), replace=(RowFilter("media_id", ids),))
+            writer.write(name, lake.catalog[name].schema.empty_table(), replace=(RowFilter("media_id", ids),))
         writer.write(ERASURES.name, audit)
-        stage = dataclasses.replace(writer.finish(), message=f"erasure {erasure_id}: {len(ids)} media")
-        save_stage(lake.location, stage)
+        stage = writer.finish()
         try:
-            results = lake.publisher.audit(lake.publisher.staged(stage), checks)
-            published = lake.publisher.publish(stage, results)
+            results = lake.audit(lake.staged(stage), checks)
+            published = lake.publish_stage(stage, results)
         except StaleStageError:
             continue  # a publish touched the same files meanwhile: stage against the new versions
         log.info("erased %s", kv(erasure=erasure_id, media=len(ids), seq=published.seq))
