@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from mm_platform.annotations.match import MatchOutcome, MediaTarget
 from mm_platform.annotations.model import MATCH_KINDS, AttachOptions, FileRow, MatchKind, RowProblem
-from mm_platform.annotations.read import AnnotationFile, normalise_column
+from mm_platform.annotations.parse import AnnotationFile, normalise_column
 from mm_platform.annotations.schema import ANNOTATIONS
 from mm_platform.annotations.values import (
     WrongType,

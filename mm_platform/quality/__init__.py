@@ -9,15 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mm_platform.lake.audit import AuditCheck
-from mm_platform.quality.cross_table import (
-    UNIT_NORM_TOLERANCE,
-    embedding_model_check,
-    embedding_vectors,
-    embeddings_reference_media,
-    media_has_metadata_or_quarantine,
-)
+from mm_platform.quality.cross_table import embeddings_reference_media, media_has_metadata_or_quarantine
 from mm_platform.quality.expectations import SUITES, Rule, TableSuite, expectation_checks, validate_table
 from mm_platform.quality.row_gate import DEFAULT_MAX_INVALID_SHARE, validation_share_check
+from mm_platform.quality.vector_checks import UNIT_NORM_TOLERANCE, embedding_model_check, embedding_vectors
 
 __all__ = [
     "CHECK_TABLES",

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
-from mm_platform.quality.cross_table import UNIT_NORM_TOLERANCE, VectorVerdicts
 from mm_platform.quality.expectations import SUITES, Rule
+from mm_platform.quality.vector_checks import UNIT_NORM_TOLERANCE, VectorVerdicts
 
 __all__ = [
     "DEFAULT_MAX_INVALID_SHARE",
