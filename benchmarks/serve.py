@@ -1,7 +1,7 @@
 """Lake browser benchmark: warm search through `mmp serve`'s API on N × 384 vectors, the search page's time to
 render in Chromium, and `mmp search` cold on a small lake.
 
-The large lake holds N synthetic documents (``mm_platform.search.synthetic.clustered_unit_vectors``, the
+The large lake holds N synthetic documents (``tests.synthetic.clustered_unit_vectors``, the
 structure of real embeddings) under the MiniLM model id, so a text query takes the real path: MiniLM embeds
 the query, the HNSW index (built once, cached under ``<lake>/_indexes``) ranks, the hits are hydrated from the
 media/metadata/derived/annotation tables of the snapshot. The filter keeps 10 % of the rows
@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from mm_platform.lake import Lake, TableWrite
-from mm_platform.search.synthetic import clustered_unit_vectors
+from tests.synthetic import clustered_unit_vectors
 
 REPO = Path(__file__).resolve().parent.parent
 MMP = REPO / ".venv" / "bin" / "mmp"
