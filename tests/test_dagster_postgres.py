@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from mm_platform.lake import Lake
+from tests.services import installed_command
 
 pytestmark = pytest.mark.postgres
 
 REPO = Path(__file__).resolve().parent.parent
-MMP = REPO / ".venv" / "bin" / "mmp"
 SAMPLE = ["images/orange.jpg", "documents/crazyones.pdf", "malformed/empty.jpg"]
 STAGED = {"raw_media", "media_metadata", "derived_media", "embeddings"}
 
@@ -48,8 +48,14 @@ class PgDatabase:
     def connect(self, dbname: str | None = None):  # type: ignore[no-untyped-def]
         import psycopg2
 
-        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                dbname=dbname or self.name, connect_timeout=5)
+        return psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=dbname or self.name,
+            connect_timeout=5,
+        )
 
 
 def _server() -> PgDatabase:
@@ -69,8 +75,13 @@ def pg_database() -> Iterator[PgDatabase]:
     import psycopg2
 
     server = _server()
-    setup = subprocess.run([str(REPO / "scripts" / "ensure_postgres.sh")], env={**os.environ, **server.env()},
-                           capture_output=True, text=True, timeout=300)
+    setup = subprocess.run(
+        [str(REPO / "scripts" / "ensure_postgres.sh")],
+        env={**os.environ, **server.env()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert setup.returncode == 0, f"ensure_postgres.sh failed:\n{setup.stdout}\n{setup.stderr}"
     try:
         admin = server.connect()
@@ -112,10 +123,23 @@ def test_mmp_ingest_records_runs_and_checks_in_postgres(
     pg_database: PgDatabase, pg_dagster_home: Path, media_folder: Path, tmp_path: Path
 ) -> None:
     lake = tmp_path / "lake"
-    env = {**os.environ, **pg_database.env(), "DAGSTER_HOME": str(pg_dagster_home), "MM_LAKE": str(lake),
-           "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    run = subprocess.run([str(MMP), "--lake", str(lake), "ingest", str(media_folder), "--json"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        **pg_database.env(),
+        "DAGSTER_HOME": str(pg_dagster_home),
+        "MM_LAKE": str(lake),
+        "GX_ANALYTICS_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    run = subprocess.run(
+        [installed_command("mmp"), "--lake", str(lake), "ingest", str(media_folder), "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, f"mmp ingest failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     summary = json.loads(run.stdout)
     [batch] = summary["batches"]
@@ -125,8 +149,10 @@ def test_mmp_ingest_records_runs_and_checks_in_postgres(
     with pg_database.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT run_id, status FROM runs")
         assert cur.fetchall() == [(batch["run_id"], "SUCCESS")]
-        cur.execute("SELECT dagster_event_type, asset_key, partition, event FROM event_logs WHERE run_id = %s",
-                    (batch["run_id"],))
+        cur.execute(
+            "SELECT dagster_event_type, asset_key, partition, event FROM event_logs WHERE run_id = %s",
+            (batch["run_id"],),
+        )
         events = cur.fetchall()
     conn.close()
 
@@ -134,8 +160,11 @@ def test_mmp_ingest_records_runs_and_checks_in_postgres(
     assert materialized == {*STAGED, "published_snapshot"}
     assert {p for kind, _, p, _ in events if kind == "ASSET_MATERIALIZATION"} == {batch["batch"]}
     # A check evaluation leaves the asset_key column empty: its asset, name and outcome are in the event itself.
-    checks = [json.loads(event)["dagster_event"]["event_specific_data"]
-              for kind, _, _, event in events if kind == "ASSET_CHECK_EVALUATION"]
+    checks = [
+        json.loads(event)["dagster_event"]["event_specific_data"]
+        for kind, _, _, event in events
+        if kind == "ASSET_CHECK_EVALUATION"
+    ]
     assert {"/".join(c["asset_key"]["path"]) for c in checks} == STAGED
     assert "gx_media" in {c["check_name"] for c in checks if c["asset_key"]["path"] == ["raw_media"]}
     assert all(c["blocking"] and c["success"] for c in checks), [c["check_name"] for c in checks if not c["success"]]
