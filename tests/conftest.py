@@ -6,10 +6,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.services import S3Endpoint, moto_s3_server, seaweedfs_s3_server
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = Path(os.environ.get("MMP_SHARED_MEDIA", REPO_ROOT.parent / "shared" / "media"))
@@ -63,6 +67,16 @@ def no_developer_dagster_home() -> Iterator[None]:
     yield
     if saved is not None:
         os.environ["DAGSTER_HOME"] = saved
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A real Dagster instance (SQLite storage) of the test's own, for in-process runs and sensor ticks."""
+    import dagster as dg  # noqa: F811  (imported here: most tests need no Dagster)
+
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as inst:
+        yield inst
 
 
 @pytest.fixture(scope="session")

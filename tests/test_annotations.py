@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -460,13 +459,6 @@ def test_cli_errors_name_the_problem_and_the_fix(lake: Lake, tmp_path: Path) -> 
 
 
 # --- Dagster ---------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    (tmp_path / "dagster_home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as inst:
-        yield inst
 
 
 def test_sensor_asset_and_blocking_checks_publish_a_dropped_file(
