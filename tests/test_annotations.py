@@ -31,13 +31,8 @@ from mm_platform.reprocess import stale_report
 from mm_platform.search.hits import hydrate, matching_media
 from mm_platform.snapshots import diff_snapshots, export_snapshot, verify_export
 from mm_platform.sources import DeletedMedia, LocalFolderSource, S3Settings
-from tests.annotation_lake import build_media_lake, copy_lake, sha256_of
+from tests.annotation_lake import copy_lake, sha256_of
 from tests.services import S3Endpoint
-
-
-@pytest.fixture(scope="module")
-def media_lake(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_media_lake(shared_media, tmp_path_factory.mktemp("annotated"))
 
 
 @pytest.fixture

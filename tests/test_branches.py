@@ -30,17 +30,12 @@ from mm_platform.quality import default_checks
 from mm_platform.reprocess import activate_model, active_models, reprocess
 from mm_platform.search import search
 from mm_platform.sources import source_from_uri
-from tests.annotation_lake import build_media_lake, copy_lake
+from tests.annotation_lake import copy_lake
 from tests.factories import data_files, large_media_rows, partition_writes
 from tests.lake_assertions import assert_no_duplicate_keys, snapshot_content
 from tests.tiny_clip import build_tiny_clip
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def media_lake(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_media_lake(shared_media, tmp_path_factory.mktemp("branches"))
 
 
 def _mmp(lake: Path, *args: str, code: int = 0) -> str:

@@ -9,14 +9,12 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mm_platform.lake import Lake
+from tests.postgres import PgDatabase
 from tests.services import installed_command
 
 pytestmark = pytest.mark.postgres
@@ -24,81 +22,6 @@ pytestmark = pytest.mark.postgres
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = ["images/orange.jpg", "documents/crazyones.pdf", "malformed/empty.jpg"]
 STAGED = {"raw_media", "media_metadata", "derived_media", "embeddings"}
-
-
-@dataclass(frozen=True)
-class PgDatabase:
-    """A database on the local server, with the variables deploy/postgres/dagster.yaml reads."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    name: str
-
-    def env(self) -> dict[str, str]:
-        return {
-            "DAGSTER_PG_HOST": self.host,
-            "DAGSTER_PG_PORT": str(self.port),
-            "DAGSTER_PG_USERNAME": self.user,
-            "DAGSTER_PG_PASSWORD": self.password,
-            "DAGSTER_PG_DB": self.name,
-        }
-
-    def connect(self, dbname: str | None = None):  # type: ignore[no-untyped-def]
-        import psycopg2
-
-        return psycopg2.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            dbname=dbname or self.name,
-            connect_timeout=5,
-        )
-
-
-def _server() -> PgDatabase:
-    """The server and role ensure_postgres.sh sets up (overridable by the same DAGSTER_PG_* variables)."""
-    return PgDatabase(
-        host=os.environ.get("DAGSTER_PG_HOST", "127.0.0.1"),
-        port=int(os.environ.get("DAGSTER_PG_PORT", "5432")),
-        user=os.environ.get("DAGSTER_PG_USERNAME", "mmp"),
-        password=os.environ.get("DAGSTER_PG_PASSWORD", "mmp"),
-        name=os.environ.get("DAGSTER_PG_DB", "mmp_dagster"),
-    )
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[PgDatabase]:
-    """A fresh database `mmp_test_<random>` for this session on the local server; dropped afterwards."""
-    import psycopg2
-
-    server = _server()
-    setup = subprocess.run(
-        [str(REPO / "scripts" / "ensure_postgres.sh")],
-        env={**os.environ, **server.env()},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert setup.returncode == 0, f"ensure_postgres.sh failed:\n{setup.stdout}\n{setup.stderr}"
-    try:
-        admin = server.connect()
-    except psycopg2.OperationalError as exc:
-        if os.geteuid() != 0:
-            pytest.skip(f"not root and no PostgreSQL reachable at {server.host}:{server.port}: {exc}")
-        raise
-    admin.autocommit = True
-    database = PgDatabase(server.host, server.port, server.user, server.password, f"mmp_test_{uuid.uuid4().hex[:12]}")
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {database.name} OWNER {server.user}")
-    try:
-        yield database
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {database.name} WITH (FORCE)")
-        admin.close()
 
 
 @pytest.fixture
