@@ -28,8 +28,14 @@ from tests.annotation_lake import copy_lake
 from tests.tiny_clip import build_tiny_clip
 
 REPO = Path(__file__).resolve().parent.parent
-FILES = ["images/orange.jpg", "images/apple.jpg", "images/chelsea.png", "images/butterfly.jpg",
-         "images/kivy_kiwi.jpg", "documents/crazyones.pdf"]
+FILES = [
+    "images/orange.jpg",
+    "images/apple.jpg",
+    "images/chelsea.png",
+    "images/butterfly.jpg",
+    "images/kivy_kiwi.jpg",
+    "documents/crazyones.pdf",
+]
 IMAGES = 5
 
 
@@ -116,10 +122,24 @@ def test_an_interrupted_reprocess_keeps_the_old_model_active(ingested: tuple[Lak
 def test_sigkill_during_a_reprocess_publish(ingested: tuple[Lake, Path], clip_spec: str, tmp_path: Path) -> None:
     lake, _ = ingested
     ready = tmp_path / "ready"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MMP_FAULT_PAUSE_AT": "after_apply:embeddings",
-           "MMP_FAULT_READY_FILE": str(ready)}
-    command = [sys.executable, "-m", "mm_platform", "--lake", lake.location.root, "reprocess",
-               "--image-model", clip_spec, "--max-objects", "2"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MMP_FAULT_PAUSE_AT": "after_apply:embeddings",
+        "MMP_FAULT_READY_FILE": str(ready),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "mm_platform",
+        "--lake",
+        lake.location.root,
+        "reprocess",
+        "--image-model",
+        clip_spec,
+        "--max-objects",
+        "2",
+    ]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while not ready.exists():
