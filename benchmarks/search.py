@@ -13,8 +13,8 @@ Measured, single query at a time (p50 over ``--queries`` after a warm-up), recal
   * with ``--lake``: the real media vectors of that lake (every model): exact vs HNSW recall; those whose
     width is ``--dim`` are also added to the synthetic data.
 
-    .venv/bin/python benchmarks/search.py --n 1000000 --peers faiss,lancedb --lake ./lake
-    .venv/bin/python benchmarks/search.py --n 200000 --peers faiss,usearch,lancedb --skip-exact
+    .venv/bin/python -m benchmarks.search --n 1000000 --peers faiss,lancedb --lake ./lake
+    .venv/bin/python -m benchmarks.search --n 200000 --peers faiss,usearch,lancedb --skip-exact
     .venv/bin/python -m benchmarks.search --quick      # smoke run (make bench --quick)
 """
 
