@@ -37,8 +37,8 @@ from mm_platform.lake import Lake
 from mm_platform.orchestration.launch import launch_batches
 from mm_platform.orchestration.runner import BatchRun
 from mm_platform.sources import LocalFolderSource
-from tests.postgres import PgDatabase
 from tests.services import S3Endpoint, free_port
+from tests.test_dagster_postgres import PgDatabase, pg_database  # noqa: F401  (a session fixture)
 from tests.tiny_clip import build_tiny_clip
 
 pytestmark = pytest.mark.slow
@@ -170,44 +170,34 @@ class CeleryCluster:
     workers: list[subprocess.Popen[bytes]]
 
     def start_worker(self, name: str, config: Path, **extra: str) -> subprocess.Popen[bytes]:
-        [proc] = self.start_workers([name], config, **extra)
+        log = open(self.root / f"worker-{name}.log", "wb")  # noqa: SIM115  (closed with the process)
+        proc = subprocess.Popen(
+            [
+                str(CELERY),
+                "worker",
+                "start",
+                "-A",
+                "dagster_celery.app",
+                "-n",
+                name,
+                "-y",
+                str(config),
+                "--",
+                "--pool=solo",
+            ],
+            cwd=REPO,
+            env={**self.env, **extra},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(proc)
+        deadline = time.monotonic() + 120
+        while b"ready." not in (self.root / f"worker-{name}.log").read_bytes():
+            assert proc.poll() is None, (self.root / f"worker-{name}.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"worker {name} did not get ready"
+            time.sleep(0.3)
         return proc
-
-    def start_workers(self, names: list[str], config: Path, **extra: str) -> list[subprocess.Popen[bytes]]:
-        """Start the workers together (each start imports Dagster: seconds), then wait until each is ready."""
-        procs = []
-        for name in names:
-            log = open(self.root / f"worker-{name}.log", "wb")  # noqa: SIM115  (closed with the process)
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(CELERY),
-                        "worker",
-                        "start",
-                        "-A",
-                        "dagster_celery.app",
-                        "-n",
-                        name,
-                        "-y",
-                        str(config),
-                        "--",
-                        "--pool=solo",
-                    ],
-                    cwd=REPO,
-                    env={**self.env, **extra},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-            self.workers.append(procs[-1])
-        deadline = time.monotonic() + 120 * len(names)
-        for name, proc in zip(names, procs, strict=True):
-            while b"ready." not in (self.root / f"worker-{name}.log").read_bytes():
-                assert proc.poll() is None, (self.root / f"worker-{name}.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, f"worker {name} did not get ready"
-                time.sleep(0.3)
-        return procs
 
     def stop_workers(self, sig: int = signal.SIGTERM) -> None:
         for proc in self.workers:
@@ -237,7 +227,7 @@ def _worker_config(root: Path, visibility_timeout_s: int) -> Path:
 
 @pytest.fixture(scope="module")
 def celery_cluster(
-    pg_database: PgDatabase,
+    pg_database: PgDatabase,  # noqa: F811
     seaweedfs_endpoint: S3Endpoint,
     tiny_clip: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -300,7 +290,8 @@ def test_celery_workers_publish_eight_concurrent_batches_exactly_once(
     celery_cluster: CeleryCluster, tmp_path: Path
 ) -> None:
     config = _worker_config(celery_cluster.root, 3600)
-    celery_cluster.start_workers(["w1", "w2"], config)
+    for name in ("w1", "w2"):
+        celery_cluster.start_worker(name, config)
     batches = celery_cluster.plan(_images(tmp_path / "media", 16), max_objects=2)
     assert len(batches) == 8
     try:
