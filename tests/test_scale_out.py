@@ -37,8 +37,8 @@ from mm_platform.lake import Lake
 from mm_platform.orchestration.launch import launch_batches
 from mm_platform.orchestration.runner import BatchRun
 from mm_platform.sources import LocalFolderSource
+from tests.postgres import PgDatabase
 from tests.services import S3Endpoint, free_port
-from tests.test_dagster_postgres import PgDatabase, pg_database  # noqa: F401  (a session fixture)
 from tests.tiny_clip import build_tiny_clip
 
 pytestmark = pytest.mark.slow
@@ -227,7 +227,7 @@ def _worker_config(root: Path, visibility_timeout_s: int) -> Path:
 
 @pytest.fixture(scope="module")
 def celery_cluster(
-    pg_database: PgDatabase,  # noqa: F811
+    pg_database: PgDatabase,
     seaweedfs_endpoint: S3Endpoint,
     tiny_clip: Path,
     tmp_path_factory: pytest.TempPathFactory,
