@@ -48,6 +48,6 @@ def run_ingest_job(instance: dg.DagsterInstance, batch_id: str, **resources: Any
         job = dg.Definitions(
             assets=defs.assets,
             jobs=defs.jobs,
-            resources={**defs.resources, **resources},  # type: ignore[arg-type]
+            resources={**(defs.resources or {}), **resources},
         ).resolve_job_def("ingest_job")
     return job.execute_in_process(instance=instance, partition_key=batch_id, raise_on_error=False)
