@@ -18,36 +18,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-
-from mm_platform.catalog import CATALOG, open_lake
+from mm_platform.catalog import open_lake
 from mm_platform.lake import Lake, TableWrite
 from mm_platform.lake.branch import create_branch
 from mm_platform.lake.merge import merge_branch
-from tests.factories import partition_writes
-
-
-def media_rows(n: int) -> pa.Table:
-    now = pa.array([0] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    return pa.table(
-        {
-            "media_id": pa.array([f"{i:032x}" for i in range(n)]),
-            "uri": pa.array([f"s3://big/{i}.jpg" for i in range(n)]),
-            "source": pa.array(["s3://big"] * n),
-            "key": pa.array([f"{i}.jpg" for i in range(n)]),
-            "size_bytes": pa.array(range(n), pa.int64()),
-            "status": pa.array(["active"] * n),
-            "registered_at": now,
-            "producer": pa.array(["register"] * n),
-            "producer_version": pa.array(["1"] * n),
-            "run_id": pa.array(["big"] * n),
-            "partition": pa.array(["big"] * n),
-        }
-    )
-
-
-def data_files(root: Path) -> set[Path]:
-    return {p for name in CATALOG for p in (root / name).glob("*.parquet")}
+from tests.factories import data_files, large_media_rows, partition_writes
 
 
 def count_media(lake: Lake) -> int:
@@ -68,7 +43,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-branches-"))
     try:
         lake = open_lake(str(root / "lake"))
-        lake.publish("big", {"media": TableWrite(media_rows(rows))})
+        lake.publish("big", {"media": TableWrite(large_media_rows(rows))})
         publish_s: list[float] = []
         create_s: list[float] = []
         merge_s: list[float] = []

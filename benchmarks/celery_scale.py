@@ -51,14 +51,20 @@ def _pg_env() -> dict[str, str]:
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name} OWNER mmp")
     admin.close()
-    return {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USERNAME": "mmp",
-            "DAGSTER_PG_PASSWORD": "mmp", "DAGSTER_PG_DB": name}
+    return {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": "5432",
+        "DAGSTER_PG_USERNAME": "mmp",
+        "DAGSTER_PG_PASSWORD": "mmp",
+        "DAGSTER_PG_DB": name,
+    }
 
 
 def _batches(lake: Lake, folder: Path, per_batch: int) -> list[BatchManifest]:
     source = LocalFolderSource(folder)
-    batches, _ = decide(source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor(),
-                        max_objects=per_batch)
+    batches, _ = decide(
+        source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor(), max_objects=per_batch
+    )
     for batch in batches:
         save_manifest(lake.location, batch)
     return batches
@@ -79,11 +85,28 @@ def _start_workers(root: Path, env: dict[str, str], count: int) -> list[subproce
     procs = []
     for i in range(count):
         log = root / f"worker-{count}-{i}.log"
-        procs.append(subprocess.Popen(
-            [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-n", f"w{i}",
-             "-y", str(REPO / "deploy" / "celery" / "worker.yaml"), "--", "--pool=solo"],
-            cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "dagster-celery"),
+                    "worker",
+                    "start",
+                    "-A",
+                    "dagster_celery.app",
+                    "-n",
+                    f"w{i}",
+                    "-y",
+                    str(REPO / "deploy" / "celery" / "worker.yaml"),
+                    "--",
+                    "--pool=solo",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=open(log, "wb"),  # noqa: SIM115  (closed with the process)
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         while b"ready." not in log.read_bytes():
             time.sleep(0.3)
     return procs
@@ -147,14 +170,26 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mmp-bench-celery-"))
     port = free_port()
     redis_dir = root / "redis"
-    subprocess.run([str(REPO / "scripts" / "ensure_redis.sh")], check=True, capture_output=True,
-                   env={**os.environ, "MMP_REDIS_PORT": str(port), "MMP_REDIS_DIR": str(redis_dir)})
+    subprocess.run(
+        [str(REPO / "scripts" / "ensure_redis.sh")],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "MMP_REDIS_PORT": str(port), "MMP_REDIS_DIR": str(redis_dir)},
+    )
     home = root / "home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "celery" / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, **_pg_env(), "DAGSTER_HOME": str(home), "GX_ANALYTICS_ENABLED": "false",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "MMP_CELERY_BROKER": f"redis://127.0.0.1:{port}/0", "MMP_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1"}
+    env = {
+        **os.environ,
+        **_pg_env(),
+        "DAGSTER_HOME": str(home),
+        "GX_ANALYTICS_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MMP_CELERY_BROKER": f"redis://127.0.0.1:{port}/0",
+        "MMP_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1",
+    }
     try:
         one = _round(root, env, 1, batches, per_batch)
         two = _round(root, env, 2, batches, per_batch)

@@ -92,13 +92,20 @@ def card_name(torch: Any, device: str) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="torch device (default: cuda)")
-    parser.add_argument("--images", type=Path, default=REPO / ".gpu_media" / "images",
-                        help="folder of images (default: .gpu_media/images in the repository)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=REPO / ".gpu_media" / "images",
+        help="folder of images (default: .gpu_media/images in the repository)",
+    )
     parser.add_argument("--min-images", type=int, default=512, help="repeat the images up to this many")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds per side")
-    parser.add_argument("--sweep-workers", default="0,4,16",
-                        help="also time ours once with each of these preprocess_workers (comma list; '' for none)")
+    parser.add_argument(
+        "--sweep-workers",
+        default="0,4,16",
+        help="also time ours once with each of these preprocess_workers (comma list; '' for none)",
+    )
     args = parser.parse_args(argv)
 
     image_module = import_image_module()
@@ -130,8 +137,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return ours.encode_with_labels(items, batch_size=bs)
 
     # Context: the model alone on batches already on the device, and preprocessing alone (one thread).
-    stacked = [torch.from_numpy(np.stack([preprocess(image) for image in images[s : s + bs]])).to(device)
-               for s in range(0, n, bs)]
+    stacked = [
+        torch.from_numpy(np.stack([preprocess(image) for image in images[s : s + bs]])).to(device)
+        for s in range(0, n, bs)
+    ]
 
     def model_only() -> None:
         with torch.inference_mode():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,37 +22,9 @@ from PIL import Image
 
 from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
-from mm_platform.ingest.discovery import DiscoveryCursor, decide
 from mm_platform.ingest.process import BatchProcessor
-from mm_platform.lake import Lake
-from mm_platform.sources import LocalFolderSource
+from tests.incremental_media import SIZE, ingest_changes, make_images
 from tests.tiny_clip import build_tiny_clip
-
-SIZE = (240, 320, 3)  # a small photo; EfficientNet-Lite0 sees 224×224 either way
-
-
-def make_images(folder: Path, n: int, seed: int = 0) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, SIZE, dtype=np.uint8)).save(folder / f"{i:06d}.jpg", quality=85)
-
-
-def ingest_changes(lake: Lake, processor: BatchProcessor, folder: Path, run: str) -> tuple[float, int, dict[str, int]]:
-    """Discover what changed and process it as batches; returns (seconds, objects processed, model items)."""
-    start = time.perf_counter()
-    source = LocalFolderSource(folder)
-    batches, _ = decide(
-        source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor(), max_objects=1000
-    )
-    items = {"image": 0, "text": 0}
-    processed = 0
-    for i, batch in enumerate(batches):
-        report = processor.run(source, list(batch.objects), f"{run}-{i}", run)
-        processed += report.analyzed
-        for role, count in report.items_embedded.items():
-            items[role] += count
-    return time.perf_counter() - start, processed, items
 
 
 def run(n: int, model: str) -> dict[str, Any]:

@@ -94,8 +94,10 @@ def main() -> None:
     gapless = all(r["gapless"] for r in many + single)
     print(f"| benchmark | 1 publisher | {args.publishers} publishers | ratio |")
     print("|---|---|---|---|")
-    print(f"| publishes (lost / duplicated / gapless seqs) | {int(single[0]['publishes'])} per round | "
-          f"{int(many[0]['publishes'])} per round | {lost} lost, {dup} duplicated, gapless={gapless} |")
+    print(
+        f"| publishes (lost / duplicated / gapless seqs) | {int(single[0]['publishes'])} per round | "
+        f"{int(many[0]['publishes'])} per round | {lost} lost, {dup} duplicated, gapless={gapless} |"
+    )
     for key, label in [
         ("section_p50_s", "intent → published, p50 (s)"),
         ("section_p95_s", "intent → published, p95 (s)"),

@@ -1,6 +1,6 @@
 """Vector search benchmark: our index layer vs peers on the same data, in one process.
 
-Data has the structure of real embeddings (``mm_platform.search.synthetic``: a seeded mixture of clusters on
+Data has the structure of real embeddings (``tests/synthetic.py``: a seeded mixture of clusters on
 the unit sphere, unequal sizes, low-dimensional variation inside a cluster); uniform random vectors are only
 used for exact search, where the data does not matter. Queries are fresh draws from the same mixture.
 
@@ -13,8 +13,8 @@ Measured, single query at a time (p50 over ``--queries`` after a warm-up), recal
   * with ``--lake``: the real media vectors of that lake (every model): exact vs HNSW recall; those whose
     width is ``--dim`` are also added to the synthetic data.
 
-    .venv/bin/python benchmarks/search.py --n 1000000 --peers faiss,lancedb --lake ./lake
-    .venv/bin/python benchmarks/search.py --n 200000 --peers faiss,usearch,lancedb --skip-exact
+    .venv/bin/python -m benchmarks.search --n 1000000 --peers faiss,lancedb --lake ./lake
+    .venv/bin/python -m benchmarks.search --n 200000 --peers faiss,usearch,lancedb --skip-exact
     .venv/bin/python -m benchmarks.search --quick      # smoke run (make bench --quick)
 """
 
@@ -38,8 +38,8 @@ from mm_platform.catalog import open_lake
 from mm_platform.search.active import active_models
 from mm_platform.search.ann import Allowed, HnswIndex, HnswParams
 from mm_platform.search.exact import exact_topk
-from mm_platform.search.synthetic import clustered_unit_vectors
 from mm_platform.search.vectors import read_vectors
+from tests.synthetic import clustered_unit_vectors
 
 Search = Callable[[NDArray[np.float32]], NDArray[np.int64]]
 ROWS: list[dict[str, Any]] = []

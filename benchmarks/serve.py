@@ -1,7 +1,7 @@
 """Lake browser benchmark: warm search through `mmp serve`'s API on N × 384 vectors, the search page's time to
 render in Chromium, and `mmp search` cold on a small lake.
 
-The large lake holds N synthetic documents (``mm_platform.search.synthetic.clustered_unit_vectors``, the
+The large lake holds N synthetic documents (``tests.synthetic.clustered_unit_vectors``, the
 structure of real embeddings) under the MiniLM model id, so a text query takes the real path: MiniLM embeds
 the query, the HNSW index (built once, cached under ``<lake>/_indexes``) ranks, the hits are hydrated from the
 media/metadata/derived/annotation tables of the snapshot. The filter keeps 10 % of the rows
@@ -35,14 +35,23 @@ import pyarrow as pa
 
 from mm_platform.catalog import open_lake
 from mm_platform.lake import Lake, TableWrite
-from mm_platform.search.synthetic import clustered_unit_vectors
+from tests.services import installed_command
+from tests.synthetic import clustered_unit_vectors
 
 REPO = Path(__file__).resolve().parent.parent
-MMP = REPO / ".venv" / "bin" / "mmp"
 QUERIES = [
-    "quarterly revenue report", "a recipe for bread", "the history of rome", "how to train a neural network",
-    "insurance claim form", "a letter to the editor", "maintenance manual for a pump", "poems about the sea",
-    "court ruling on copyright", "a travel guide to lisbon", "physics lecture notes", "a children's story",
+    "quarterly revenue report",
+    "a recipe for bread",
+    "the history of rome",
+    "how to train a neural network",
+    "insurance claim form",
+    "a letter to the editor",
+    "maintenance manual for a pump",
+    "poems about the sea",
+    "court ruling on copyright",
+    "a travel guide to lisbon",
+    "physics lecture notes",
+    "a children's story",
 ]
 WHERE = "page_count = 3"
 
@@ -61,36 +70,65 @@ def build_lake(root: Path, n: int, model_id: str, revision: str, per_partition: 
         part = f"bench-{start // per_partition:04d}"
         ids = _ids(part, count)
         shas = [hashlib.sha256(f"c-{part}-{i}".encode()).hexdigest() for i in range(count)]
-        lineage = {"partition": [part] * count, "run_id": ["bench"] * count, "producer_version": ["1"] * count,
-                   "source_content_sha256": shas}
-        media = pa.table({
-            "media_id": ids, "uri": [f"s3://bench/{part}/{i}.pdf" for i in range(count)],
-            "source": ["s3://bench"] * count, "key": [f"{part}/{i}.pdf" for i in range(count)],
-            "etag": [s[:32] for s in shas], "size_bytes": pa.array([10_000 + i for i in range(count)], pa.int64()),
-            "content_sha256": shas, "mime_type": ["application/pdf"] * count, "modality": ["document"] * count,
-            "status": ["active"] * count, "registered_at": pa.array([now] * count, pa.timestamp("us", tz="UTC")),
-            "producer": ["register"] * count, **lineage,
-        })
-        metadata = pa.table({
-            "media_id": ids, "content_sha256": shas, "modality": ["document"] * count,
-            "page_count": pa.array([(start + i) % 10 for i in range(count)], pa.int64()),
-            "title": [f"document {start + i}" for i in range(count)], "producer": ["probe"] * count, **lineage,
-        })
+        lineage = {
+            "partition": [part] * count,
+            "run_id": ["bench"] * count,
+            "producer_version": ["1"] * count,
+            "source_content_sha256": shas,
+        }
+        media = pa.table(
+            {
+                "media_id": ids,
+                "uri": [f"s3://bench/{part}/{i}.pdf" for i in range(count)],
+                "source": ["s3://bench"] * count,
+                "key": [f"{part}/{i}.pdf" for i in range(count)],
+                "etag": [s[:32] for s in shas],
+                "size_bytes": pa.array([10_000 + i for i in range(count)], pa.int64()),
+                "content_sha256": shas,
+                "mime_type": ["application/pdf"] * count,
+                "modality": ["document"] * count,
+                "status": ["active"] * count,
+                "registered_at": pa.array([now] * count, pa.timestamp("us", tz="UTC")),
+                "producer": ["register"] * count,
+                **lineage,
+            }
+        )
+        metadata = pa.table(
+            {
+                "media_id": ids,
+                "content_sha256": shas,
+                "modality": ["document"] * count,
+                "page_count": pa.array([(start + i) % 10 for i in range(count)], pa.int64()),
+                "title": [f"document {start + i}" for i in range(count)],
+                "producer": ["probe"] * count,
+                **lineage,
+            }
+        )
         vectors = mixture.sample(count, seed=start + 1).astype(np.float32)
-        embeddings = pa.table({
-            "subject_id": ids, "subject_kind": ["media"] * count, "media_id": ids, "model_id": [model_id] * count,
-            "model_revision": [revision] * count, "dim": pa.array([384] * count, pa.int32()),
-            "normalized": [True] * count,
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 384).cast(
-                pa.list_(pa.float32())
-            ),
-            "producer": [model_id] * count, **lineage,
-        })
+        embeddings = pa.table(
+            {
+                "subject_id": ids,
+                "subject_kind": ["media"] * count,
+                "media_id": ids,
+                "model_id": [model_id] * count,
+                "model_revision": [revision] * count,
+                "dim": pa.array([384] * count, pa.int32()),
+                "normalized": [True] * count,
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 384).cast(
+                    pa.list_(pa.float32())
+                ),
+                "producer": [model_id] * count,
+                **lineage,
+            }
+        )
         started = time.perf_counter()
-        lake.publish(part, {"media": TableWrite(media), "metadata": TableWrite(metadata),
-                            "embeddings": TableWrite(embeddings)})
-        print(json.dumps({"step": f"publish {part}", "rows": count, "s": round(time.perf_counter() - started, 1)}),
-              flush=True)
+        lake.publish(
+            part, {"media": TableWrite(media), "metadata": TableWrite(metadata), "embeddings": TableWrite(embeddings)}
+        )
+        print(
+            json.dumps({"step": f"publish {part}", "rows": count, "s": round(time.perf_counter() - started, 1)}),
+            flush=True,
+        )
     return lake
 
 
@@ -99,8 +137,13 @@ def served(lake_root: Path, port: int, log: Path) -> Iterator[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("MM_BROWSER_TOKEN", None)
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(MMP), "--lake", str(lake_root), "serve", "--port", str(port)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [installed_command("mmp"), "--lake", str(lake_root), "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 1800
@@ -126,16 +169,20 @@ def timed_get(url: str) -> tuple[float, float]:
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(statistics.median(values), 2), "p95_ms": round(float(np.percentile(values, 95)), 2),
-            "n": len(values)}
+    return {
+        "p50_ms": round(statistics.median(values), 2),
+        "p95_ms": round(float(np.percentile(values, 95)), 2),
+        "n": len(values),
+    }
 
 
 def api_latency(url: str, queries: int, k: int) -> dict[str, Any]:
     plain, filtered, plain_client, filtered_client = [], [], [], []
     for i in range(10):  # warm-up: the first filtered query compiles and remembers the filter's id set
         timed_get(f"{url}/api/search?" + urllib.parse.urlencode({"q": QUERIES[i % len(QUERIES)], "k": k}))
-        timed_get(f"{url}/api/search?" + urllib.parse.urlencode({"q": QUERIES[i % len(QUERIES)], "k": k,
-                                                                 "where": WHERE}))
+        timed_get(
+            f"{url}/api/search?" + urllib.parse.urlencode({"q": QUERIES[i % len(QUERIES)], "k": k, "where": WHERE})
+        )
     for i in range(queries):
         q = QUERIES[i % len(QUERIES)] + f" {i}"  # a new text each time: no cache of query vectors helps
         server, client = timed_get(f"{url}/api/search?" + urllib.parse.urlencode({"q": q, "k": k}))
@@ -144,9 +191,14 @@ def api_latency(url: str, queries: int, k: int) -> dict[str, Any]:
         server, client = timed_get(f"{url}/api/search?" + urllib.parse.urlencode({"q": q, "k": k, "where": WHERE}))
         filtered.append(server)
         filtered_client.append(client)
-    return {"no_filter_server": _stats(plain), "filter_server": _stats(filtered),
-            "no_filter_client": _stats(plain_client), "filter_client": _stats(filtered_client), "k": k,
-            "where": WHERE}
+    return {
+        "no_filter_server": _stats(plain),
+        "filter_server": _stats(filtered),
+        "no_filter_client": _stats(plain_client),
+        "filter_client": _stats(filtered_client),
+        "k": k,
+        "where": WHERE,
+    }
 
 
 def page_render(url: str, loads: int) -> dict[str, Any]:
@@ -161,8 +213,10 @@ def page_render(url: str, loads: int) -> dict[str, Any]:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for i in range(loads + 2):
             page.goto(f"{url}/search?" + urllib.parse.urlencode({"q": QUERIES[i % len(QUERIES)] + f" p{i}", "k": 24}))
-            duration = page.evaluate("() => { const e = performance.getEntriesByType('navigation')[0];"
-                                     " return e.loadEventEnd - e.startTime; }")
+            duration = page.evaluate(
+                "() => { const e = performance.getEntriesByType('navigation')[0];"
+                " return e.loadEventEnd - e.startTime; }"
+            )
             if i >= 2:
                 times.append(float(duration))
         browser.close()
@@ -174,8 +228,12 @@ def cold_cli(lake_root: Path, runs: int) -> dict[str, Any]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([str(MMP), "--lake", str(lake_root), "search", "a fruit", "--k", "5"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [installed_command("mmp"), "--lake", str(lake_root), "search", "a fruit", "--k", "5"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         times.append((time.perf_counter() - started) * 1e3)
     return _stats(times)
 

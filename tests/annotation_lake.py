@@ -1,4 +1,5 @@
-"""A small lake of real media (from ../shared/media) for the annotation tests, built once per module."""
+"""A small lake of real media (from ../shared/media), built once per session (the ``media_lake`` fixture) for the
+annotation, annotation-crash and branch tests, each of which changes a private copy."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def copy_lake(lake_dir: Path, target: Path) -> Lake:
     """A private copy of the module's lake (Delta tables keep relative paths, so a copy is a lake)."""
     shutil.copytree(lake_dir, target)
     return open_lake(str(target))
+
+
+def lake_files(lake_dir: Path) -> dict[str, int]:
+    """Every file of a local lake, relative path → size: what a test that changed the lake would change."""
+    return {str(p.relative_to(lake_dir)): p.stat().st_size for p in lake_dir.rglob("*") if p.is_file()}
 
 
 def sha256_of(path: Path) -> str:

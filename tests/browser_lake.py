@@ -26,10 +26,9 @@ from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake
 from mm_platform.sources import LocalFolderSource
-from tests.services import free_port
+from tests.services import free_port, installed_command
 
 REPO = Path(__file__).resolve().parent.parent
-MMP = REPO / ".venv" / "bin" / "mmp"
 FILES = {
     "images/orange.jpg": "images/orange.jpg",
     "images/apple.jpg": "images/apple.jpg",
@@ -101,8 +100,12 @@ def serve(lake_root: Path, log: Path) -> Iterator[Served]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MM_BROWSER_TOKEN": token}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(MMP), "--lake", str(lake_root), "serve", "--port", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [installed_command("mmp"), "--lake", str(lake_root), "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     served = Served(f"http://127.0.0.1:{port}", token, log)
     try:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.postgres import PgDatabase, local_server
 from tests.services import S3Endpoint, moto_s3_server, seaweedfs_s3_server
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = Path(os.environ.get("MMP_SHARED_MEDIA", REPO_ROOT.parent / "shared" / "media"))
@@ -55,6 +61,38 @@ def lake_env(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[
     return lake_location(request, tmp_path, request.param)
 
 
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[PgDatabase]:
+    """A fresh database `mmp_test_<random>` for this session on the local server; dropped afterwards."""
+    import psycopg2
+
+    server = local_server()
+    setup = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "ensure_postgres.sh")],
+        env={**os.environ, **server.env()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert setup.returncode == 0, f"ensure_postgres.sh failed:\n{setup.stdout}\n{setup.stderr}"
+    try:
+        admin = server.connect()
+    except psycopg2.OperationalError as exc:
+        if os.geteuid() != 0:
+            pytest.skip(f"not root and no PostgreSQL reachable at {server.host}:{server.port}: {exc}")
+        raise
+    admin.autocommit = True
+    database = PgDatabase(server.host, server.port, server.user, server.password, f"mmp_test_{uuid.uuid4().hex[:12]}")
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {database.name} OWNER {server.user}")
+    try:
+        yield database
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {database.name} WITH (FORCE)")
+        admin.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_developer_dagster_home() -> Iterator[None]:
     """`make test` exports DAGSTER_HOME=.dagster_home (the developer's instance); tests that need an instance
@@ -63,6 +101,16 @@ def no_developer_dagster_home() -> Iterator[None]:
     yield
     if saved is not None:
         os.environ["DAGSTER_HOME"] = saved
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A real Dagster instance (SQLite storage) of the test's own, for in-process runs and sensor ticks."""
+    import dagster as dg  # noqa: F811  (imported here: most tests need no Dagster)
+
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as inst:
+        yield inst
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +140,19 @@ def active_model_invariant(tmp_path: Path) -> Iterator[None]:
             if model is not None:
                 coverage = model_coverage(snapshot, role, model)
                 assert coverage.passed, f"invariant broken in {root}: {coverage.detail}"
+
+
+@pytest.fixture(scope="session")
+def media_lake(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """One lake of real media ingested through the real models (tests/annotation_lake.py), built once per session
+    for the annotation, annotation-crash and branch tests: (media folder, lake folder). Tests change a private
+    copy (``copy_lake``), never this lake; that it is left as built is checked at the end of the session."""
+    from tests.annotation_lake import build_media_lake, lake_files
+
+    media, lake = build_media_lake(shared_media, tmp_path_factory.mktemp("media-lake"))
+    built = lake_files(lake)
+    yield media, lake
+    assert lake_files(lake) == built, "a test changed the shared media lake instead of its own copy"
 
 
 @pytest.fixture(scope="session")

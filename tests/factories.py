@@ -1,13 +1,16 @@
-"""Row factories for lake tests and benchmarks: plausible media/metadata/embedding rows for a partition."""
+"""Row factories for lake tests and benchmarks: plausible media/metadata/embedding rows for a partition, and a
+large media table of minimal rows (the branch tests and benchmark)."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from mm_platform.catalog import CATALOG
 from mm_platform.lake import RowFilter, TableWrite
 
 
@@ -80,3 +83,28 @@ def partition_writes(partition: str, n: int, **kwargs: object) -> dict[str, Tabl
     """The writes that (re)publish a partition: its rows replace whatever the partition had before."""
     rows = partition_rows(partition, n, **kwargs)  # type: ignore[arg-type]
     return {name: TableWrite(table, replace=(RowFilter("partition", (partition,)),)) for name, table in rows.items()}
+
+
+def large_media_rows(n: int) -> pa.Table:
+    """``n`` minimal media rows of one partition ``big`` (1M build in seconds): the branch tests and benchmark."""
+    now = pa.array([0] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return pa.table(
+        {
+            "media_id": pa.array([f"{i:032x}" for i in range(n)]),
+            "uri": pa.array([f"s3://big/{i}.jpg" for i in range(n)]),
+            "source": pa.array(["s3://big"] * n),
+            "key": pa.array([f"{i}.jpg" for i in range(n)]),
+            "size_bytes": pa.array(range(n), pa.int64()),
+            "status": pa.array(["active"] * n),
+            "registered_at": now,
+            "producer": pa.array(["register"] * n),
+            "producer_version": pa.array(["1"] * n),
+            "run_id": pa.array(["big"] * n),
+            "partition": pa.array(["big"] * n),
+        }
+    )
+
+
+def data_files(root: Path) -> set[Path]:
+    """The data files in a local lake's table folders (not logs, not the lake's own records)."""
+    return {p for name in CATALOG for p in (root / name).glob("*.parquet")}

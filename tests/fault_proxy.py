@@ -62,8 +62,9 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
 
-    def add(self, kind: FaultKind, *, method: str | None = None, target_contains: str | None = None,
-            times: int = 1) -> Fault:
+    def add(
+        self, kind: FaultKind, *, method: str | None = None, target_contains: str | None = None, times: int = 1
+    ) -> Fault:
         fault = Fault(kind, method=method, target_contains=target_contains, times=times)
         with self._lock:
             self.faults.append(fault)

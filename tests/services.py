@@ -23,6 +23,15 @@ S3_SECRET_KEY = "mmp-test-secret"
 S3_REGION = "us-east-1"
 
 
+def installed_command(name: str) -> str:
+    """The console script ``name`` installed beside the running interpreter (the venv's ``bin``, wherever the venv
+    lives), so a test runs the same install as pytest itself; not resolved, so a venv's symlinked python works."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise FileNotFoundError(f"{name} is not installed beside {sys.executable}")
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,8 @@ from mm_platform.reprocess import stale_report
 from mm_platform.search.hits import hydrate, matching_media
 from mm_platform.snapshots import diff_snapshots, export_snapshot, verify_export
 from mm_platform.sources import DeletedMedia, LocalFolderSource, S3Settings
-from tests.annotation_lake import build_media_lake, copy_lake, sha256_of
+from tests.annotation_lake import copy_lake, sha256_of
 from tests.services import S3Endpoint
-
-
-@pytest.fixture(scope="module")
-def media_lake(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_media_lake(shared_media, tmp_path_factory.mktemp("annotated"))
 
 
 @pytest.fixture
@@ -461,13 +455,6 @@ def test_cli_errors_name_the_problem_and_the_fix(lake: Lake, tmp_path: Path) -> 
 
 
 # --- Dagster ---------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    (tmp_path / "dagster_home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as inst:
-        yield inst
 
 
 def test_sensor_asset_and_blocking_checks_publish_a_dropped_file(

@@ -17,7 +17,7 @@ import pytest
 
 from mm_platform.annotations import AttachOptions, attach_file
 from mm_platform.lake import Lake, Snapshot
-from tests.annotation_lake import build_media_lake, copy_lake
+from tests.annotation_lake import copy_lake
 from tests.lake_assertions import assert_log_has_no_gap, assert_no_duplicate_keys, snapshot_content
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,11 +31,6 @@ KILL_POINTS = [
     "after_apply:annotations",
     "after_published",
 ]
-
-
-@pytest.fixture(scope="module")
-def media_lake(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_media_lake(shared_media, tmp_path_factory.mktemp("crash"))[1]
 
 
 def _write(path: Path, labels: dict[str, str]) -> Path:
@@ -79,9 +74,9 @@ def _annotate_until_killed(lake: Lake, path: Path, point: str, marker: Path) -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkill_during_an_annotation_publish_leaves_the_previous_snapshot(
-    media_lake: Path, tmp_path: Path, point: str
+    media_lake: tuple[Path, Path], tmp_path: Path, point: str
 ) -> None:
-    lake = copy_lake(media_lake, tmp_path / "lake")
+    lake = copy_lake(media_lake[1], tmp_path / "lake")
     path = tmp_path / "pets.csv"
     first = attach_file(lake, str(_write(path, FIRST)), AttachOptions("pets"))
     before = lake.snapshot()

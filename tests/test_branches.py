@@ -16,11 +16,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from mm_platform.catalog import CATALOG, open_lake
+from mm_platform.catalog import open_lake
 from mm_platform.cli import main
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
@@ -32,17 +31,12 @@ from mm_platform.quality import default_checks
 from mm_platform.reprocess import activate_model, active_models, reprocess
 from mm_platform.search import search
 from mm_platform.sources import source_from_uri
-from tests.annotation_lake import build_media_lake, copy_lake
-from tests.factories import partition_writes
+from tests.annotation_lake import copy_lake
+from tests.factories import data_files, large_media_rows, partition_writes
 from tests.lake_assertions import assert_no_duplicate_keys, snapshot_content
 from tests.tiny_clip import build_tiny_clip
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def media_lake(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_media_lake(shared_media, tmp_path_factory.mktemp("branches"))
 
 
 def _mmp(lake: Path, *args: str, code: int = 0) -> str:
@@ -209,38 +203,13 @@ def test_sigkill_at_every_step_of_a_branch_publish_and_of_a_merge(tmp_path: Path
     assert len(merges) == len(MERGE_POINTS)  # one publish per merge, crash or not
 
 
-def _media_rows(n: int) -> pa.Table:
-    ids = pa.array([f"{i:032x}" for i in range(n)])
-    now = pa.array([0] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    return pa.table(
-        {
-            "media_id": ids,
-            "uri": pa.array([f"s3://big/{i}.jpg" for i in range(n)]),
-            "source": pa.array(["s3://big"] * n),
-            "key": pa.array([f"{i}.jpg" for i in range(n)]),
-            "size_bytes": pa.array(range(n), pa.int64()),
-            "status": pa.array(["active"] * n),
-            "registered_at": now,
-            "producer": pa.array(["register"] * n),
-            "producer_version": pa.array(["1"] * n),
-            "run_id": pa.array(["big"] * n),
-            "partition": pa.array(["big"] * n),
-        }
-    )
-
-
-def _data_files(root: Path) -> set[Path]:
-    """The data files in the tables' folders (not logs, not the lake's own records)."""
-    return {p for name in CATALOG for p in (root / name).glob("*.parquet")}
-
-
 @pytest.mark.parametrize("rows", [200_000, pytest.param(1_000_000, marks=pytest.mark.benchmark)])
 def test_branch_creation_on_a_large_lake_costs_a_small_publish_and_copies_nothing(tmp_path: Path, rows: int) -> None:
     """1M media rows with `pytest -m benchmark` (and in BENCHMARKS.md); 200k in the default suite, to stay fast."""
     lake = open_lake(str(tmp_path / "lake"))
-    lake.publish("big", {"media": TableWrite(_media_rows(rows))})
+    lake.publish("big", {"media": TableWrite(large_media_rows(rows))})
     assert lake.snapshot().dataset("media").count_rows() == rows
-    files_before = _data_files(tmp_path / "lake")
+    files_before = data_files(tmp_path / "lake")
     publish_s, branch_s = [], []
     for i in range(3):  # interleaved, best of three: the machine is shared
         start = time.perf_counter()
@@ -250,7 +219,7 @@ def test_branch_creation_on_a_large_lake_costs_a_small_publish_and_copies_nothin
         create_branch(lake, f"b{i}")
         branch_s.append(time.perf_counter() - start)
     assert min(branch_s) <= 2 * min(publish_s), (branch_s, publish_s)
-    new_files = _data_files(tmp_path / "lake") - files_before
+    new_files = data_files(tmp_path / "lake") - files_before
     assert len(new_files) == 3 * 3  # the small publishes' files (media, metadata, embeddings); none by a branch
     branch_files = [p for p in (tmp_path / "lake" / "_branches").rglob("*.parquet") if "_delta_log" not in p.parts]
     assert [p for p in branch_files if "_publish_log" not in p.parts] == []  # a branch holds no data file

@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from mm_platform.lake import Lake
 from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
 from mm_platform.sources import LocalFolderSource
 from sensors import s3_media_sensor
+from tests.sensor_ticks import SensorTicks, run_ingest_job, use_s3_lake
 from tests.services import S3Endpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,31 +54,12 @@ def media_folder(shared_media: Path, tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    (tmp_path / "dagster_home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as inst:
-        yield inst
-
-
 def _plan(lake: Lake, folder: Path) -> list[str]:
     source = LocalFolderSource(folder)
     batches, _ = decide(source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor())
     for batch in batches:
         save_manifest(lake.location, batch)
     return [b.batch_id for b in batches]
-
-
-def _run(instance: dg.DagsterInstance, batch_id: str, **resources: Any) -> dg.ExecuteInProcessResult:
-    instance.add_dynamic_partitions("ingest_batches", [batch_id])
-    job = defs.resolve_job_def("ingest_job")
-    if resources:
-        job = dg.Definitions(
-            assets=defs.assets,
-            jobs=defs.jobs,
-            resources={**defs.resources, **resources},  # type: ignore[arg-type]
-        ).resolve_job_def("ingest_job")
-    return job.execute_in_process(instance=instance, partition_key=batch_id, raise_on_error=False)
 
 
 def test_the_asset_graph_reads_as_layers_with_blocking_checks() -> None:
@@ -103,7 +84,7 @@ def test_a_batch_materializes_end_to_end(
     monkeypatch.setenv("MM_BROWSER_URL", "http://127.0.0.1:8750")
     lake = open_lake(str(tmp_path / "lake"))
     [batch] = _plan(lake, media_folder)
-    result = _run(instance, batch)
+    result = run_ingest_job(instance, batch)
     assert result.success
     snap = lake.snapshot()
     assert snap.seq == 1 and snap.partition == batch
@@ -160,7 +141,7 @@ def test_a_bad_batch_is_stopped_by_the_blocking_checks(
     monkeypatch.setenv("MM_LAKE", str(tmp_path / "lake"))
     lake = open_lake(str(tmp_path / "lake"))
     [good] = _plan(lake, media_folder)
-    assert _run(instance, good).success
+    assert run_ingest_job(instance, good).success
     before = {n: lake.snapshot().table(n).num_rows for n in ("media", "metadata", "embeddings")}
 
     # Two new images and a model that emits NaN for every one: systemic (one alone would only quarantine it).
@@ -169,7 +150,7 @@ def test_a_bad_batch_is_stopped_by_the_blocking_checks(
         original = (media_folder / f"images/{name}{suffix}").read_bytes()
         (media_folder / f"images/{name}-copy{suffix}").write_bytes(original + b"new")
     [bad] = _plan(lake, media_folder)
-    result = _run(instance, bad, pipeline=BrokenPipeline())
+    result = run_ingest_job(instance, bad, pipeline=BrokenPipeline())
     assert not result.success
     failed = [
         e.asset_check_evaluation_data
@@ -195,9 +176,7 @@ def test_s3_sensor_tick_requests_new_objects_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for key, value in s3_endpoint.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MM_LAKE", str(tmp_path / "lake"))
+    use_s3_lake(monkeypatch, s3_endpoint, tmp_path / "lake")
     bucket = s3_endpoint.create_bucket("sensor-media")
     client = s3_endpoint.client()
     for name in SAMPLE[:3]:
@@ -207,17 +186,13 @@ def test_s3_sensor_tick_requests_new_objects_once(
         "s3_source": MediaSourceResource(uri=f"s3://{bucket}/library"),
     }
 
-    def tick(cursor: str | None) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-        result = s3_media_sensor(context)
-        assert isinstance(result, dg.SensorResult)
-        return result
+    tick = SensorTicks(s3_media_sensor, instance, resources).tick
 
     first = tick(None)
     assert len(first.run_requests or []) == 1 and first.dynamic_partitions_requests
     batch = first.run_requests[0].partition_key  # type: ignore[index]
     assert batch is not None
-    assert _run(instance, batch).success
+    assert run_ingest_job(instance, batch).success
     lake = open_lake(str(tmp_path / "lake"))
     assert lake.snapshot().table("media").num_rows == 3
     assert all(
@@ -234,7 +209,7 @@ def test_s3_sensor_tick_requests_new_objects_once(
     kinds = sorted(str(r.partition_key).split("-")[0] for r in third.run_requests or [])
     assert kinds == ["erasure", "ingest"]
     for request in third.run_requests or []:
-        assert _run(instance, str(request.partition_key)).success
+        assert run_ingest_job(instance, str(request.partition_key)).success
     media = {r["key"]: r for r in lake.snapshot().table("media").to_pylist()}
     apple = hashlib.sha256((shared_media / "images/apple.jpg").read_bytes()).hexdigest()
     assert media["library/images/orange.jpg"]["content_sha256"] == apple  # the overwrite is re-derived

@@ -62,8 +62,9 @@ def test_json_errors_are_json(tmp_path: Path) -> None:
 
 
 def test_unknown_columns_are_an_error(browser_lake: BrowserLake) -> None:
-    result = CliRunner().invoke(main, ["--lake", str(browser_lake.root), "search", "a fruit", "--columns",
-                                       "width,../../etc/passwd"])
+    result = CliRunner().invoke(
+        main, ["--lake", str(browser_lake.root), "search", "a fruit", "--columns", "width,../../etc/passwd"]
+    )
     assert result.exit_code == 2
     assert "error: unknown metadata column(s) '../../etc/passwd'" in result.output and "hint: known:" in result.output
     fine = _mmp(browser_lake.root, "search", "a fruit", "--columns", "camera_make", "--k", "2")
@@ -81,15 +82,17 @@ def test_search_shows_no_loading_bar_and_names_model_and_fusion(browser_lake: Br
 
 def test_image_query_from_s3(browser_lake: BrowserLake, s3_endpoint: S3Endpoint) -> None:
     bucket = s3_endpoint.create_bucket(f"queries-{uuid.uuid4().hex[:8]}")
-    s3_endpoint.client().put_object(Bucket=bucket, Key="q/orange.jpg",
-                                    Body=(browser_lake.media / "images/orange.jpg").read_bytes())
+    s3_endpoint.client().put_object(
+        Bucket=bucket, Key="q/orange.jpg", Body=(browser_lake.media / "images/orange.jpg").read_bytes()
+    )
     env = s3_endpoint.env()
     result = _mmp(browser_lake.root, "search", "--image", f"s3://{bucket}/q/orange.jpg", "--k", "2", "--json", env=env)
     assert result.exit_code == 0, result.output
     hits = json.loads(result.output)
     assert hits[0]["key"] == "images/orange.jpg" and hits[0]["score"] > 0.99
-    missing = CliRunner().invoke(main, ["--lake", str(browser_lake.root), "search", "--image",
-                                        f"s3://{bucket}/q/none.jpg"], env=env)
+    missing = CliRunner().invoke(
+        main, ["--lake", str(browser_lake.root), "search", "--image", f"s3://{bucket}/q/none.jpg"], env=env
+    )
     assert missing.exit_code == 2 and f"error: no object at s3://{bucket}/q/none.jpg" in missing.output
 
 
@@ -124,7 +127,11 @@ def test_scores_of_different_models_are_fused_by_rank() -> None:
     assert hits[0][1] == -0.41 and hits[0][4] == pytest.approx(1 / (RRF_K + 1))
     grouped, method = fuse([MINILM, CLIP], 2, "group")
     assert method == "group" and [(h[2], h[0]) for h in grouped] == [
-        ("clip", "img-a"), ("clip", "img-b"), ("text", "doc-a"), ("text", "doc-b")]
+        ("clip", "img-a"),
+        ("clip", "img-b"),
+        ("text", "doc-a"),
+        ("text", "doc-b"),
+    ]
     with pytest.raises(ConfigError, match="different models' spaces"):
         fuse([CLIP, MINILM], 4, "scale")
 
@@ -155,8 +162,16 @@ def test_erase_annotate_and_rollback_publishes_reach_dagster(browser_lake: Brows
     assert annotated.exit_code == 0, annotated.output
     rolled = _mmp(lake, "rollback", "4", "--reason", "undo nothing", env=env)
     assert rolled.exit_code == 0, rolled.output
-    erased = _mmp(lake, "erase", browser_lake.ids["documents/crazyones.pdf"], "--reason", "request 1",
-                  "--requested-by", "dpo@example.org", env=env)
+    erased = _mmp(
+        lake,
+        "erase",
+        browser_lake.ids["documents/crazyones.pdf"],
+        "--reason",
+        "request 1",
+        "--requested-by",
+        "dpo@example.org",
+        env=env,
+    )
     assert erased.exit_code == 0, erased.output
     assert "reported snapshot 6 to Dagster" in erased.output
 
@@ -166,12 +181,16 @@ def test_erase_annotate_and_rollback_publishes_reach_dagster(browser_lake: Brows
     assert annotation is not None and annotation.asset_materialization is not None
     meta = annotation.asset_materialization.metadata
     assert (meta["kind"].value, meta["publish_seq"].value, meta["annotation_set"].value) == ("annotate", 4, "birds")
-    kinds = [(r.asset_materialization.metadata["kind"].value, r.asset_materialization.metadata["publish_seq"].value)
-             for r in publish if r.asset_materialization]
+    kinds = [
+        (r.asset_materialization.metadata["kind"].value, r.asset_materialization.metadata["publish_seq"].value)
+        for r in publish
+        if r.asset_materialization
+    ]
     assert sorted(kinds) == [("erase", 6), ("rollback", 5)]
     latest = publish[0].asset_materialization
     assert latest is not None and latest.metadata["browser_snapshot"] == dg.MetadataValue.url(
-        "http://127.0.0.1:8750/diff?a=5&b=6")
+        "http://127.0.0.1:8750/diff?a=5&b=6"
+    )
     # The browser's snapshot list names who asked for the erasure and why (the `erasures` audit table).
     listed = LakeBrowser(open_lake(str(lake))).snapshots()[-1]
     assert (listed["kind"], listed["actor"]) == ("erase", "dpo@example.org")

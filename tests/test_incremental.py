@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.incremental import ingest_changes, make_images
 from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor
+from tests.incremental_media import ingest_changes, make_images
 from tests.tiny_clip import build_tiny_clip
 
 

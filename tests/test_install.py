@@ -38,8 +38,19 @@ def _wheel(tmp_path: Path, env: dict[str, str]) -> Path:
         shutil.copy(REPO / name, source / name)
     wheels = tmp_path / "wheels"
     _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w",
-         str(wheels), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
         cwd=tmp_path,
         env=env,
     )
@@ -53,8 +64,11 @@ def _install(tmp_path: Path, wheel: Path, env: dict[str, str]) -> Path:
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path, env=env)
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-          str(wheel)], cwd=tmp_path, env=env)
+    _run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        cwd=tmp_path,
+        env=env,
+    )
     purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
     # A path in a .pth is appended to sys.path, after the venv's own site-packages; the .pth files in that path
     # (the editable install's finder) are not run.

@@ -25,11 +25,18 @@ from mm_platform.quality import default_checks
 from mm_platform.quality.invariants import model_coverage
 from mm_platform.reprocess import activate_model, active_models, reprocess, stale_report
 from mm_platform.sources import LocalFolderSource, source_from_uri
+from tests.annotation_lake import copy_lake
 from tests.tiny_clip import build_tiny_clip
 
 REPO = Path(__file__).resolve().parent.parent
-FILES = ["images/orange.jpg", "images/apple.jpg", "images/chelsea.png", "images/butterfly.jpg",
-         "images/kivy_kiwi.jpg", "documents/crazyones.pdf"]
+FILES = [
+    "images/orange.jpg",
+    "images/apple.jpg",
+    "images/chelsea.png",
+    "images/butterfly.jpg",
+    "images/kivy_kiwi.jpg",
+    "documents/crazyones.pdf",
+]
 IMAGES = 5
 
 
@@ -38,16 +45,30 @@ def clip_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"clip:{build_tiny_clip(tmp_path_factory.mktemp('clip'))}"
 
 
-@pytest.fixture
-def ingested(shared_media: Path, tmp_path: Path) -> Iterator[tuple[Lake, Path]]:
-    folder = tmp_path / "media"
+@pytest.fixture(scope="module")
+def ingested_once(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """FILES ingested through the real models once per module: (media folder, lake folder)."""
+    root = tmp_path_factory.mktemp("reprocess")
+    folder = root / "media"
     for name in FILES:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_media / name, folder / name)
-    lake = open_lake(str(tmp_path / "lake"))
+    lake = open_lake(str(root / "lake"))
     source = LocalFolderSource(folder)
     BatchProcessor(lake).run(source, list(source.list_objects()), "b1", "run-1")
-    yield lake, folder
+    return folder, root / "lake"
+
+
+@pytest.fixture
+def ingested(ingested_once: tuple[Path, Path], shared_media: Path, tmp_path: Path) -> Iterator[tuple[Lake, Path]]:
+    """A private copy of the module's lake over the module's media folder, which is restored after the test."""
+    folder, lake_dir = ingested_once
+    listed = {name: (folder / name).stat().st_mtime_ns for name in FILES}
+    yield copy_lake(lake_dir, tmp_path / "lake"), folder
+    for name, mtime_ns in listed.items():  # a test may overwrite a source object: put the listed version back
+        if (folder / name).read_bytes() != (shared_media / name).read_bytes():
+            shutil.copyfile(shared_media / name, folder / name)
+            os.utime(folder / name, ns=(mtime_ns, mtime_ns))
 
 
 def _processor(lake: Lake, clip_spec: str) -> BatchProcessor:
@@ -102,10 +123,24 @@ def test_an_interrupted_reprocess_keeps_the_old_model_active(ingested: tuple[Lak
 def test_sigkill_during_a_reprocess_publish(ingested: tuple[Lake, Path], clip_spec: str, tmp_path: Path) -> None:
     lake, _ = ingested
     ready = tmp_path / "ready"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MMP_FAULT_PAUSE_AT": "after_apply:embeddings",
-           "MMP_FAULT_READY_FILE": str(ready)}
-    command = [sys.executable, "-m", "mm_platform", "--lake", lake.location.root, "reprocess",
-               "--image-model", clip_spec, "--max-objects", "2"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MMP_FAULT_PAUSE_AT": "after_apply:embeddings",
+        "MMP_FAULT_READY_FILE": str(ready),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "mm_platform",
+        "--lake",
+        lake.location.root,
+        "reprocess",
+        "--image-model",
+        clip_spec,
+        "--max-objects",
+        "2",
+    ]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while not ready.exists():

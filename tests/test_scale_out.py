@@ -38,8 +38,8 @@ from mm_platform.lake import Lake
 from mm_platform.orchestration.launch import launch_batches
 from mm_platform.orchestration.runner import BatchRun
 from mm_platform.sources import LocalFolderSource
+from tests.postgres import PgDatabase
 from tests.services import S3Endpoint, free_port
-from tests.test_dagster_postgres import PgDatabase, pg_database  # noqa: F401  (a session fixture)
 from tests.tiny_clip import build_tiny_clip
 
 pytestmark = pytest.mark.slow
@@ -93,7 +93,11 @@ def test_mmp_ingest_parallel_2_runs_four_batches_as_dagster_runs(tiny_clip: Path
     args = ["--lake", lake_uri, "ingest", str(folder), "--max-objects", "2", "--parallel", "2"]
     run = subprocess.run(
         [str(MMP), *args, "--definitions", DEFINITIONS, "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=420,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
     )
     assert run.returncode == 0, f"mmp ingest failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     summary = json.loads(run.stdout)
@@ -169,9 +173,24 @@ class CeleryCluster:
     def start_worker(self, name: str, config: Path, **extra: str) -> subprocess.Popen[bytes]:
         log = open(self.root / f"worker-{name}.log", "wb")  # noqa: SIM115  (closed with the process)
         proc = subprocess.Popen(
-            [str(CELERY), "worker", "start", "-A", "dagster_celery.app", "-n", name, "-y", str(config),
-             "--", "--pool=solo"],
-            cwd=REPO, env={**self.env, **extra}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(CELERY),
+                "worker",
+                "start",
+                "-A",
+                "dagster_celery.app",
+                "-n",
+                name,
+                "-y",
+                str(config),
+                "--",
+                "--pool=solo",
+            ],
+            cwd=REPO,
+            env={**self.env, **extra},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.workers.append(proc)
         deadline = time.monotonic() + 120
@@ -209,7 +228,7 @@ def _worker_config(root: Path, visibility_timeout_s: int) -> Path:
 
 @pytest.fixture(scope="module")
 def celery_cluster(
-    pg_database: PgDatabase,  # noqa: F811
+    pg_database: PgDatabase,
     seaweedfs_endpoint: S3Endpoint,
     tiny_clip: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -220,7 +239,9 @@ def celery_cluster(
     setup = subprocess.run(
         [str(REPO / "scripts" / "ensure_redis.sh")],
         env={**os.environ, "MMP_REDIS_PORT": str(port), "MMP_REDIS_DIR": str(redis_dir)},
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert setup.returncode == 0, setup.stdout + setup.stderr
     if not (redis_dir / "redis.pid").exists():
@@ -231,11 +252,17 @@ def celery_cluster(
     bucket = seaweedfs_endpoint.create_bucket(f"celery-{uuid.uuid4().hex[:8]}")
     lake_uri = f"s3://{bucket}/lake"
     env = {
-        **os.environ, **QUIET, **pg_database.env(), **seaweedfs_endpoint.env(),
-        "DAGSTER_HOME": str(home), "MM_LAKE": lake_uri, "MMP_TEST_CLIP": str(tiny_clip),
+        **os.environ,
+        **QUIET,
+        **pg_database.env(),
+        **seaweedfs_endpoint.env(),
+        "DAGSTER_HOME": str(home),
+        "MM_LAKE": lake_uri,
+        "MMP_TEST_CLIP": str(tiny_clip),
         "MMP_TEST_EXECUTOR": "celery",
         "PATH": f"{CELERY.parent}{os.pathsep}{os.environ.get('PATH', '')}",  # dagster-celery runs `celery`
-        "MMP_CELERY_BROKER": f"redis://127.0.0.1:{port}/0", "MMP_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1",
+        "MMP_CELERY_BROKER": f"redis://127.0.0.1:{port}/0",
+        "MMP_CELERY_BACKEND": f"redis://127.0.0.1:{port}/1",
     }
     cluster = CeleryCluster(env, home, lake_uri, root, [])
     saved = dict(os.environ)
@@ -302,9 +329,7 @@ def test_a_worker_killed_mid_staging_still_publishes_the_batch_once(
             result: list[BatchRun] = []
             thread = threading.Thread(
                 target=lambda: result.extend(
-                    launch_batches(
-                        instance, DEFINITIONS, [batch], parallel=1, working_directory=REPO, timeout_s=400
-                    )
+                    launch_batches(instance, DEFINITIONS, [batch], parallel=1, working_directory=REPO, timeout_s=400)
                 )
             )
             thread.start()

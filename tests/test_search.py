@@ -38,9 +38,9 @@ from mm_platform.search import (
     search,
 )
 from mm_platform.search.index_store import IndexStore, ModelIndex
-from mm_platform.search.synthetic import clustered_unit_vectors
 from mm_platform.sources import LocalFolderSource
 from tests.services import S3Endpoint
+from tests.synthetic import clustered_unit_vectors
 
 FRUIT = {"images/orange.jpg", "images/apple.jpg", "images/fruits.jpg", "images/fruits_really_a_jpeg.png"}
 FIRST = [

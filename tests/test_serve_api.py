@@ -84,8 +84,9 @@ def test_snapshots_diff_and_quarantine(served: Served, browser_lake: BrowserLake
     assert [s["seq"] for s in snapshots] == [1, 2, 3] and snapshots[0]["run_id"] == "run-1"
     diff = _api(served, "/api/diff?a=1&b=2")
     cli = _cli_json(browser_lake, "diff", "1", "2")
-    assert diff["tables"] == {name: {k: v for k, v in t.items() if not k.endswith("_objects")}
-                              for name, t in cli["tables"].items()}
+    assert diff["tables"] == {
+        name: {k: v for k, v in t.items() if not k.endswith("_objects")} for name, t in cli["tables"].items()
+    }
     assert cli["tables"]["media"]["changed_objects"] == [OVERWRITTEN]
     objects = diff["objects"]
     assert (objects["added"], objects["changed"], objects["removed"]) == (0, 1, 0)
@@ -153,7 +154,10 @@ def test_the_token_is_required_and_the_api_is_documented(served: Served) -> None
 
 
 def test_serving_off_loopback_needs_a_token(browser_lake: BrowserLake) -> None:
-    result = CliRunner().invoke(main, ["--lake", str(browser_lake.root), "serve", "--host", "0.0.0.0", "--no-warm"],
-                                env={"MM_BROWSER_TOKEN": ""})
+    result = CliRunner().invoke(
+        main,
+        ["--lake", str(browser_lake.root), "serve", "--host", "0.0.0.0", "--no-warm"],
+        env={"MM_BROWSER_TOKEN": ""},
+    )
     assert result.exit_code == 2
     assert "error: refusing to serve the lake on 0.0.0.0 without a token" in result.output

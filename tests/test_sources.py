@@ -94,13 +94,20 @@ def put_objects(client: Any, bucket: str, objects: dict[str, bytes]) -> None:
 def published_media(rows: Iterable[tuple[ObjectInfo, str]], extra: Iterable[dict[str, Any]] = ()) -> pa.Table:
     """A published media table as the lake would hold it, from (listed object, status) pairs."""
     records = [
-        {"media_id": obj.media_id, "uri": obj.uri, "etag": obj.etag, "version_id": obj.version_id,
-         "content_sha256": None, "status": status}
+        {
+            "media_id": obj.media_id,
+            "uri": obj.uri,
+            "etag": obj.etag,
+            "version_id": obj.version_id,
+            "content_sha256": None,
+            "status": status,
+        }
         for obj, status in rows
     ]
     records.extend(extra)
-    schema = pa.schema([(name, pa.string()) for name in
-                        ("media_id", "uri", "etag", "version_id", "content_sha256", "status")])
+    schema = pa.schema(
+        [(name, pa.string()) for name in ("media_id", "uri", "etag", "version_id", "content_sha256", "status")]
+    )
     return pa.Table.from_pylist(records, schema=schema)
 
 
@@ -288,17 +295,23 @@ def test_source_from_uri_and_settings(tmp_path: Path) -> None:
         source_from_uri("gs://bucket/x")
     with pytest.raises(ConfigError, match="does not exist"):
         source_from_uri(str(tmp_path / "missing"))
-    settings = S3Settings.from_env({"AWS_ENDPOINT_URL": "http://h:1", "AWS_ACCESS_KEY_ID": "k",
-                                    "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "eu-west-1"})
-    assert settings == S3Settings(endpoint_url="http://h:1", access_key_id="k", secret_access_key="s",
-                                  region="eu-west-1")
+    settings = S3Settings.from_env(
+        {
+            "AWS_ENDPOINT_URL": "http://h:1",
+            "AWS_ACCESS_KEY_ID": "k",
+            "AWS_SECRET_ACCESS_KEY": "s",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }
+    )
+    assert settings == S3Settings(
+        endpoint_url="http://h:1", access_key_id="k", secret_access_key="s", region="eu-west-1"
+    )
 
 
 # ---------------------------------------------------------------- S3 on moto_server
 
 
-def test_s3_listing_pages_and_hashes(s3_endpoint: S3Endpoint, bucket_name: str,
-                                     make_s3_source: MakeS3Source) -> None:
+def test_s3_listing_pages_and_hashes(s3_endpoint: S3Endpoint, bucket_name: str, make_s3_source: MakeS3Source) -> None:
     s3_endpoint.create_bucket(bucket_name)
     objects = {f"media/{i:03d}.bin": f"object {i}".encode() * (i + 1) for i in range(23)}
     objects["other/skip.bin"] = b"outside the prefix"
@@ -317,8 +330,9 @@ def test_s3_listing_pages_and_hashes(s3_endpoint: S3Endpoint, bucket_name: str,
     assert source.attempts["GetObject"] == len(listing)
 
 
-def test_s3_versioned_listing_pins_versions(s3_endpoint: S3Endpoint, bucket_name: str,
-                                            make_s3_source: MakeS3Source) -> None:
+def test_s3_versioned_listing_pins_versions(
+    s3_endpoint: S3Endpoint, bucket_name: str, make_s3_source: MakeS3Source
+) -> None:
     s3_endpoint.create_bucket(bucket_name, versioned=True)
     client = s3_endpoint.client()
     for body in (b"v1", b"v2"):
@@ -363,8 +377,14 @@ def test_diff_finds_new_overwritten_and_deleted_objects(
     initial = diff_listing(first, published_media([]), source=source)
     assert [o.key for o in initial.new] == ["delete.jpg", "keep.jpg", "overwrite.jpg"] and initial.has_work
 
-    other_source_row = {"media_id": "f" * 32, "uri": f"s3://{bucket_name}x/keep.jpg", "etag": "e",
-                        "version_id": None, "content_sha256": None, "status": "active"}
+    other_source_row = {
+        "media_id": "f" * 32,
+        "uri": f"s3://{bucket_name}x/keep.jpg",
+        "etag": "e",
+        "version_id": None,
+        "content_sha256": None,
+        "status": "active",
+    }
     table = published_media([(obj, "active") for obj in first], extra=[other_source_row])
     assert not diff_listing(source.list_objects(), table, source=source).has_work
 
@@ -387,10 +407,19 @@ def test_diff_treats_deleted_rows_as_absent_and_stays_in_its_root(tmp_path: Path
     source = LocalFolderSource(tmp_path)
     (back,) = source.list_objects()
     sibling = tmp_path.as_uri() + "-sibling/x.jpg"  # shares the root's string prefix, not its folder
-    table = published_media([(back, "deleted")], extra=[
-        {"media_id": media_id_for(sibling), "uri": sibling, "etag": "e", "version_id": None,
-         "content_sha256": None, "status": "active"},
-    ])
+    table = published_media(
+        [(back, "deleted")],
+        extra=[
+            {
+                "media_id": media_id_for(sibling),
+                "uri": sibling,
+                "etag": "e",
+                "version_id": None,
+                "content_sha256": None,
+                "status": "active",
+            },
+        ],
+    )
     diff = diff_listing([back], table, source=source)
     assert diff.new == [back] and not diff.changed and not diff.deleted
 
@@ -398,8 +427,9 @@ def test_diff_treats_deleted_rows_as_absent_and_stays_in_its_root(tmp_path: Path
 # ---------------------------------------------------------------- injected faults
 
 
-def test_503_and_slowdown_are_retried(s3_endpoint: S3Endpoint, bucket_name: str,
-                                      make_s3_source: MakeS3Source, proxy: FaultProxy) -> None:
+def test_503_and_slowdown_are_retried(
+    s3_endpoint: S3Endpoint, bucket_name: str, make_s3_source: MakeS3Source, proxy: FaultProxy
+) -> None:
     s3_endpoint.create_bucket(bucket_name)
     objects = {f"k{i}": f"body {i}".encode() for i in range(6)}
     put_objects(s3_endpoint.client(), bucket_name, objects)
@@ -434,12 +464,14 @@ def test_connection_dropped_mid_body_restarts_the_read(
     assert source.attempts["GetObject"] == 3
 
 
-def test_retries_run_out_as_transient_error(s3_endpoint: S3Endpoint, bucket_name: str,
-                                            make_s3_source: MakeS3Source, proxy: FaultProxy) -> None:
+def test_retries_run_out_as_transient_error(
+    s3_endpoint: S3Endpoint, bucket_name: str, make_s3_source: MakeS3Source, proxy: FaultProxy
+) -> None:
     s3_endpoint.create_bucket(bucket_name)
     put_objects(s3_endpoint.client(), bucket_name, {"a.jpg": b"a"})
-    source = make_s3_source(bucket_name, endpoint_url=proxy.url,
-                            retry_policy=RetryPolicy(max_attempts=3, base_delay_s=0.01))
+    source = make_s3_source(
+        bucket_name, endpoint_url=proxy.url, retry_policy=RetryPolicy(max_attempts=3, base_delay_s=0.01)
+    )
     (obj,) = source.list_objects()
     proxy.add("slowdown", target_contains="/a.jpg", times=100)
     with pytest.raises(TransientSourceError, match="after 3 attempts") as raised:
@@ -448,8 +480,9 @@ def test_retries_run_out_as_transient_error(s3_endpoint: S3Endpoint, bucket_name
     assert source.attempts["GetObject"] == 3
 
 
-def test_missing_bucket_and_access_denied_are_not_retried(bucket_name: str, make_s3_source: MakeS3Source,
-                                                          proxy: FaultProxy) -> None:
+def test_missing_bucket_and_access_denied_are_not_retried(
+    bucket_name: str, make_s3_source: MakeS3Source, proxy: FaultProxy
+) -> None:
     missing = make_s3_source(bucket_name)
     with pytest.raises(SourceError, match=bucket_name) as raised:
         list(missing.list_objects())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,15 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from definitions import defs
 from mm_platform.catalog import open_lake
 from mm_platform.orchestration import LakeResource, MediaSourceResource
 from mm_platform.orchestration.queue import S3EventQueueResource
 from sensors import sqs_media_sensor
+from tests.sensor_ticks import SensorTicks, run_ingest_job, use_s3_lake
 from tests.services import S3Endpoint
 
 BUCKET = "events-media"
 PHOTO = "lib/my photos/chel sea+1.png"  # arrives as lib/my+photos/chel+sea%2B1.png
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    (tmp_path / "dagster_home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as inst:
-        yield inst
 
 
 def _sqs(endpoint: S3Endpoint) -> Any:
@@ -61,11 +53,6 @@ def _peek(sqs: Any, url: str, count: int) -> list[str]:
     return bodies
 
 
-def _run(instance: dg.DagsterInstance, batch_id: str) -> None:
-    job = defs.resolve_job_def("ingest_job")
-    assert job.execute_in_process(instance=instance, partition_key=batch_id, raise_on_error=False).success
-
-
 def test_s3_events_through_sqs_become_published_batches(
     s3_endpoint: S3Endpoint,
     shared_media: Path,
@@ -73,10 +60,8 @@ def test_s3_events_through_sqs_become_published_batches(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for key, value in s3_endpoint.env().items():
-        monkeypatch.setenv(key, value)
     lake_dir = tmp_path / "lake"
-    monkeypatch.setenv("MM_LAKE", str(lake_dir))
+    use_s3_lake(monkeypatch, s3_endpoint, lake_dir)
     s3, sqs = s3_endpoint.client(), _sqs(s3_endpoint)
     s3_endpoint.create_bucket(BUCKET)
     queue = sqs.create_queue(QueueName="events-media")["QueueUrl"]
@@ -96,15 +81,12 @@ def test_s3_events_through_sqs_become_published_batches(
     }
     lake = open_lake(str(lake_dir))
     cursors: list[str | None] = [None]
+    ticks = SensorTicks(sqs_media_sensor, instance, resources)
 
     def tick() -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=instance, cursor=cursors[-1], resources=resources)
-        result = sqs_media_sensor(context)
-        assert isinstance(result, dg.SensorResult)
+        result = ticks.tick(cursors[-1])
         assert result.cursor is not None and len(result.cursor) < 200  # O(1): no object in the cursor
         cursors.append(result.cursor)
-        for add in result.dynamic_partitions_requests or []:  # what the sensor daemon does with them
-            instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys or []))
         return result
 
     # A tick that cannot save its manifest deletes nothing: the messages come back (at-least-once).
@@ -123,7 +105,7 @@ def test_s3_events_through_sqs_become_published_batches(
         "lib/orange.jpg",
     ]
     assert _in_queue(sqs, queue) == 0  # deleted once the manifest and the ledger were saved
-    _run(instance, batch)
+    assert run_ingest_job(instance, batch).success
     media = {r["key"]: r for r in lake.snapshot().table("media").to_pylist()}
     assert set(media) == {"lib/orange.jpg", PHOTO} and all(r["status"] == "active" for r in media.values())
 
@@ -136,7 +118,7 @@ def test_s3_events_through_sqs_become_published_batches(
     assert kinds == ["erasure", "ingest"]
     seq_before = lake.snapshot().seq
     for r in sorted(second.run_requests or [], key=lambda r: str(r.tags["mm/kind"])):
-        _run(instance, str(r.partition_key))
+        assert run_ingest_job(instance, str(r.partition_key)).success
     snapshot = lake.snapshot()
     assert snapshot.seq == seq_before + 2  # the deletion is one publish, the overwrite another
     media = {r["key"]: r for r in snapshot.table("media").to_pylist()}

@@ -23,10 +23,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import ARTIFACTS
-from tests.services import free_port
+from tests.services import free_port, installed_command
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / ".venv" / "bin"
 CHROMIUM = Path("/usr/bin/chromium")
 SAMPLE = ["images/orange.jpg", "documents/crazyones.pdf"]
 CHAIN = ["raw_media", "media_metadata", "derived_media", "embeddings", "published_snapshot"]
@@ -56,8 +55,12 @@ class Webserver:
     log: Path
 
     def graphql(self, query: str) -> dict[str, Any]:
-        request = urllib.request.Request(f"{self.url}/graphql", data=json.dumps({"query": query}).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.load(response)
         assert not body.get("errors"), body["errors"]
@@ -72,7 +75,7 @@ def _live_members(pgid: int) -> list[str]:
             text = stat.read_text()
         except OSError:
             continue
-        fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
         if int(fields[2]) == pgid and fields[0] != "Z":
             alive.append(text[: text.rindex(")") + 1])
     return alive
@@ -120,11 +123,23 @@ def webserver(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     for name in SAMPLE:
         (media / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_media / name, media / name)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "MM_LAKE": str(lake), "GX_ANALYTICS_ENABLED": "false",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MM_LAKE": str(lake),
+        "GX_ANALYTICS_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
 
-    ingest = subprocess.run([str(BIN / "mmp"), "--lake", str(lake), "ingest", str(media), "--json"], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=300)
+    ingest = subprocess.run(
+        [installed_command("mmp"), "--lake", str(lake), "ingest", str(media), "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ingest.returncode == 0, f"mmp ingest failed:\n{ingest.stdout[-3000:]}\n{ingest.stderr[-5000:]}"
 
     port = free_port()
@@ -132,9 +147,22 @@ def webserver(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     with log.open("wb") as out:
         # Started in the background, the webserver ignores SIGINT/SIGTERM unless their default action is restored.
         proc = subprocess.Popen(
-            ["env", "--default-signal=INT,TERM", str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-             "-w", "workspace.yaml"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "env",
+                "--default-signal=INT,TERM",
+                installed_command("dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "workspace.yaml",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -170,11 +198,25 @@ def test_chromium_renders_the_lineage_graph(webserver: Webserver) -> None:
     png.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         proc = subprocess.Popen(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--virtual-time-budget=20000", f"--screenshot={png}",
-             "--window-size=1400,900", f"{webserver.url}/{LINEAGE_PAGE}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(CHROMIUM),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=20000",
+                f"--screenshot={png}",
+                "--window-size=1400,900",
+                f"{webserver.url}/{LINEAGE_PAGE}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             output, _ = proc.communicate(timeout=120)
