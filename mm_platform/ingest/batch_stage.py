@@ -56,9 +56,7 @@ class BatchStage:
             objects, partition, run_id, scope, BatchReport(partition=partition, objects=len(objects))
         )
         self.reuse = ReuseIndex.load(processor.lake.snapshot(), processor.models())
-        self.writer = processor.lake.stage_writer(
-            partition, run_id=run_id, code_version=processor.code_version()
-        )
+        self.writer = processor.lake.stage_writer(partition, run_id=run_id, code_version=processor.code_version())
         self._embedding: ThreadPoolExecutor | None = None  # the thread embedding a chunk (embed_and_flush)
         self._job: tuple[Future[None], Rows] | None = None
         self._progress = tqdm(

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -25,14 +25,20 @@ _OBJECT_FIELDS = tuple(f.name for f in fields(ObjectInfo))
 _object_values = attrgetter(*_OBJECT_FIELDS)
 DEFAULT_MAX_OBJECTS = 1000
 
+BatchKind = Literal["ingest", "erasure"]
+INGEST_BATCH: BatchKind = "ingest"
+"""New or overwritten objects: staged through the pipeline, published as a ``lake.Write``."""
+ERASURE_BATCH: BatchKind = "erasure"
+"""Objects deleted at the source: published as a ``lake.Erase`` (whose log kind is ``"erase"``). The batch kind
+names what the batch holds and starts its id; the operation names what its publish does."""
+
 
 @dataclass(frozen=True)
 class BatchManifest:
     """What one batch covers: object versions to ingest, or media to erase."""
 
     batch_id: str
-    kind: str
-    """``ingest`` (new or overwritten objects) or ``erasure`` (objects deleted at the source)."""
+    kind: BatchKind
     source: str
     objects: tuple[ObjectInfo, ...] = ()
     deleted: tuple[DeletedMedia, ...] = ()
@@ -77,7 +83,7 @@ def _object_doc(obj: ObjectInfo) -> dict[str, Any]:
     return doc
 
 
-def _batch_id(kind: str, keys: Sequence[str]) -> str:
+def _batch_id(kind: BatchKind, keys: Sequence[str]) -> str:
     digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:12]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return f"{kind}-{stamp}-{digest}"
@@ -92,13 +98,17 @@ def ingest_batches(
     for start in range(0, len(ordered), max_objects):
         chunk = tuple(ordered[start : start + max_objects])
         keys = [f"{o.uri}\0{o.etag}\0{o.version_id}" for o in chunk]
-        batches.append(BatchManifest(batch_id=_batch_id("ingest", keys), kind="ingest", source=source, objects=chunk))
+        batches.append(
+            BatchManifest(batch_id=_batch_id(INGEST_BATCH, keys), kind=INGEST_BATCH, source=source, objects=chunk)
+        )
     return batches
 
 
 def erasure_batch(source: str, deleted: Sequence[DeletedMedia]) -> BatchManifest:
     keys = [d.media_id for d in deleted]
-    return BatchManifest(batch_id=_batch_id("erasure", keys), kind="erasure", source=source, deleted=tuple(deleted))
+    return BatchManifest(
+        batch_id=_batch_id(ERASURE_BATCH, keys), kind=ERASURE_BATCH, source=source, deleted=tuple(deleted)
+    )
 
 
 def save_manifest(location: LakeLocation, manifest: BatchManifest) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from mm_platform.ids import media_id_for
-from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, BatchManifest
+from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, ERASURE_BATCH, INGEST_BATCH, BatchKind, BatchManifest
 from mm_platform.ingest.events import CREATED, ObjectEvent, later
 from mm_platform.ingest.ledger import DiscoveryLedger, KeyMark, PendingBatch
 from mm_platform.sources import DeletedMedia, ObjectInfo, parse_s3_uri
@@ -123,7 +123,9 @@ def event_batches(
         chunk = ordered[start : start + max_objects]
         objects = tuple(_object_info(source_uri, bucket, e) for e in chunk)
         batches.append(
-            BatchManifest(batch_id=_event_batch_id("ingest", chunk), kind="ingest", source=source_uri, objects=objects)
+            BatchManifest(
+                batch_id=_event_batch_id(INGEST_BATCH, chunk), kind=INGEST_BATCH, source=source_uri, objects=objects
+            )
         )
     if removed:
         gone = sorted(removed, key=lambda e: e.key)
@@ -131,12 +133,14 @@ def event_batches(
             DeletedMedia(media_id=media_id_for(f"s3://{bucket}/{e.key}"), uri=f"s3://{bucket}/{e.key}") for e in gone
         )
         batches.append(
-            BatchManifest(batch_id=_event_batch_id("erasure", gone), kind="erasure", source=source_uri, deleted=deleted)
+            BatchManifest(
+                batch_id=_event_batch_id(ERASURE_BATCH, gone), kind=ERASURE_BATCH, source=source_uri, deleted=deleted
+            )
         )
     return batches
 
 
-def _event_batch_id(kind: str, events: Sequence[ObjectEvent]) -> str:
+def _event_batch_id(kind: BatchKind, events: Sequence[ObjectEvent]) -> str:
     digest = hashlib.sha256("\n".join(f"{e.key}\0{e.sequencer}\0{e.kind}" for e in events).encode()).hexdigest()
     times = [e.event_time for e in events if e.event_time is not None]
     stamp = (min(times) if times else datetime.fromtimestamp(0, UTC)).strftime("%Y%m%dT%H%M%S")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
-from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, BatchManifest, erasure_batch, ingest_batches
+from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, INGEST_BATCH, BatchManifest, erasure_batch, ingest_batches
 from mm_platform.ingest.ledger import DiscoveryLedger, PendingBatch
 from mm_platform.sources import DeletedMedia, ObjectInfo
 
@@ -156,7 +156,7 @@ class Reconciler:
             self._record(batch, tuple(keys))
             out.append(batch)
         for batch in out:
-            if batch.kind == "ingest":
+            if batch.kind == INGEST_BATCH:
                 self._record(batch, tuple(o.key for o in batch.objects))
         return out
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mm_platform.errors import AuditFailedError, StaleStageError
-from mm_platform.ingest.batches import BatchManifest, load_manifest
+from mm_platform.ingest.batches import ERASURE_BATCH, BatchManifest, load_manifest
 from mm_platform.ingest.ledger import published_marker, rejected_marker
 from mm_platform.ingest.process import BatchProcessor, BatchReport
 from mm_platform.lake import AuditCheck, CheckResult, Lake
@@ -46,7 +46,7 @@ def stage_batch(
     """Process the batch into a stage, audit it and issue the run's ticket (a failed audit is logged)."""
     manifest = load_manifest(lake.location, batch_id)
     base_seq = lake.published_seq()
-    if manifest.kind == "erasure":
+    if manifest.kind == ERASURE_BATCH:
         report = processor.stage_erasure(manifest.deleted, batch_id, run_id)
     else:
         report = processor.stage(source_for(manifest.source), manifest.objects, batch_id, run_id)

@@ -67,10 +67,6 @@ class AttemptCounter:
         with self._lock:
             return dict(self._counts)
 
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
 
 def call_with_retry(
     operation: str,
