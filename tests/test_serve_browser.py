@@ -53,7 +53,12 @@ def _shot(page: Any, name: str) -> Path:
 
 
 def _images_loaded(page: Any, selector: str) -> list[int]:
-    """naturalWidth of each matching image: 0 means the browser could not load or decode it."""
+    """naturalWidth of each matching image once the browser is done with it (``complete`` is true after a load
+    and after a failure): 0 means the browser could not load or decode it. Waiting first keeps a slow machine
+    from reading an image that is still on its way as a broken one."""
+    page.wait_for_function(
+        "sel => [...document.querySelectorAll(sel)].every(e => e.complete)", arg=selector, timeout=30_000
+    )
     return page.eval_on_selector_all(selector, "els => els.map(e => e.naturalWidth)")  # type: ignore[no-any-return]
 
 
