@@ -23,6 +23,7 @@ from mm_platform.annotations.schema import (
 )
 from mm_platform.lake import AuditCheck, AuditContext, CheckResult
 from mm_platform.quality import Rule, TableSuite, expectation_checks
+from mm_platform.tables import MEDIA, METADATA
 
 __all__ = [
     "ANNOTATION_CHECK_NAMES",
@@ -100,7 +101,7 @@ def annotation_boxes_inside_image(context: AuditContext) -> CheckResult:
         flat = flat.append_column(part, pc.struct_field(boxes.column("bbox"), part))
     ids = pc.unique(flat.column("media_id"))
     sizes = context.base.table(
-        "metadata", columns=["media_id", "width", "height"], filter=pc.field("media_id").isin(ids)
+        METADATA.name, columns=["media_id", "width", "height"], filter=pc.field("media_id").isin(ids)
     )
     joined = flat.join(sizes, "media_id", join_type="left outer")
     x, y, w, h = (joined.column(p) for p in "xywh")
@@ -168,7 +169,7 @@ def annotations_reference_active_media(context: AuditContext) -> CheckResult:
     if staged.num_rows == 0:
         return CheckResult(name=name, table=table, passed=True, detail="no staged annotations")
     media = context.base.table(
-        "media",
+        MEDIA.name,
         columns=["media_id", "content_sha256"],
         filter=pc.field("media_id").isin(pc.unique(staged.column("media_id"))) & (pc.field("status") == "active"),
     )

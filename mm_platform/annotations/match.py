@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from mm_platform.annotations.model import MatchKind
 from mm_platform.lake import Snapshot
+from mm_platform.tables import MEDIA, METADATA
 
 __all__ = ["MatchOutcome", "MediaIndex", "MediaTarget"]
 
@@ -63,10 +64,10 @@ class MediaIndex:
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot) -> MediaIndex:
         media = snapshot.table(
-            "media", columns=["media_id", "uri", "key", "content_sha256", "modality", "status"]
+            MEDIA.name, columns=["media_id", "uri", "key", "content_sha256", "modality", "status"]
         ).to_pylist()
         active = pc.field("media_id").isin([m["media_id"] for m in media if m["status"] == "active"])
-        metadata = snapshot.table("metadata", columns=["media_id", "width", "height"], filter=active).to_pylist()
+        metadata = snapshot.table(METADATA.name, columns=["media_id", "width", "height"], filter=active).to_pylist()
         sizes = {m["media_id"]: (m["width"], m["height"]) for m in metadata}
         return cls(media, sizes, snapshot.seq)
 

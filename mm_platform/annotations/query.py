@@ -21,6 +21,7 @@ from mm_platform.annotations.attach import partition_for
 from mm_platform.annotations.schema import ANNOTATION_SETS, ANNOTATIONS, VALUE_COLUMNS
 from mm_platform.errors import SnapshotNotFoundError
 from mm_platform.lake import Lake, Snapshot
+from mm_platform.tables import DERIVED, MEDIA
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -113,7 +114,7 @@ def label_rows(snapshot: Snapshot, columns: Sequence[str]) -> pa.Table:
     human = snapshot.table(ANNOTATIONS.name, columns=["media_id", *sorted(needed)])
     parts = [_as_labels(human, wanted, lambda name: _human_column(human, name))]
     model = snapshot.table(
-        "derived",
+        DERIVED.name,
         columns=["media_id", "label", "score", "producer"],
         filter=pc.field("kind") == "label",
     )
@@ -209,7 +210,6 @@ def _values(snapshot: Snapshot, media_ids: set[str]) -> dict[tuple[str, str, str
 
 
 def _media_keys(snapshot: Snapshot, media_ids: set[str]) -> dict[str, str]:
-    media = snapshot.table(
-        "media", columns=["media_id", "key"], filter=pc.field("media_id").isin(pa.array(sorted(media_ids), pa.string()))
-    )
+    wanted = pc.field("media_id").isin(pa.array(sorted(media_ids), pa.string()))
+    media = snapshot.table(MEDIA.name, columns=["media_id", "key"], filter=wanted)
     return dict(zip(media.column("media_id").to_pylist(), media.column("key").to_pylist(), strict=True))

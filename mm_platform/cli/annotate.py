@@ -15,6 +15,7 @@ from mm_platform.annotations.model import (
     RowProblem,
     RowsRejectedError,
 )
+from mm_platform.annotations.schema import ANNOTATION_REJECTS
 from mm_platform.cli.common import audit_options, emit, handle_errors, open_lake
 from mm_platform.cli.report import report_to_dagster
 
@@ -142,7 +143,7 @@ def annotations_command(ctx: click.Context, set_name: str | None, rejects_of: in
         if set_name is None:
             raise ConfigError("--rejects needs --set", hint="e.g. mmp annotations --set pets --rejects 2")
         where = (pc.field("annotation_set") == set_name) & (pc.field("revision") == rejects_of)
-        rows = lake.snapshot().table("annotation_rejects", filter=where).sort_by("row").to_pylist()
+        rows = lake.snapshot().table(ANNOTATION_REJECTS.name, filter=where).sort_by("row").to_pylist()
         problems = [RowProblem(r["row"], r["reason"], r["detail"], r["line"], r["media_id"]) for r in rows]
         emit(as_json, [p.to_dict() for p in problems], _rejects_text(problems) if problems else "no rejected rows")
         return

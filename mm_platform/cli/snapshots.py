@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from mm_platform.annotations.schema import ANNOTATIONS
 from mm_platform.cli.common import audit_options, emit, handle_errors, open_lake
 
 __all__ = ["diff_command", "export_command", "verify_export_command"]
@@ -56,7 +57,7 @@ def diff_command(
     for name, per_category in objects.items():  # beside each sample, the object key of each row
         for category, names in per_category.items():
             payload["tables"][name][category.replace("_keys", "_objects")] = names
-    annotations = diff.tables.get("annotations")
+    annotations = diff.tables.get(ANNOTATIONS.name)
     if annotations is not None and not annotations.is_empty:
         from mm_platform.annotations.query import label_changes
 

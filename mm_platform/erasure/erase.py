@@ -46,13 +46,14 @@ from mm_platform.lake import AuditCheck, Lake, LakeLocation, RowFilter, Snapshot
 from mm_platform.lake.operations import Erase
 from mm_platform.lake.publish_log import LogState
 from mm_platform.log import get_logger, kv
+from mm_platform.tables import MEDIA, QUARANTINE
 
 __all__ = ["ERASURES", "ErasedRowsPresentError", "ErasureResult", "erase", "erasure_publishes"]
 
 log = get_logger("mm_platform.erasure")
 
 ERASE_KIND = Erase.kind
-_IDENTITY_TABLES = ("media", "quarantine")  # tables whose rows name the source URI
+_IDENTITY_TABLES = (MEDIA.name, QUARANTINE.name)  # tables whose rows name the source URI
 
 
 class ErasedRowsPresentError(MMPlatformError):
@@ -188,7 +189,7 @@ def _resolve(snapshot: Snapshot, targets: Sequence[str]) -> dict[str, str]:
 
 
 def _shared_content(snapshot: Snapshot, ids: Sequence[str]) -> int:
-    media = snapshot.table("media", columns=["media_id", "content_sha256"])
+    media = snapshot.table(MEDIA.name, columns=["media_id", "content_sha256"])
     erased = pc.is_in(media["media_id"], value_set=pa.array(ids, pa.string()))
     hashes = pc.drop_null(media.filter(erased)["content_sha256"])
     others = media.filter(pc.invert(erased))

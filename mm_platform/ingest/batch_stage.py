@@ -36,6 +36,7 @@ from mm_platform.ingest.write_rows import write_rows
 from mm_platform.media import MediaRejected, QuarantineReason
 from mm_platform.roles import active_model_key
 from mm_platform.sources import ObjectInfo, Source
+from mm_platform.tables import DERIVED, MEDIA, METADATA, QUARANTINE, SETTINGS
 
 if TYPE_CHECKING:
     from mm_platform.ingest.process import BatchProcessor
@@ -103,7 +104,7 @@ class BatchStage:
         state = self.state
         lineage = state.lineage(None, "register", "1")
         reason = QuarantineReason.UNREADABLE.value
-        state.out["quarantine"].append(
+        state.out[QUARANTINE.name].append(
             quarantine_row(info.media_id, info.uri, None, "register", reason, error.message, lineage)
         )
         state.media_rows.append(media_row(info, None, state.partition, state.run_id))
@@ -123,7 +124,7 @@ class BatchStage:
         if isinstance(outcome, MediaRejected):
             lineage = state.lineage(sha, ANALYZE_PRODUCER, ANALYZE_VERSION)
             reason = outcome.reason.value
-            state.out["quarantine"].append(
+            state.out[QUARANTINE.name].append(
                 quarantine_row(info.media_id, uri, sha, outcome.stage, reason, outcome.detail, lineage)
             )
             state.media_status[info.media_id] = "quarantined"
@@ -131,9 +132,10 @@ class BatchStage:
         else:
             analysis = cast(Analysis, outcome)
             if state.scope.writes_registration:
-                state.out["metadata"].append(metadata_row(info.media_id, sha, analysis, state.run_id, state.partition))
+                metadata = metadata_row(info.media_id, sha, analysis, state.run_id, state.partition)
+                state.out[METADATA.name].append(metadata)
                 lineage = state.lineage(sha, ANALYZE_PRODUCER, ANALYZE_VERSION)
-                state.out["derived"] += [derived_row(info.media_id, a, lineage) for a in analysis.derived]
+                state.out[DERIVED.name] += [derived_row(info.media_id, a, lineage) for a in analysis.derived]
             state.pending.append(Pending(info.media_id, sha, analysis))
             state.report.analyzed += 1
         self._progress.update()
@@ -185,7 +187,7 @@ class BatchStage:
         for row in state.media_rows:
             row["status"] = state.media_status.get(str(row["media_id"]), row["status"])
         if state.scope.writes_registration:  # a shadow batch leaves registration and verdicts as published
-            state.out["media"] = state.media_rows
+            state.out[MEDIA.name] = state.media_rows
             self._first_active_models()
         write_rows(state, self.writer, state.out)
         self._progress.close()
@@ -195,8 +197,8 @@ class BatchStage:
     def _first_active_models(self) -> None:
         """The first batch names the active model per role explicitly (later switches: activate_model)."""
         state = self.state
-        chosen = {r["key"] for r in self.reuse.snapshot.table("settings", columns=["key"]).to_pylist()}
-        state.out["settings"] += [
+        chosen = {r["key"] for r in self.reuse.snapshot.table(SETTINGS.name, columns=["key"]).to_pylist()}
+        state.out[SETTINGS.name] += [
             {
                 "key": active_model_key(role),
                 "value": embedder.model_id,

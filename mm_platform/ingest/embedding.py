@@ -18,6 +18,7 @@ from mm_platform.ids import derived_id_for
 from mm_platform.ingest.analyze import ANALYZE_VERSION, Analysis
 from mm_platform.ingest.rows import ANALYZE_PRODUCER, Lineage, embedding_row, label_rows, mean_vector
 from mm_platform.roles import ROLE_OF_MODALITY
+from mm_platform.tables import DERIVED, EMBEDDINGS
 
 __all__ = ["Pending", "chunk_id", "embed_pending", "keyframe_id"]
 
@@ -51,10 +52,10 @@ def embed_pending(
             vectors, labels = image_embedder.encode(pictures), [[] for _ in pictures]
         for (p, ordinal, _), vector, top in zip(images, vectors, labels, strict=True):
             lineage = lineage_of(p, image_embedder)
-            out["derived"] += label_rows(p.media_id, top, lineage, ordinal)
+            out[DERIVED.name] += label_rows(p.media_id, top, lineage, ordinal)
             if ordinal is not None:  # a keyframe: its own vector, subject = the keyframe's derived row
                 subject = keyframe_id(p, ordinal)
-                out["embeddings"].append(
+                out[EMBEDDINGS.name].append(
                     embedding_row(
                         subject,
                         "derived",
@@ -71,7 +72,7 @@ def embed_pending(
         for (p, ordinal, _), vector in zip(texts, vectors, strict=True):
             lineage = lineage_of(p, text_embedder)
             subject = chunk_id(p, ordinal)
-            out["embeddings"].append(
+            out[EMBEDDINGS.name].append(
                 embedding_row(
                     subject, "derived", p.media_id, vector, text_embedder.model_id, text_embedder.revision, lineage
                 )
@@ -84,7 +85,7 @@ def embed_pending(
         embedder = embedders[role]
         lineage = lineage_of(p, embedder)
         vector = mean_vector(np.stack(per_media[p.media_id]))
-        out["embeddings"].append(
+        out[EMBEDDINGS.name].append(
             embedding_row(p.media_id, "media", p.media_id, vector, embedder.model_id, embedder.revision, lineage)
         )
 

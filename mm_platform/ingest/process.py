@@ -16,6 +16,7 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mm_platform.annotations.schema import ANNOTATIONS
 from mm_platform.catalog import CATALOG
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import Embedder, embedder_for
@@ -28,13 +29,14 @@ from mm_platform.lake import AuditCheck, Lake, RowFilter
 from mm_platform.log import get_logger, kv
 from mm_platform.media import MediaRejected, ProbePool
 from mm_platform.sources import DeletedMedia, ObjectInfo, Source
+from mm_platform.tables import MEDIA
 
 __all__ = ["TABLES", "BatchProcessor", "BatchReport"]
 
 log = get_logger("mm_platform.ingest.process")
 # A deleted object takes the annotations attached to it along, in the same publish (its media row stays,
 # marked deleted; an annotation of nothing would dangle).
-_DELETED_WITH_MEDIA = (*RESULT_TABLES, "annotations")
+_DELETED_WITH_MEDIA = (*RESULT_TABLES, ANNOTATIONS.name)
 
 
 class BatchProcessor:
@@ -151,12 +153,12 @@ class BatchProcessor:
         ids = tuple(d.media_id for d in deleted)
         replace = (RowFilter("partition", (partition,)), RowFilter("media_id", ids))
         writer = self.lake.stage_writer(partition, run_id=run_id, code_version=self.code_version())
-        media = self.lake.snapshot().table("media", filter=pc.field("media_id").isin(pa.array(ids, pa.string())))
+        media = self.lake.snapshot().table(MEDIA.name, filter=pc.field("media_id").isin(pa.array(ids, pa.string())))
         tombstones = [dict(row, status="deleted", partition=partition, run_id=run_id) for row in media.to_pylist()]
-        writer.write("media", pa.Table.from_pylist(tombstones, schema=media.schema), replace)
+        writer.write(MEDIA.name, pa.Table.from_pylist(tombstones, schema=media.schema), replace)
         for name in _DELETED_WITH_MEDIA:
             writer.write(name, pa.Table.from_pylist([], schema=CATALOG[name].schema), replace)
-        report.rows["media"] = len(tombstones)
+        report.rows[MEDIA.name] = len(tombstones)
         report.stage = writer.finish()
         report.timings_s = {"process": perf_counter() - started}
         return report

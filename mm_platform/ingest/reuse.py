@@ -18,6 +18,7 @@ from mm_platform.ingest.rows import producer_key
 from mm_platform.lake import Snapshot
 from mm_platform.quality.row_gate import VALIDATION_STAGE
 from mm_platform.roles import ROLE_OF_MODALITY
+from mm_platform.tables import DERIVED, EMBEDDINGS, METADATA, QUARANTINE
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,9 @@ class ReuseIndex:
     def load(cls, snapshot: Snapshot, models: dict[str, ModelRef]) -> ReuseIndex:
         index = cls(snapshot)
         version = pc.field("producer_version") == ANALYZE_VERSION
-        metadata = snapshot.table("metadata", columns=["content_sha256", "modality", "text_chunks"], filter=version)
+        metadata = snapshot.table(METADATA.name, columns=["content_sha256", "modality", "text_chunks"], filter=version)
         vectors = snapshot.table(
-            "embeddings",
+            EMBEDDINGS.name,
             columns=["source_content_sha256", "model_id", "model_revision"],
             filter=pc.field("subject_kind") == "media",
         )
@@ -59,7 +60,7 @@ class ReuseIndex:
             model = models[role]  # type: ignore[index]
             if (sha, model.model_id, model.revision) in embedded:
                 index.complete.add(sha)
-        quarantine = snapshot.table("quarantine", columns=["content_sha256", "producer_version", "stage"])
+        quarantine = snapshot.table(QUARANTINE.name, columns=["content_sha256", "producer_version", "stage"])
         for row in quarantine.to_pylist():
             # Unreadable objects and row-rule failures (which depend on models and rules that may be fixed
             # since) are tried again; a verdict on the bytes themselves is reused.
@@ -76,11 +77,12 @@ class ReuseIndex:
         wanted = pa.array(sorted(set(shas)), pa.string())
         if len(wanted) == 0:
             return {}
+        by_content, by_source = pc.field("content_sha256").isin(wanted), pc.field("source_content_sha256").isin(wanted)
         return {
-            "metadata": self.snapshot.table("metadata", filter=pc.field("content_sha256").isin(wanted)),
-            "derived": self.snapshot.table("derived", filter=pc.field("source_content_sha256").isin(wanted)),
-            "embeddings": self.snapshot.table("embeddings", filter=pc.field("source_content_sha256").isin(wanted)),
-            "quarantine": self.snapshot.table("quarantine", filter=pc.field("content_sha256").isin(wanted)),
+            METADATA.name: self.snapshot.table(METADATA.name, filter=by_content),
+            DERIVED.name: self.snapshot.table(DERIVED.name, filter=by_source),
+            EMBEDDINGS.name: self.snapshot.table(EMBEDDINGS.name, filter=by_source),
+            QUARANTINE.name: self.snapshot.table(QUARANTINE.name, filter=by_content),
         }
 
 
@@ -90,7 +92,7 @@ def rekey(
     """Rows of one content, copied under another media id and URI (their production lineage is kept)."""
     derived_ids: dict[object, str] = {}
     out: dict[str, list[dict[str, object]]] = {name: [] for name in rows}
-    for row in rows.get("derived", []):
+    for row in rows.get(DERIVED.name, []):
         new = dict(row, media_id=media_id, partition=partition)
         new["derived_id"] = derived_id_for(
             media_id,
@@ -101,12 +103,12 @@ def rekey(
         )
         new["producer_key"] = producer_key(media_id, str(row["producer"]))
         derived_ids[row["derived_id"]] = str(new["derived_id"])
-        out["derived"].append(new)
-    for row in rows.get("embeddings", []):
+        out[DERIVED.name].append(new)
+    for row in rows.get(EMBEDDINGS.name, []):
         subject = (
             media_id if row["subject_kind"] == "media" else derived_ids.get(row["subject_id"], str(row["subject_id"]))
         )
-        out["embeddings"].append(
+        out[EMBEDDINGS.name].append(
             dict(
                 row,
                 subject_id=subject,
@@ -115,10 +117,10 @@ def rekey(
                 producer_key=producer_key(media_id, str(row["producer"])),
             )
         )
-    out["metadata"] = [dict(row, media_id=media_id, partition=partition) for row in rows.get("metadata", [])]
+    out[METADATA.name] = [dict(row, media_id=media_id, partition=partition) for row in rows.get(METADATA.name, [])]
     # A quarantine row names its own object: identical bytes under two names are two rejected objects.
-    quarantine = rows.get("quarantine", [])
-    out["quarantine"] = [dict(row, media_id=media_id, uri=uri, partition=partition) for row in quarantine]
+    quarantine = rows.get(QUARANTINE.name, [])
+    out[QUARANTINE.name] = [dict(row, media_id=media_id, uri=uri, partition=partition) for row in quarantine]
     return out
 
 
@@ -127,7 +129,7 @@ def group_by_content(tables: dict[str, pa.Table]) -> dict[str, dict[str, list[di
     by_sha: dict[str, dict[str, list[dict[str, object]]]] = {}
     chosen: dict[str, object] = {}
     for name, table in tables.items():
-        sha_column = "content_sha256" if name in ("metadata", "quarantine") else "source_content_sha256"
+        sha_column = "content_sha256" if name in (METADATA.name, QUARANTINE.name) else "source_content_sha256"
         for row in table.to_pylist():
             sha = str(row[sha_column])
             owner = chosen.setdefault(sha, row["media_id"])

@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 from mm_platform.ingest.batch_state import BatchState
 from mm_platform.ingest.reuse import ReuseIndex, group_by_content, rekey
 from mm_platform.lake.stage_writer import StageWriter
+from mm_platform.tables import METADATA, QUARANTINE
 
 __all__ = ["copy_reused"]
 
@@ -28,12 +29,12 @@ def copy_reused(state: BatchState, reuse: ReuseIndex, writer: StageWriter) -> No
                     state.media_status[media_id] = state.media_status[first_id]
         else:
             source_rows = published.get(sha, {})
-            if source_rows.get("quarantine") and not source_rows.get("metadata"):
+            if source_rows.get(QUARANTINE.name) and not source_rows.get(METADATA.name):
                 for media_id in media_ids:
                     state.media_status[media_id] = "quarantined"
         for media_id in media_ids:
             for name, rows in rekey(source_rows, media_id, uri_of[media_id], state.partition).items():
                 rows = state.scope.keep_copied(name, rows)
                 state.out[name] += rows
-                if name == "quarantine":
+                if name == QUARANTINE.name:
                     state.report.quarantined += len(rows)

@@ -15,11 +15,13 @@ from itertools import islice
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mm_platform.erasure.table import ERASURES
 from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, BatchManifest, ManifestWriter
 from mm_platform.ingest.ledger import DiscoveryLedger
 from mm_platform.ingest.reconcile import MEDIA_COLUMNS, ListingChunk, ReconcileCursor, Reconciler
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.sources import ObjectInfo, Source
+from mm_platform.tables import MEDIA
 
 __all__ = ["PlannedBatch", "ScanBudget", "ScanOutcome", "erased_media", "plan_batches", "scan_step"]
 
@@ -117,7 +119,7 @@ def scan_step(
 
 def erased_media(snapshot: Snapshot) -> frozenset[str]:
     """The media ids erased in ``snapshot``: discovery never plans them again."""
-    return frozenset(snapshot.table("erasures", columns=["media_id"]).column("media_id").to_pylist())
+    return frozenset(snapshot.table(ERASURES.name, columns=["media_id"]).column("media_id").to_pylist())
 
 
 def plan_batches(
@@ -174,4 +176,4 @@ def _media_in_range(snapshot: Snapshot, source_uri: str, lower: str | None, uppe
         where = where & (pc.field("key") > lower)
     if upper is not None:
         where = where & (pc.field("key") <= upper)
-    return snapshot.table("media", columns=MEDIA_COLUMNS, filter=where)
+    return snapshot.table(MEDIA.name, columns=MEDIA_COLUMNS, filter=where)

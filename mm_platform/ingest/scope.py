@@ -11,12 +11,13 @@ from collections.abc import Iterable
 
 from mm_platform.ingest.rows import producer_key
 from mm_platform.lake import RowFilter
+from mm_platform.tables import DERIVED, EMBEDDINGS, MEDIA, METADATA, QUARANTINE, SETTINGS
 
 __all__ = ["RESULT_TABLES", "TABLES", "BatchScope", "ShadowReembedding"]
 
-TABLES = ("media", "metadata", "derived", "embeddings", "quarantine")
-RESULT_TABLES = ("metadata", "derived", "embeddings", "quarantine")
-_MODEL_TABLES = ("derived", "embeddings")
+TABLES = (MEDIA.name, METADATA.name, DERIVED.name, EMBEDDINGS.name, QUARANTINE.name)
+RESULT_TABLES = (METADATA.name, DERIVED.name, EMBEDDINGS.name, QUARANTINE.name)
+_MODEL_TABLES = (DERIVED.name, EMBEDDINGS.name)
 
 
 class BatchScope:
@@ -26,7 +27,7 @@ class BatchScope:
     """A content seen twice in the batch is analysed once; the second object copies the first's results."""
     writes_registration = True
     """Media rows, metadata, analysis-derived rows and the first batch's active-model settings are written."""
-    written: tuple[str, ...] = (*TABLES, "settings")
+    written: tuple[str, ...] = (*TABLES, SETTINGS.name)
     copied: tuple[str, ...] = RESULT_TABLES
     """The tables whose rows an object copies from an earlier object of the same content in the batch."""
 

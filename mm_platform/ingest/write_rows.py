@@ -18,10 +18,11 @@ from mm_platform.ingest.rows import quarantine_row
 from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.media import QuarantineReason
 from mm_platform.quality.row_gate import VALIDATION_STAGE, failures_by_object
+from mm_platform.tables import DERIVED, EMBEDDINGS, METADATA, QUARANTINE
 
 __all__ = ["write_rows"]
 
-_GATED_TABLES = ("metadata", "derived", "embeddings")
+_GATED_TABLES = (METADATA.name, DERIVED.name, EMBEDDINGS.name)
 
 
 def write_rows(state: BatchState, writer: StageWriter, out: Rows) -> None:
@@ -67,8 +68,8 @@ def _quarantine_invalid(
         state.report.count_quarantined(reason)
         if media_id in state.sha_by_media:  # it was counted as analysed
             state.report.analyzed -= 1
-    rows = pa.Table.from_pylist(quarantine, schema=CATALOG["quarantine"].schema)
-    kept["quarantine"] = pa.concat_tables([kept["quarantine"], rows]) if "quarantine" in kept else rows
+    rows = pa.Table.from_pylist(quarantine, schema=CATALOG[QUARANTINE.name].schema)
+    kept[QUARANTINE.name] = pa.concat_tables([kept[QUARANTINE.name], rows]) if QUARANTINE.name in kept else rows
     return kept
 
 

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.lake.publish_log import LogState
 from mm_platform.lineage.model import ObjectVersion, SnapshotPresence
+from mm_platform.tables import MEDIA
 
 __all__ = ["object_versions", "publish_seq_by_partition", "snapshots_with_media"]
 
@@ -32,12 +33,12 @@ def snapshots_with_media(lake: Lake, media_id: str) -> list[SnapshotPresence]:
     """
     by_version: dict[int, list[Snapshot]] = defaultdict(list)
     for snapshot in lake.snapshots():
-        by_version[snapshot.version_of("media")].append(snapshot)
+        by_version[snapshot.version_of(MEDIA.name)].append(snapshot)
     found: list[SnapshotPresence] = []
     for version, snapshots in by_version.items():
         rows = (
             snapshots[0]
-            .table("media", columns=["content_sha256", "etag", "status"], filter=pc.field("media_id") == media_id)
+            .table(MEDIA.name, columns=["content_sha256", "etag", "status"], filter=pc.field("media_id") == media_id)
             .to_pylist()
         )
         if not rows:

@@ -12,6 +12,7 @@ from mm_platform.errors import MMPlatformError
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.lineage.history import object_versions, publish_seq_by_partition, snapshots_with_media
 from mm_platform.lineage.model import EmbeddingLineage, MediaLineage, RowLineage, SourceVersion
+from mm_platform.tables import DERIVED, EMBEDDINGS, MEDIA, METADATA, QUARANTINE
 
 __all__ = ["LineageNotFoundError", "embedding_lineage", "media_lineage", "resolve_media_id"]
 
@@ -34,7 +35,7 @@ def resolve_media_id(snapshot: Snapshot, ref: str, *, paths: bool = True) -> str
     if paths and "://" not in ref and Path(ref).exists():
         candidates.append(Path(ref).resolve().as_uri())
     for column in ("media_id", "uri", "key"):
-        ids = snapshot.table("media", columns=["media_id"], filter=pc.field(column).isin(candidates))
+        ids = snapshot.table(MEDIA.name, columns=["media_id"], filter=pc.field(column).isin(candidates))
         found = sorted(set(ids.column("media_id").to_pylist()))
         if len(found) == 1:
             return str(found[0])
@@ -59,10 +60,10 @@ def media_lineage(
     source = _source(snapshot, media_id)
     tracer = _Tracer(lake, snapshot, source.content_sha256)
     by_media = pc.field("media_id") == media_id
-    metadata = tracer.rows("metadata", by_media, "media_id", ())
-    derived = tracer.rows("derived", by_media, "derived_id", _DERIVED_DETAILS)
-    embeddings = tracer.rows("embeddings", by_media, "subject_id", _EMBEDDING_DETAILS)
-    quarantine = tracer.rows("quarantine", by_media, "media_id", ("stage", "reason", "detail"))
+    metadata = tracer.rows(METADATA.name, by_media, "media_id", ())
+    derived = tracer.rows(DERIVED.name, by_media, "derived_id", _DERIVED_DETAILS)
+    embeddings = tracer.rows(EMBEDDINGS.name, by_media, "subject_id", _EMBEDDING_DETAILS)
+    quarantine = tracer.rows(QUARANTINE.name, by_media, "media_id", ("stage", "reason", "detail"))
     presences = snapshots_with_media(lake, media_id) if history else []
     return MediaLineage(
         snapshot_seq=snapshot.seq,
@@ -80,7 +81,7 @@ def embedding_lineage(lake: Lake, subject_id: str, model_id: str, *, seq: int | 
     """From a vector (subject id + model) back to its bytes: its media row and content hash, checked."""
     snapshot = lake.snapshot(seq=seq)
     where = (pc.field("subject_id") == subject_id) & (pc.field("model_id") == model_id)
-    probe = snapshot.table("embeddings", columns=["media_id"], filter=where)
+    probe = snapshot.table(EMBEDDINGS.name, columns=["media_id"], filter=where)
     if probe.num_rows == 0:
         raise LineageNotFoundError(
             f"no embedding of {subject_id!r} by {model_id!r} in snapshot {snapshot.seq}",
@@ -88,16 +89,16 @@ def embedding_lineage(lake: Lake, subject_id: str, model_id: str, *, seq: int | 
         )
     source = _source(snapshot, str(probe.column("media_id")[0].as_py()))
     tracer = _Tracer(lake, snapshot, source.content_sha256)
-    embedding = tracer.rows("embeddings", where, "subject_id", _EMBEDDING_DETAILS)[0]
+    embedding = tracer.rows(EMBEDDINGS.name, where, "subject_id", _EMBEDDING_DETAILS)[0]
     subject = None
     if embedding.details["subject_kind"] == "derived":
-        rows = tracer.rows("derived", pc.field("derived_id") == subject_id, "derived_id", _DERIVED_DETAILS)
+        rows = tracer.rows(DERIVED.name, pc.field("derived_id") == subject_id, "derived_id", _DERIVED_DETAILS)
         subject = rows[0] if rows else None
     return EmbeddingLineage(snapshot.seq, embedding, subject, source, embedding.matches_content)
 
 
 def _source(snapshot: Snapshot, media_id: str) -> SourceVersion:
-    rows = snapshot.table("media", filter=pc.field("media_id") == media_id).to_pylist()
+    rows = snapshot.table(MEDIA.name, filter=pc.field("media_id") == media_id).to_pylist()
     if not rows:
         raise LineageNotFoundError(f"no media row {media_id!r} in snapshot {snapshot.seq}")
     row = rows[0]

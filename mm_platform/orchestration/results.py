@@ -14,20 +14,21 @@ from mm_platform.ingest.process import BatchReport
 from mm_platform.lake import CheckResult, PublishResult, Snapshot
 from mm_platform.lake.publish_log import LogEntry
 from mm_platform.serve.links import item_url, snapshot_url
+from mm_platform.tables import DERIVED, EMBEDDINGS, MEDIA, METADATA, QUARANTINE
 
 # Which asset shows the checks about which table.
 TABLE_ASSETS = {
-    "media": "raw_media",
-    "quarantine": "raw_media",
-    "metadata": "media_metadata",
-    "derived": "derived_media",
-    "embeddings": "embeddings",
+    MEDIA.name: "raw_media",
+    QUARANTINE.name: "raw_media",
+    METADATA.name: "media_metadata",
+    DERIVED.name: "derived_media",
+    EMBEDDINGS.name: "embeddings",
 }
 ASSET_TABLES = {
-    "raw_media": "media",
-    "media_metadata": "metadata",
-    "derived_media": "derived",
-    "embeddings": "embeddings",
+    "raw_media": MEDIA.name,
+    "media_metadata": METADATA.name,
+    "derived_media": DERIVED.name,
+    "embeddings": EMBEDDINGS.name,
 }
 
 
@@ -82,7 +83,7 @@ def _markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -
 def thumbnails_markdown(snapshot: Snapshot, partition: str, limit: int = 8) -> str:
     """Inline thumbnails of the batch (data URIs), so the UI shows what was ingested."""
     thumbs = snapshot.table(
-        "derived",
+        DERIVED.name,
         columns=["media_id", "data"],
         filter=(pc.field("kind") == "thumbnail") & (pc.field("partition") == partition),
     ).slice(0, limit)
@@ -128,7 +129,7 @@ def publish_metadata(
     result: PublishResult, snapshot: Snapshot, partition: str, *, browser_url: str | None = None
 ) -> dict[str, Any]:
     media = snapshot.table(
-        "media",
+        MEDIA.name,
         columns=["media_id", "key", "mime_type", "modality", "size_bytes", "status"],
         filter=pc.field("partition") == partition,
     )

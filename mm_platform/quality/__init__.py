@@ -13,6 +13,7 @@ from mm_platform.quality.cross_table import embeddings_reference_media, media_ha
 from mm_platform.quality.expectations import SUITES, Rule, TableSuite, expectation_checks, validate_table
 from mm_platform.quality.row_gate import DEFAULT_MAX_INVALID_SHARE, validation_share_check
 from mm_platform.quality.vector_checks import UNIT_NORM_TOLERANCE, embedding_model_check, embedding_vectors
+from mm_platform.tables import EMBEDDINGS, MEDIA, QUARANTINE
 
 __all__ = [
     "CHECK_TABLES",
@@ -57,12 +58,12 @@ def default_checks(
 
 CHECK_TABLES: dict[str, str] = {
     **{f"gx_{table}": table for table in SUITES},
-    "media_has_metadata_or_quarantine": "media",
-    "embeddings_reference_media": "embeddings",
-    "embedding_vectors_finite": "embeddings",
-    "embedding_vector_dims": "embeddings",
-    "embedding_vectors_unit_norm": "embeddings",
-    "embedding_models": "embeddings",
-    "validation_share": "quarantine",
+    "media_has_metadata_or_quarantine": MEDIA.name,
+    "embeddings_reference_media": EMBEDDINGS.name,
+    "embedding_vectors_finite": EMBEDDINGS.name,
+    "embedding_vector_dims": EMBEDDINGS.name,
+    "embedding_vectors_unit_norm": EMBEDDINGS.name,
+    "embedding_models": EMBEDDINGS.name,
+    "validation_share": QUARANTINE.name,
 }
 """Every check :func:`default_checks` returns, by name, with the table it is about (for declaring them up front)."""

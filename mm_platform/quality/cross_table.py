@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from mm_platform.lake.audit import AuditContext, CheckResult
 from mm_platform.quality.check_rows import EMBEDDING_KEYS, is_in, sample_rows, staged_rows
+from mm_platform.tables import DERIVED, EMBEDDINGS, MEDIA, METADATA, QUARANTINE
 
 __all__ = ["embeddings_reference_media", "media_has_metadata_or_quarantine"]
 
@@ -24,9 +25,9 @@ __all__ = ["embeddings_reference_media", "media_has_metadata_or_quarantine"]
 def media_has_metadata_or_quarantine(context: AuditContext) -> CheckResult:
     """Every staged active media row has a staged metadata row; every quarantined one a quarantine row."""
     name = "media_has_metadata_or_quarantine"
-    media = staged_rows(context, "media", ["media_id", "uri", "status"])
-    metadata_ids = staged_rows(context, "metadata", ["media_id"]).column("media_id")
-    quarantine_ids = staged_rows(context, "quarantine", ["media_id"]).column("media_id")
+    media = staged_rows(context, MEDIA.name, ["media_id", "uri", "status"])
+    metadata_ids = staged_rows(context, METADATA.name, ["media_id"]).column("media_id")
+    quarantine_ids = staged_rows(context, QUARANTINE.name, ["media_id"]).column("media_id")
     status = media.column("status")
     active = np.asarray(pc.equal(status, "active").fill_null(False), dtype=bool)
     quarantined = np.asarray(pc.equal(status, "quarantined").fill_null(False), dtype=bool)
@@ -37,12 +38,12 @@ def media_has_metadata_or_quarantine(context: AuditContext) -> CheckResult:
     if not bad.any():
         return CheckResult(
             name=name,
-            table="media",
+            table=MEDIA.name,
             passed=True,
             detail=f"{int(active.sum())} active media have metadata, {int(quarantined.sum())} quarantined "
             "have a quarantine row",
         )
-    expected = np.where(no_metadata, "metadata", "quarantine")
+    expected = np.where(no_metadata, METADATA.name, QUARANTINE.name)
     parts = []
     if no_metadata.any():
         parts.append(f"{int(no_metadata.sum())} of {int(active.sum())} active media rows have no metadata row")
@@ -52,7 +53,7 @@ def media_has_metadata_or_quarantine(context: AuditContext) -> CheckResult:
         )
     return CheckResult(
         name=name,
-        table="media",
+        table=MEDIA.name,
         passed=False,
         detail="; ".join(parts),
         failing_rows=sample_rows(media, bad, ["media_id", "uri", "status"], missing=expected),
@@ -74,15 +75,15 @@ def embeddings_reference_media(context: AuditContext) -> CheckResult:
     holds the bytes the vector was computed from, and a ``derived`` subject exists as a derived row."""
     name = "embeddings_reference_media"
     embeddings = staged_rows(
-        context, "embeddings", ["subject_id", "subject_kind", "media_id", "model_id", "source_content_sha256"]
+        context, EMBEDDINGS.name, ["subject_id", "subject_kind", "media_id", "model_id", "source_content_sha256"]
     )
     total = embeddings.num_rows
     if total == 0:
-        return CheckResult(name=name, table="embeddings", passed=True, detail="no staged embeddings")
+        return CheckResult(name=name, table=EMBEDDINGS.name, passed=True, detail="no staged embeddings")
     media_ids = embeddings.column("media_id").combine_chunks()
-    staged_media = staged_rows(context, "media", ["media_id", "content_sha256", "status"])
+    staged_media = staged_rows(context, MEDIA.name, ["media_id", "content_sha256", "status"])
     missing = pc.unique(pc.filter(media_ids, pa.array(~is_in(media_ids, staged_media.column("media_id")))))
-    published = _published_lookup(context, "media", "media_id", missing, ["media_id", "content_sha256", "status"])
+    published = _published_lookup(context, MEDIA.name, "media_id", missing, ["media_id", "content_sha256", "status"])
     media = pa.concat_tables([staged_media, published.cast(staged_media.schema)])  # staged rows come first
     live = media.filter(pc.not_equal(media.column("status"), "deleted").fill_null(True))
     position = pc.index_in(media_ids, value_set=live.column("media_id").combine_chunks())
@@ -96,17 +97,17 @@ def embeddings_reference_media(context: AuditContext) -> CheckResult:
 
     derived_subject = np.asarray(pc.equal(embeddings.column("subject_kind"), "derived").fill_null(False), dtype=bool)
     subjects = embeddings.column("subject_id").combine_chunks()
-    staged_derived = staged_rows(context, "derived", ["derived_id"]).column("derived_id").combine_chunks()
+    staged_derived = staged_rows(context, DERIVED.name, ["derived_id"]).column("derived_id").combine_chunks()
     found = is_in(subjects, staged_derived)
     unresolved = pc.unique(pc.filter(subjects, pa.array(derived_subject & ~found)))
-    published_derived = _published_lookup(context, "derived", "derived_id", unresolved, ["derived_id"])
+    published_derived = _published_lookup(context, DERIVED.name, "derived_id", unresolved, ["derived_id"])
     found |= is_in(subjects, published_derived.column("derived_id").combine_chunks())
     no_derived = derived_subject & ~found
 
     bad = no_media | wrong_bytes | no_derived
     if not bad.any():
         return CheckResult(
-            name=name, table="embeddings", passed=True, detail=f"{total} embeddings reference their media"
+            name=name, table=EMBEDDINGS.name, passed=True, detail=f"{total} embeddings reference their media"
         )
     parts = []
     if no_media.any():
@@ -124,7 +125,7 @@ def embeddings_reference_media(context: AuditContext) -> CheckResult:
     problem = np.where(no_media, "no media row", np.where(wrong_bytes, "content hash differs", "no derived row"))
     return CheckResult(
         name=name,
-        table="embeddings",
+        table=EMBEDDINGS.name,
         passed=False,
         detail="; ".join(parts),
         failing_rows=sample_rows(embeddings, bad, [*EMBEDDING_KEYS, "source_content_sha256"], problem=problem),

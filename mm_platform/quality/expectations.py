@@ -20,6 +20,7 @@ from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
 from mm_platform.log import get_logger, kv
 from mm_platform.media.quarantine import QuarantineReason
 from mm_platform.media.sniff import Modality
+from mm_platform.tables import DERIVED, EMBEDDINGS, MEDIA, METADATA, QUARANTINE
 
 __all__ = ["SUITES", "Rule", "TableSuite", "expectation_check", "expectation_checks", "validate_table"]
 
@@ -100,7 +101,7 @@ SUITES: dict[str, TableSuite] = {
     suite.table: suite
     for suite in (
         TableSuite(
-            "media",
+            MEDIA.name,
             ("media_id", "uri"),
             (
                 _not_null("media_id"),
@@ -113,7 +114,7 @@ SUITES: dict[str, TableSuite] = {
             ),
         ),
         TableSuite(
-            "metadata",
+            METADATA.name,
             ("media_id",),
             (
                 _not_null("media_id"),
@@ -128,7 +129,7 @@ SUITES: dict[str, TableSuite] = {
             ),
         ),
         TableSuite(
-            "derived",
+            DERIVED.name,
             ("derived_id", "media_id", "kind"),
             (
                 _not_null("derived_id"),
@@ -141,7 +142,7 @@ SUITES: dict[str, TableSuite] = {
             ),
         ),
         TableSuite(
-            "embeddings",
+            EMBEDDINGS.name,
             ("subject_id", "model_id"),
             (
                 _rule("CompoundColumnsToBeUnique", column_list=["subject_id", "model_id"]),
@@ -152,7 +153,7 @@ SUITES: dict[str, TableSuite] = {
             ),
         ),
         TableSuite(
-            "quarantine",
+            QUARANTINE.name,
             ("media_id", "reason"),
             (
                 _not_null("media_id"),

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
 from mm_platform.quality.expectations import SUITES, Rule
 from mm_platform.quality.vector_checks import UNIT_NORM_TOLERANCE, VectorVerdicts
+from mm_platform.tables import EMBEDDINGS, MEDIA, QUARANTINE
 
 __all__ = [
     "DEFAULT_MAX_INVALID_SHARE",
@@ -121,7 +122,7 @@ def row_failures(table: str, rows: pa.Table) -> dict[str, RowFailure]:
         bad = _rule_mask(rule, rows)
         if bad is not None and bad.any():
             note(f"gx_{table}", rule.describe(), str(rule.kwargs["column"]), bad, None)
-    if table == "embeddings":
+    if table == EMBEDDINGS.name:
         for check, wanted, bad, observed in _vector_masks(rows):
             if bad.any():
                 note(check, wanted, "vector", bad, observed)
@@ -142,24 +143,24 @@ def validation_share_check(max_share: float = DEFAULT_MAX_INVALID_SHARE) -> Audi
 
     def validation_share(context: AuditContext) -> CheckResult:
         name = "validation_share"
-        if "media" not in context.staged or "quarantine" not in context.staged:
-            return CheckResult(name=name, table="quarantine", passed=True, detail="nothing staged")
-        objects = context.staged["media"].num_rows
-        quarantine = context.staged["quarantine"]
+        if MEDIA.name not in context.staged or QUARANTINE.name not in context.staged:
+            return CheckResult(name=name, table=QUARANTINE.name, passed=True, detail="nothing staged")
+        objects = context.staged[MEDIA.name].num_rows
+        quarantine = context.staged[QUARANTINE.name]
         invalid = quarantine.filter(pc.equal(quarantine.column("stage"), VALIDATION_STAGE).fill_null(False))
         count = invalid.num_rows
         share = count / objects if objects else 0.0
         if count < 2 or share <= max_share:
             return CheckResult(
                 name=name,
-                table="quarantine",
+                table=QUARANTINE.name,
                 passed=True,
                 detail=f"{count} of {objects} objects failed a row rule (limit: more than {max_share:.0%})",
             )
         shown = invalid.select(["uri", "detail"]).slice(0, _SHOWN_OBJECTS).to_pylist()
         return CheckResult(
             name=name,
-            table="quarantine",
+            table=QUARANTINE.name,
             passed=False,
             detail=(
                 f"{count} of {objects} objects ({share:.0%}, limit {max_share:.0%}) failed row rules, which points "

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
 from mm_platform.quality.check_rows import EMBEDDING_KEYS, sample_rows, staged_rows
+from mm_platform.tables import EMBEDDINGS
 
 __all__ = ["UNIT_NORM_TOLERANCE", "VectorVerdicts", "embedding_model_check", "embedding_vectors", "vector_row_stats"]
 
@@ -67,10 +68,10 @@ def embedding_vectors(context: AuditContext) -> list[CheckResult]:
     """Three results from one pass over the vectors: finite, ``len(vector) == dim``, unit norm where
     ``normalized`` is true (rows that already failed one of the first two are not judged on their norm)."""
     names = ("embedding_vectors_finite", "embedding_vector_dims", "embedding_vectors_unit_norm")
-    embeddings = staged_rows(context, "embeddings", [*EMBEDDING_KEYS, "dim", "normalized", "vector"])
+    embeddings = staged_rows(context, EMBEDDINGS.name, [*EMBEDDING_KEYS, "dim", "normalized", "vector"])
     total = embeddings.num_rows
     if total == 0:
-        return [CheckResult(name=n, table="embeddings", passed=True, detail="no staged embeddings") for n in names]
+        return [CheckResult(name=n, table=EMBEDDINGS.name, passed=True, detail="no staged embeddings") for n in names]
     verdicts = VectorVerdicts.of(embeddings)
     lengths, dims, norms, non_finite, wrong_length = (
         verdicts.lengths,
@@ -85,10 +86,10 @@ def embedding_vectors(context: AuditContext) -> list[CheckResult]:
 
     def result(name: str, bad: np.ndarray, ok: str, failed: str, **extra: np.ndarray) -> CheckResult:
         if not bad.any():
-            return CheckResult(name=name, table="embeddings", passed=True, detail=ok)
+            return CheckResult(name=name, table=EMBEDDINGS.name, passed=True, detail=ok)
         return CheckResult(
             name=name,
-            table="embeddings",
+            table=EMBEDDINGS.name,
             passed=False,
             detail=f"{int(bad.sum())} of {total} embeddings {failed}",
             failing_rows=sample_rows(embeddings, bad, keys, **extra),
@@ -127,7 +128,7 @@ def embedding_model_check(expected: Mapping[str, int]) -> AuditCheck:
 
     def embedding_models(context: AuditContext) -> CheckResult:
         name = "embedding_models"
-        embeddings = staged_rows(context, "embeddings", [*EMBEDDING_KEYS, "dim"])
+        embeddings = staged_rows(context, EMBEDDINGS.name, [*EMBEDDING_KEYS, "dim"])
         total = embeddings.num_rows
         position = pc.index_in(embeddings.column("model_id"), value_set=model_ids)
         unknown = np.asarray(position.is_null(), dtype=bool)
@@ -137,7 +138,7 @@ def embedding_model_check(expected: Mapping[str, int]) -> AuditCheck:
         if not (unknown | wrong_dim).any():
             return CheckResult(
                 name=name,
-                table="embeddings",
+                table=EMBEDDINGS.name,
                 passed=True,
                 detail=(
                     f"all {total} staged embeddings use configured models {sorted(allowed)}"
@@ -155,7 +156,7 @@ def embedding_model_check(expected: Mapping[str, int]) -> AuditCheck:
             )
         return CheckResult(
             name=name,
-            table="embeddings",
+            table=EMBEDDINGS.name,
             passed=False,
             detail="; ".join(parts) + f" (configured: {allowed})",
             failing_rows=sample_rows(

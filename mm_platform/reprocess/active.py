@@ -16,19 +16,19 @@ from mm_platform.errors import ConfigError
 from mm_platform.lake import AuditContext, CheckResult, Lake, PublishResult, RowFilter, Snapshot, TableWrite
 from mm_platform.quality.invariants import embeddable_media, model_coverage
 from mm_platform.roles import ROLE_MODALITIES, ROLES, active_model_key
-from mm_platform.tables import SETTINGS
+from mm_platform.tables import EMBEDDINGS, MEDIA, SETTINGS
 
 
 def active_models(snapshot: Snapshot) -> dict[str, str | None]:
     """role → active model id. Without an explicit choice, the model that covers most media of the role."""
-    settings = {r["key"]: r["value"] for r in snapshot.table("settings", columns=["key", "value"]).to_pylist()}
+    settings = {r["key"]: r["value"] for r in snapshot.table(SETTINGS.name, columns=["key", "value"]).to_pylist()}
     active: dict[str, str | None] = {}
     for role in ROLES:
         chosen = settings.get(active_model_key(role))
         if chosen is None:
             media = set(embeddable_media(snapshot, role))
             vectors = snapshot.table(
-                "embeddings", columns=["media_id", "model_id"], filter=pc.field("subject_kind") == "media"
+                EMBEDDINGS.name, columns=["media_id", "model_id"], filter=pc.field("subject_kind") == "media"
             ).to_pylist()
             counts = Counter(v["model_id"] for v in vectors if v["media_id"] in media)
             chosen = min(counts, key=lambda m: (-counts[m], m)) if counts else None
@@ -37,15 +37,14 @@ def active_models(snapshot: Snapshot) -> dict[str, str | None]:
 
 
 def role_of_model(snapshot: Snapshot, model_id: str) -> str:
-    vectors = snapshot.table("embeddings", columns=["media_id"], filter=pc.field("model_id") == model_id)
+    vectors = snapshot.table(EMBEDDINGS.name, columns=["media_id"], filter=pc.field("model_id") == model_id)
     if vectors.num_rows == 0:
         raise ConfigError(
             f"no vectors of model {model_id!r} in snapshot {snapshot.seq}",
             hint="run `mmp reprocess` with that model first",
         )
-    media = snapshot.table(
-        "media", columns=["media_id", "modality"], filter=pc.field("media_id").isin(vectors.column("media_id").unique())
-    )
+    covered = pc.field("media_id").isin(vectors.column("media_id").unique())
+    media = snapshot.table(MEDIA.name, columns=["media_id", "modality"], filter=covered)
     modalities = set(media.column("modality").to_pylist())
     for role, members in ROLE_MODALITIES.items():
         if modalities & set(members):
@@ -80,7 +79,7 @@ def activate_model(lake: Lake, model_id: str, *, role: str | None = None, run_id
     rows = pa.Table.from_pylist([row], schema=SETTINGS.schema)
     return lake.publish(
         f"activate:{role}:{model_id}:{snapshot.seq}",
-        {"settings": TableWrite(rows, replace=(RowFilter("key", (active_model_key(role),)),))},
+        {SETTINGS.name: TableWrite(rows, replace=(RowFilter("key", (active_model_key(role),)),))},
         checks=[still_covered],
         run_id=run_id,
     )

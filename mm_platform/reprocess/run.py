@@ -16,6 +16,7 @@ from mm_platform.ingest.process import BatchProcessor, BatchReport
 from mm_platform.lake import AuditCheck, Lake
 from mm_platform.reprocess.stale import media_needing_work
 from mm_platform.sources import ObjectInfo, Source
+from mm_platform.tables import MEDIA
 
 
 @dataclass
@@ -61,7 +62,7 @@ def reprocess(
     for ids, shadow in ((full, False), (vectors_only, True)):
         if not ids:
             continue
-        media = snapshot.table("media", filter=pc.field("media_id").isin(pa.array(ids, pa.string())))
+        media = snapshot.table(MEDIA.name, filter=pc.field("media_id").isin(pa.array(ids, pa.string())))
         for source_uri, objects in _objects(media).items():
             source = source_for(source_uri)
             for start in range(0, len(objects), max_objects):

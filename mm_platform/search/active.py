@@ -19,6 +19,7 @@ from mm_platform.lineage.history import publish_seq_by_partition
 from mm_platform.reprocess.active import active_models as lake_active_models
 from mm_platform.roles import IMAGE_MODALITIES, TEXT_MODALITIES
 from mm_platform.search.memo import BoundedMemo
+from mm_platform.tables import EMBEDDINGS, MEDIA
 
 __all__ = ["ActiveModel", "ActiveModels", "active_models"]
 
@@ -65,13 +66,13 @@ def active_models(snapshot: Snapshot) -> ActiveModels:
 
 def _infer(snapshot: Snapshot) -> ActiveModels:
     vectors = snapshot.table(
-        "embeddings",
+        EMBEDDINGS.name,
         columns=["media_id", "model_id", "model_revision", "partition"],
         filter=pc.field("subject_kind") == "media",
     )
     if vectors.num_rows == 0:
         return ActiveModels(None, None)
-    media = snapshot.table("media", columns=["media_id", "modality"])
+    media = snapshot.table(MEDIA.name, columns=["media_id", "modality"])
     joined = vectors.join(media, "media_id", join_type="inner")
     seqs = publish_seq_by_partition(PublishLog(snapshot.location).load(), snapshot.seq)
     partitions = pa.array(list(seqs), pa.string())

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from mm_platform.embed import LabelBridge, embedder_for
 from mm_platform.lake import Snapshot
 from mm_platform.search.memo import BoundedMemo
+from mm_platform.tables import DERIVED
 
 __all__ = ["BridgeScores", "bridge_scores"]
 
@@ -74,12 +75,12 @@ def bridge_scores(snapshot: Snapshot, model_id: str, query: str) -> BridgeScores
 
 
 def _label_sets(snapshot: Snapshot, model_id: str, bridge: LabelBridge) -> _LabelSets | None:
-    key = (snapshot.location.root, snapshot.table_token("derived"), model_id)
+    key = (snapshot.location.root, snapshot.table_token(DERIVED.name), model_id)
     remembered = _MEMO.get(key)
     if remembered is not None:
         return remembered
     labels = snapshot.table(
-        "derived",
+        DERIVED.name,
         columns=["media_id", "ordinal", "label", "score"],
         filter=(pc.field("kind") == "label") & (pc.field("producer") == model_id),
     )

@@ -20,6 +20,7 @@ from mm_platform.search.index_store import IndexConfig, open_index
 from mm_platform.search.memo import BoundedMemo
 from mm_platform.search.routes import Query, Route, embed_query, plan_routes
 from mm_platform.search.row_index import RowIndex
+from mm_platform.tables import METADATA
 
 __all__ = ["SearchError", "search"]
 
@@ -88,7 +89,7 @@ def search(
 
 def _check_columns(snapshot: Snapshot, columns: Sequence[str]) -> None:
     """Asked-for columns must exist: a typo (or a path) would otherwise be dropped without a word."""
-    known = set(snapshot.schema("metadata").names)
+    known = set(snapshot.schema(METADATA.name).names)
     unknown = [c for c in columns if c not in known]
     if unknown:
         raise ConfigError(

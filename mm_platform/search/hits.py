@@ -14,6 +14,7 @@ from mm_platform.annotations.query import annotations_of, label_rows, label_sche
 from mm_platform.lake import Snapshot
 from mm_platform.search.filters import ParsedFilter, compile_filter, searchable_schema
 from mm_platform.search.row_index import RowIndex
+from mm_platform.tables import DERIVED, MEDIA, METADATA
 
 __all__ = ["DEFAULT_METADATA", "SearchHit", "filter_schema", "hydrate", "matching_media"]
 
@@ -70,7 +71,7 @@ def filter_schema(snapshot: Snapshot) -> pa.Schema:
     """The columns a ``--where`` filter may name: media's scalar columns, then metadata's, then the label
     columns of annotations and model labels (``mm_platform.annotations.query``); the first wins a name.
     ``TIME_COLUMNS`` are typed as UTC timestamps, so ``captured_at > '2020-01-01'`` compares times, not text."""
-    schema = searchable_schema(snapshot.schema("media"), snapshot.schema("metadata"), label_schema(snapshot))
+    schema = searchable_schema(snapshot.schema(MEDIA.name), snapshot.schema(METADATA.name), label_schema(snapshot))
     for name in TIME_COLUMNS:
         if name in schema.names:
             schema = schema.set(schema.get_field_index(name), pa.field(name, _UTC))
@@ -92,15 +93,15 @@ def matching_media(snapshot: Snapshot, where: ParsedFilter | str) -> pa.Array:
     label column) satisfies the filter."""
     schema = filter_schema(snapshot)
     parsed = compile_filter(where, schema) if isinstance(where, str) else where
-    media_names = set(snapshot.schema("media").names)
-    meta_names = set(snapshot.schema("metadata").names) - media_names
+    media_names = set(snapshot.schema(MEDIA.name).names)
+    meta_names = set(snapshot.schema(METADATA.name).names) - media_names
     media_cols = sorted(c for c in parsed.columns if c in media_names)
     meta_cols = sorted(c for c in parsed.columns if c in meta_names)
     label_cols = sorted(c for c in parsed.columns if c not in media_names and c not in meta_names)
     active = pc.field("status") == "active"
-    table = snapshot.table("media", columns=["media_id", *media_cols], filter=active)
+    table = snapshot.table(MEDIA.name, columns=["media_id", *media_cols], filter=active)
     if meta_cols:
-        metadata = snapshot.table("metadata", columns=["media_id", *meta_cols])
+        metadata = snapshot.table(METADATA.name, columns=["media_id", *meta_cols])
         for name in TIME_COLUMNS:
             if name in meta_cols:
                 metadata = metadata.set_column(metadata.schema.get_field_index(name), name, as_times(metadata[name]))
@@ -125,24 +126,24 @@ def hydrate(
     ``rows``: the snapshot's rows held in memory (a server's); then thumbnails are given by size only."""
     ids = pa.array([r[0] for r in ranked], pa.string())
     in_ids = pc.field("media_id").isin(ids)
-    meta_names = snapshot.schema("metadata").names
+    meta_names = snapshot.schema(METADATA.name).names
     wanted = [c for c in dict.fromkeys(columns) if c in meta_names and c != "media_id"]
     sizes: dict[str, int] = {}
     if rows is not None:
         listed = [r[0] for r in ranked]
-        media = rows.rows("media", listed)
-        metadata = rows.rows("metadata", listed, ["media_id", *wanted])
+        media = rows.rows(MEDIA.name, listed)
+        metadata = rows.rows(METADATA.name, listed, ["media_id", *wanted])
         sizes = rows.thumbnail_sizes(listed) if thumbnails else {}
     else:
-        media = {r["media_id"]: r for r in snapshot.table("media", filter=in_ids).to_pylist()}
+        media = {r["media_id"]: r for r in snapshot.table(MEDIA.name, filter=in_ids).to_pylist()}
         metadata = {
             r["media_id"]: r
-            for r in snapshot.table("metadata", columns=["media_id", *wanted], filter=in_ids).to_pylist()
+            for r in snapshot.table(METADATA.name, columns=["media_id", *wanted], filter=in_ids).to_pylist()
         }
     thumbs: dict[str, bytes] = {}
     if thumbnails and rows is None:
         found = snapshot.table(
-            "derived", columns=["media_id", "data"], filter=in_ids & (pc.field("kind") == "thumbnail")
+            DERIVED.name, columns=["media_id", "data"], filter=in_ids & (pc.field("kind") == "thumbnail")
         ).to_pylist()
         thumbs = {r["media_id"]: r["data"] for r in found if r["data"] is not None}
     annotations = annotations_of(snapshot, media)

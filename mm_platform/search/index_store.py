@@ -36,6 +36,7 @@ from mm_platform.search.ann import Allowed, HnswIndex, HnswParams
 from mm_platform.search.exact import ExactIndex
 from mm_platform.search.memo import BoundedMemo
 from mm_platform.search.vectors import read_keys, read_vectors
+from mm_platform.tables import EMBEDDINGS
 
 __all__ = ["INDEX_DIR", "IndexConfig", "ModelIndex", "clear_index_memo", "open_index"]
 
@@ -124,8 +125,8 @@ def clear_index_memo() -> None:
 def open_index(snapshot: Snapshot, model_id: str, config: IndexConfig | None = None) -> ModelIndex:
     """The index of ``model_id``'s media vectors in ``snapshot`` (held in memory for reuse by this process)."""
     config = config or IndexConfig()
-    version = snapshot.version_of("embeddings")
-    memo_key = (snapshot.location.root, model_id, snapshot.table_token("embeddings"), config)
+    version = snapshot.version_of(EMBEDDINGS.name)
+    memo_key = (snapshot.location.root, model_id, snapshot.table_token(EMBEDDINGS.name), config)
     remembered = _MEMO.get(memo_key)
     if remembered is not None:
         return remembered
@@ -140,7 +141,7 @@ def open_index(snapshot: Snapshot, model_id: str, config: IndexConfig | None = N
 
 
 def _open_hnsw(snapshot: Snapshot, model_id: str, keys: pa.Table, config: IndexConfig) -> ModelIndex:
-    version = snapshot.version_of("embeddings")
+    version = snapshot.version_of(EMBEDDINGS.name)
     # The on-disk cache is keyed by main's Delta versions; a branch's index lives in this process only.
     store = IndexStore(snapshot.location, model_id) if config.cache and snapshot.branch is None else None
     if store is not None:
@@ -178,7 +179,7 @@ def _update(base: ModelIndex, snapshot: Snapshot, keys: pa.Table, config: IndexC
         base.backend.add(vectors)
     live = np.concatenate([still, np.ones(added_keys.num_rows, bool)])
     all_keys = pa.concat_tables([base.keys.select(["media_id", "fingerprint"]), added_keys])
-    version = snapshot.version_of("embeddings")
+    version = snapshot.version_of(EMBEDDINGS.name)
     return ModelIndex(base.model_id, version, all_keys, live, base.backend, "incremental")
 
 

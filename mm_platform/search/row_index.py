@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mm_platform.lake import Snapshot
+from mm_platform.tables import DERIVED
 
 __all__ = ["RowIndex"]
 
@@ -52,7 +53,8 @@ class RowIndex:
             if self._thumbnail_sizes is None:
                 sizes: dict[str, int] = {}
                 is_thumb = pc.field("kind") == "thumbnail"
-                for batch in self.snapshot.dataset("derived").to_batches(columns=["media_id", "data"], filter=is_thumb):
+                derived = self.snapshot.dataset(DERIVED.name)
+                for batch in derived.to_batches(columns=["media_id", "data"], filter=is_thumb):
                     lengths = pc.binary_length(batch.column(1)).to_pylist()
                     for media_id, size in zip(batch.column(0).to_pylist(), lengths, strict=True):
                         if size is not None:

@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from mm_platform.lake import Snapshot
+from mm_platform.tables import EMBEDDINGS
 
 __all__ = ["media_vector_filter", "read_keys", "read_vectors", "vectors_from_arrow"]
 
@@ -25,7 +26,7 @@ def read_keys(snapshot: Snapshot, model_id: str) -> pa.Table:
     The fingerprint (media id, model revision, content hash) changes exactly when the vector can: new bytes
     under the same URI or a new model revision. It is how a cached index learns which of its rows are stale.
     """
-    table = snapshot.table("embeddings", columns=list(_KEY_COLUMNS), filter=media_vector_filter(model_id))
+    table = snapshot.table(EMBEDDINGS.name, columns=list(_KEY_COLUMNS), filter=media_vector_filter(model_id))
     return _keys(table)
 
 
@@ -36,7 +37,7 @@ def read_vectors(
     where = media_vector_filter(model_id)
     if media_ids is not None:
         where = where & pc.field("media_id").isin(media_ids)
-    table = snapshot.table("embeddings", columns=[*_KEY_COLUMNS, "vector"], filter=where)
+    table = snapshot.table(EMBEDDINGS.name, columns=[*_KEY_COLUMNS, "vector"], filter=where)
     return _keys(table), vectors_from_arrow(table.column("vector"), model_id)
 
 

@@ -15,11 +15,13 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from mm_platform.erasure.table import ERASURES
 from mm_platform.errors import ConfigError, MMPlatformError
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.roles import IMAGE_MODALITIES
 from mm_platform.search.routes import Query
 from mm_platform.search.row_index import RowIndex
+from mm_platform.tables import DERIVED, EMBEDDINGS, MEDIA, METADATA, QUARANTINE
 
 __all__ = ["MAX_K", "MAX_PAGE", "BrowserError", "LakeBrowser", "NotFound"]
 
@@ -135,9 +137,9 @@ class LakeBrowser:
     @staticmethod
     def _erasure_actors(latest: Snapshot) -> dict[str, tuple[str, str]]:
         """``erasure:<id>`` partition → (requested_by, reason), from the append-only audit table."""
-        if "erasures" not in latest.table_versions:
+        if ERASURES.name not in latest.table_versions:
             return {}
-        rows = latest.table("erasures", columns=["erasure_id", "requested_by", "reason"]).to_pylist()
+        rows = latest.table(ERASURES.name, columns=["erasure_id", "requested_by", "reason"]).to_pylist()
         return {f"erasure:{r['erasure_id']}": (r["requested_by"], r["reason"]) for r in rows}
 
     def diff(self, a: int, b: int, limit: int = 50) -> dict[str, Any]:
@@ -213,17 +215,17 @@ class LakeBrowser:
         by_id = pc.field("media_id") == media_id
         derived_cols = ["derived_id", "kind", "ordinal", "mime_type", "width", "height", "timestamp_s", "text",
                         "label", "score", "producer", "producer_version"]
-        derived = snapshot.table("derived", columns=derived_cols, filter=by_id).to_pylist()
+        derived = snapshot.table(DERIVED.name, columns=derived_cols, filter=by_id).to_pylist()
         derived.sort(key=lambda r: (r["kind"], r["ordinal"]))
         for row in derived:
             if isinstance(row.get("text"), str) and len(row["text"]) > TEXT_EXCERPT:
                 row["text"] = row["text"][:TEXT_EXCERPT] + " …"
         vectors = snapshot.table(
-            "embeddings",
+            EMBEDDINGS.name,
             columns=["subject_id", "subject_kind", "model_id", "model_revision", "dim", "partition", "run_id"],
             filter=by_id,
         ).to_pylist()
-        quarantine = snapshot.table("quarantine", columns=["stage", "reason", "detail"], filter=by_id).to_pylist()
+        quarantine = snapshot.table(QUARANTINE.name, columns=["stage", "reason", "detail"], filter=by_id).to_pylist()
         return {
             "snapshot": snapshot.seq,
             "media": media,
@@ -255,8 +257,8 @@ class LakeBrowser:
         if offset < 0:
             raise BrowserError(f"offset must be 0 or more, got {offset}")
         snapshot = self.snapshot(seq)
-        table = snapshot.table("quarantine", columns=["media_id", "uri", "stage", "reason", "detail", "quarantined_at",
-                                                      "partition"])
+        table = snapshot.table(QUARANTINE.name, columns=["media_id", "uri", "stage", "reason", "detail",
+                                                         "quarantined_at", "partition"])
         reasons = {r["reason"]: r["count"] for r in table.group_by("reason").aggregate([("reason", "count")])
                    .rename_columns(["reason", "count"]).to_pylist()} if table.num_rows else {}
         if reason:
@@ -269,18 +271,18 @@ class LakeBrowser:
     # --- helpers ---------------------------------------------------------------------------------------
 
     def _media_row(self, snapshot: Snapshot, media_id: str) -> dict[str, Any]:
-        rows = snapshot.table("media", filter=pc.field("media_id") == media_id).to_pylist()
+        rows = snapshot.table(MEDIA.name, filter=pc.field("media_id") == media_id).to_pylist()
         if not rows:
             hint = "search for it, or pick another snapshot"
             raise NotFound(f"no media {media_id!r} in snapshot {snapshot.seq}", hint=hint)
         return dict(rows[0])
 
     def _metadata_row(self, snapshot: Snapshot, media_id: str) -> dict[str, Any]:
-        rows = snapshot.table("metadata", filter=pc.field("media_id") == media_id).to_pylist()
+        rows = snapshot.table(METADATA.name, filter=pc.field("media_id") == media_id).to_pylist()
         return dict(rows[0]) if rows else {}
 
     def _derived_bytes(self, snapshot: Snapshot, where: pc.Expression) -> Thumb | None:
-        rows = snapshot.table("derived", columns=["data", "mime_type"], filter=where).slice(0, 1).to_pylist()
+        rows = snapshot.table(DERIVED.name, columns=["data", "mime_type"], filter=where).slice(0, 1).to_pylist()
         if not rows or rows[0]["data"] is None:
             return None
         mime = rows[0]["mime_type"] or "image/jpeg"

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from mm_platform.errors import SourceChangedError
 from mm_platform.lake import Snapshot
 from mm_platform.sources import FetchedObject, ObjectInfo, S3Settings, Source, source_from_uri
+from mm_platform.tables import MEDIA
 
 __all__ = ["PINNED_STATUSES", "PinnedObject", "SourcePool", "fetch_pinned", "pinned_objects"]
 
@@ -96,7 +97,7 @@ class PinnedObject:
 def pinned_objects(snapshot: Snapshot, statuses: tuple[str, ...] = PINNED_STATUSES) -> list[PinnedObject]:
     """The objects the snapshot's media rows refer to, sorted by URI."""
     media = snapshot.table(
-        "media", columns=MEDIA_COLUMNS, filter=pc.field("status").isin(pa.array(statuses, pa.string()))
+        MEDIA.name, columns=MEDIA_COLUMNS, filter=pc.field("status").isin(pa.array(statuses, pa.string()))
     )
     media = media.sort_by([("uri", "ascending")])
     return [PinnedObject.from_row(row) for row in media.to_pylist()]

@@ -29,6 +29,7 @@ import pyarrow.dataset as ds
 from mm_platform.errors import ConfigError
 from mm_platform.lake import Lake, Snapshot, TableCatalog
 from mm_platform.lake.compare import same_values
+from mm_platform.tables import MEDIA
 
 __all__ = ["SnapshotDiff", "TableDiff", "diff_snapshots", "resolve_snapshot"]
 
@@ -167,7 +168,7 @@ def object_keys(snapshots: Sequence[Snapshot], media_ids: Iterable[str]) -> dict
     wanted = pa.array(sorted(set(media_ids)), pa.string())
     found: dict[str, str] = {}
     for snapshot in snapshots:
-        rows = snapshot.table("media", columns=["media_id", "key"], filter=pc.field("media_id").isin(wanted))
+        rows = snapshot.table(MEDIA.name, columns=["media_id", "key"], filter=pc.field("media_id").isin(wanted))
         found.update(zip(rows.column("media_id").to_pylist(), rows.column("key").to_pylist(), strict=True))
     return found
 

@@ -16,19 +16,20 @@ import pyarrow.compute as pc
 
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.snapshots.diff import SnapshotDiff, diff_snapshots, resolve_snapshot
+from mm_platform.tables import DERIVED, EMBEDDINGS, MEDIA
 
 __all__ = ["MediaChange", "MediaChanges", "media_changes", "sample_objects"]
 
 _CATEGORIES = ("added_keys", "changed_keys", "removed_keys")
 # Tables whose key does not hold the media id: where to find it.
-_ID_COLUMNS = {"derived": "derived_id", "embeddings": "subject_id"}
+_ID_COLUMNS = {DERIVED.name: "derived_id", EMBEDDINGS.name: "subject_id"}
 
 
 def _keys_of(snapshot: Snapshot, media_ids: set[str]) -> dict[str, str]:
     if not media_ids:
         return {}
     ids = pa.array(sorted(media_ids), pa.string())
-    rows = snapshot.table("media", columns=["media_id", "key"], filter=pc.field("media_id").isin(ids)).to_pylist()
+    rows = snapshot.table(MEDIA.name, columns=["media_id", "key"], filter=pc.field("media_id").isin(ids)).to_pylist()
     return {r["media_id"]: r["key"] for r in rows}
 
 
@@ -112,7 +113,7 @@ def media_changes(lake: Lake, a: int | str | Snapshot, b: int | str | Snapshot, 
     """The objects added, changed and removed from ``a`` to ``b`` (seqs, branch refs or snapshots; ``media``
     rows matched by id)."""
     snap_a, snap_b = resolve_snapshot(lake, a), resolve_snapshot(lake, b)
-    table = diff_snapshots(lake, snap_a, snap_b, tables=["media"], sample_size=limit).tables["media"]
+    table = diff_snapshots(lake, snap_a, snap_b, tables=[MEDIA.name], sample_size=limit).tables[MEDIA.name]
     wanted = {str(k["media_id"]) for c in _CATEGORIES for k in getattr(table, c)}
     columns = ["media_id", "key", "uri", "modality", "content_sha256", "status", "etag", "version_id", "size_bytes"]
     ids = pa.array(sorted(wanted), pa.string())
@@ -120,7 +121,7 @@ def media_changes(lake: Lake, a: int | str | Snapshot, b: int | str | Snapshot, 
     def rows(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
         if not wanted:
             return {}
-        found = snapshot.table("media", columns=columns, filter=pc.field("media_id").isin(ids)).to_pylist()
+        found = snapshot.table(MEDIA.name, columns=columns, filter=pc.field("media_id").isin(ids)).to_pylist()
         return {r["media_id"]: r for r in found}
 
     before, after = rows(snap_a), rows(snap_b)

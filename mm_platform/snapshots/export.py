@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from mm_platform.annotations.schema import ANNOTATIONS
 from mm_platform.errors import ConfigError, MMPlatformError, SourceChangedError
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.lake.audit_log import log_events
@@ -70,7 +71,7 @@ def export_snapshot(lake: Lake, seq: int | None, target_dir: Path | str) -> Expo
         tables=tables,
         objects=pinned_objects(snapshot),
         exported_at=datetime.now(UTC).isoformat(),
-        annotation_files=_annotation_files(snapshot) if "annotations" in names else [],
+        annotation_files=_annotation_files(snapshot) if ANNOTATIONS.name in names else [],
         audit=log_events(lake, up_to_seq=snapshot.seq),
         branch=lake.branch_name,
     )
@@ -211,7 +212,7 @@ def _verify_object(source: Source, obj: PinnedObject, listing: Mapping[str, Obje
 def _annotation_files(snapshot: Snapshot) -> list[PinnedAnnotationFile]:
     """The annotation files the snapshot's annotation rows rest on (a carried-over row keeps its file)."""
     columns = ["source_file", "source_version", "source_sha256"]
-    rows = snapshot.table("annotations", columns=columns).group_by(columns).aggregate([]).to_pylist()
+    rows = snapshot.table(ANNOTATIONS.name, columns=columns).group_by(columns).aggregate([]).to_pylist()
     pins = [PinnedAnnotationFile(r["source_file"], r["source_version"], r["source_sha256"]) for r in rows]
     return sorted(pins, key=lambda f: (f.uri, f.version))
 

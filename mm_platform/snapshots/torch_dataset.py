@@ -22,6 +22,7 @@ from mm_platform.errors import ConfigError
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.snapshots._pinned import MEDIA_COLUMNS, PinnedObject, SourcePool, fetch_pinned
 from mm_platform.sources import S3Settings
+from mm_platform.tables import DERIVED, MEDIA, METADATA
 
 __all__ = ["SnapshotImageDataset"]
 
@@ -95,11 +96,11 @@ class SnapshotImageDataset(torch.utils.data.Dataset[Item]):
 def _index(snapshot: Snapshot, label_source: LabelSource, label_model: str | None) -> pa.Table:
     """One row per active image: its media columns, probed size and (optionally) top label, by URI."""
     media = snapshot.table(
-        "media",
+        MEDIA.name,
         columns=MEDIA_COLUMNS,
         filter=(pc.field("modality") == "image") & (pc.field("status") == "active"),
     )
-    metadata = snapshot.table("metadata", columns=["media_id", "content_sha256", "width", "height"])
+    metadata = snapshot.table(METADATA.name, columns=["media_id", "content_sha256", "width", "height"])
     # Joined on the content hash too: metadata of other bytes under the same id must not be attached.
     rows = media.join(metadata, keys=["media_id", "content_sha256"], join_type="left outer")
     if label_source == "model":
@@ -112,7 +113,7 @@ def _index(snapshot: Snapshot, label_source: LabelSource, label_model: str | Non
 def _top_labels(snapshot: Snapshot, label_model: str | None) -> pa.Table:
     """Rank-0 label rows (an image's own labels have ordinal = rank; keyframes' start at 100) of one model."""
     labels = snapshot.table(
-        "derived",
+        DERIVED.name,
         columns=["media_id", "source_content_sha256", "producer", "label", "score"],
         filter=(pc.field("kind") == "label") & (pc.field("ordinal") == 0),
     )

@@ -6,6 +6,7 @@ Thin: the decision is ``mm_platform.annotations.discovery.decide_annotation_file
 import dagster as dg
 
 from mm_platform.annotations.discovery import AnnotationCursor, decide_annotation_files
+from mm_platform.annotations.schema import ANNOTATION_SETS
 from mm_platform.orchestration import LakeResource
 from mm_platform.orchestration.annotations import AnnotationSourceResource
 from mm_platform.orchestration.assets.annotations import STAGED, annotation_sets
@@ -20,7 +21,7 @@ def annotation_file_sensor(
     uri = annotation_source.resolved_uri()
     if not uri:
         return dg.SkipReason("no annotation source configured: set MM_ANNOTATIONS to a folder or s3://bucket/prefix")
-    sets = lake.get_lake().snapshot().table("annotation_sets", columns=["source_file", "source_version"])
+    sets = lake.get_lake().snapshot().table(ANNOTATION_SETS.name, columns=["source_file", "source_version"])
     files, versions = sets.column("source_file").to_pylist(), sets.column("source_version").to_pylist()
     attached = frozenset(zip(files, versions, strict=True))
     listing = annotation_source.get_source(uri).list_objects()
