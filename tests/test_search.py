@@ -34,9 +34,13 @@ from mm_platform.search import (
     active_models,
     clear_index_memo,
     exact_topk,
+    filter_schema,
     open_index,
     search,
 )
+from mm_platform.search.filter_frame import matched_media
+from mm_platform.search.filters import compile_filter
+from mm_platform.search.hits import matching_media
 from mm_platform.search.index_store import IndexStore, ModelIndex
 from mm_platform.sources import LocalFolderSource
 from tests.services import S3Endpoint
@@ -123,6 +127,31 @@ def test_where_keeps_exactly_the_matching_media(searchable: Searchable) -> None:
     image_hits = search(searchable.lake, searchable.media / "images/orange.jpg", k=100, where="width <= 400")
     assert image_hits and all(h.metadata["width"] <= 400 for h in image_hits)
     assert search(searchable.lake, "a fruit", where="modality = 'audio'") == []
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "modality = 'image' and width > 400",
+        "width is null",
+        "size_bytes > 100000 or mime_type = 'application/pdf'",
+        "not (modality in ('image', 'video')) and size_bytes >= 0",
+        "captured_at > '2000-01-01'",
+        "width between 100 and 800 and height is not null",
+    ],
+)
+def test_a_new_filter_from_the_frame_keeps_what_the_join_keeps(searchable: Searchable, where: str) -> None:
+    """The in-memory frame (a new filter without reading or joining tables) answers exactly as the join of
+    media and metadata does, and an index maps its mask to the same positions as a probe by id."""
+    snap = searchable.lake.snapshot()
+    parsed = compile_filter(where, filter_schema(snap))
+    matched = matched_media(snap, parsed)
+    assert matched.frame is not None and matched.mask is not None
+    assert set(matched.ids.to_pylist()) == set(matching_media(snap, parsed).to_pylist())
+    index = open_index(snap, active_models(snap).image.model_id)  # type: ignore[union-attr]
+    by_frame, by_ids = index.allowed(matched), index.allowed(matched.ids)
+    assert by_frame is not None and by_ids is not None
+    assert np.array_equal(by_frame.mask, by_ids.mask)
 
 
 def test_a_pinned_snapshot_does_not_see_later_media(searchable: Searchable) -> None:

@@ -13,9 +13,10 @@ from mm_platform.errors import ConfigError, MMPlatformError
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.search.active import ActiveModel, ActiveModels, active_models
 from mm_platform.search.bridge import bridge_scores
+from mm_platform.search.filter_frame import MatchedMedia, matched_media
 from mm_platform.search.filters import ParsedFilter, compile_filter
 from mm_platform.search.fusion import RouteHits, fuse
-from mm_platform.search.hits import DEFAULT_METADATA, SearchHit, filter_schema, hydrate, matching_media
+from mm_platform.search.hits import DEFAULT_METADATA, SearchHit, filter_schema, hydrate
 from mm_platform.search.index_store import IndexConfig, open_index
 from mm_platform.search.memo import BoundedMemo
 from mm_platform.search.routes import Query, Route, embed_query, plan_routes
@@ -24,7 +25,7 @@ from mm_platform.tables import METADATA
 
 __all__ = ["SearchError", "search"]
 
-_MATCHING: BoundedMemo[tuple[str, int, str], pa.Array] = BoundedMemo(8)
+_MATCHING: BoundedMemo[tuple[str, int, str], MatchedMedia] = BoundedMemo(8)
 Ranked = tuple[str, float, str, str, float | None]
 """(media_id, score, route, model_id, score on the scale common to routes)."""
 
@@ -72,13 +73,13 @@ def search(
             f"snapshot {snapshot.seq} has no media vectors a {kind} query can search",
             hint="ingest media first (mmp ingest), or pick another --snapshot",
         )
-    allowed_ids = _matching(snapshot, parsed) if parsed is not None else None
+    allowed = _matching(snapshot, parsed) if parsed is not None else None
     per_route = [
         RouteHits(
             route.name,
             route.model.model_id,
             _scale_model(route),
-            _run_route(snapshot, route, query, k, allowed_ids, config),
+            _run_route(snapshot, route, query, k, allowed, config),
         )
         for route in routes
     ]
@@ -103,15 +104,15 @@ def _scale_model(route: Route) -> str:
     return MiniLMTextEmbedder.MODEL_ID if route.name == "label-bridge" else route.model.model_id
 
 
-def _matching(snapshot: Snapshot, parsed: ParsedFilter) -> pa.Array:
-    """The filter's media ids, remembered per (lake, snapshot, filter): a snapshot never changes."""
+def _matching(snapshot: Snapshot, parsed: ParsedFilter) -> MatchedMedia:
+    """The filter's media, remembered per (lake, snapshot, filter): a snapshot never changes."""
     key = (snapshot.location.root, snapshot.seq, parsed.text)
     remembered = _MATCHING.get(key)
     if remembered is not None:
         return remembered
-    ids = matching_media(snapshot, parsed)
-    _MATCHING.put(key, ids)
-    return ids
+    matched = matched_media(snapshot, parsed)
+    _MATCHING.put(key, matched)
+    return matched
 
 
 def _snapshot(source: Lake | Snapshot, seq: int | None) -> Snapshot:
@@ -137,15 +138,15 @@ def _override(active: ActiveModel | None, spec: str | None, modality: str) -> Ac
 
 
 def _run_route(
-    snapshot: Snapshot, route: Route, query: Query, k: int, allowed_ids: pa.Array | None, config: IndexConfig | None
+    snapshot: Snapshot, route: Route, query: Query, k: int, allowed: MatchedMedia | None, config: IndexConfig | None
 ) -> list[Ranked]:
     """The route's top ``k``, best first, each with its key on the common scale (see ``_merge``)."""
     if not route.uses_vectors:
         assert isinstance(query, str)
         found = bridge_scores(snapshot, route.model.model_id, query)
         ids, scores, cosines = found.media_ids, found.scores, found.cosines
-        if allowed_ids is not None:
-            keep = pc.is_in(ids, value_set=allowed_ids).to_numpy(zero_copy_only=False)
+        if allowed is not None:
+            keep = pc.is_in(ids, value_set=allowed.ids).to_numpy(zero_copy_only=False)
             ids, scores, cosines = ids.filter(pa.array(keep)), scores[keep], cosines[keep]
         order = np.argsort(-scores, kind="stable")[:k]
         common = np.minimum.accumulate(cosines[order]) if len(order) else cosines[order]
@@ -154,5 +155,5 @@ def _run_route(
             for i, c in zip(order, common, strict=True)
         ]
     index = open_index(snapshot, route.model.model_id, config)
-    hits = index.search(embed_query(route, query), k, index.allowed(allowed_ids))
+    hits = index.search(embed_query(route, query), k, index.allowed(allowed))
     return [(media_id, score, route.name, route.model.model_id, score) for media_id, score in hits]

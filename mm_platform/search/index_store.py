@@ -34,6 +34,7 @@ from mm_platform.lake import LakeLocation, Snapshot
 from mm_platform.log import get_logger, kv
 from mm_platform.search.ann import Allowed, HnswIndex, HnswParams
 from mm_platform.search.exact import ExactIndex
+from mm_platform.search.filter_frame import FilterFrame, MatchedMedia
 from mm_platform.search.memo import BoundedMemo
 from mm_platform.search.vectors import read_keys, read_vectors
 from mm_platform.tables import EMBEDDINGS
@@ -74,8 +75,11 @@ class ModelIndex:
     backend: ExactIndex | HnswIndex
     origin: str
     """How it was obtained: exact, built, cached, incremental (for logs and tests)."""
-    _allowed: BoundedMemo[int, tuple[pa.Array, Allowed]] = field(
+    _allowed: BoundedMemo[int, tuple[object, Allowed]] = field(
         default_factory=lambda: BoundedMemo(8), init=False, repr=False, compare=False
+    )
+    _frame_positions: BoundedMemo[int, tuple[FilterFrame, NDArray[np.int64]]] = field(
+        default_factory=lambda: BoundedMemo(2), init=False, repr=False, compare=False
     )
 
     @property
@@ -90,20 +94,37 @@ class ModelIndex:
     def media_ids(self) -> pa.Array:
         return self.keys.column("media_id").combine_chunks()
 
-    def allowed(self, media_ids: pa.Array | None = None) -> Allowed | None:
-        """The positions a search may return: live ones, and only ``media_ids`` when given.
+    def allowed(self, matched: MatchedMedia | pa.Array | None = None) -> Allowed | None:
+        """The positions a search may return: live ones, and only the ``matched`` media when given.
 
-        The last few answers are kept by the identity of ``media_ids``: search remembers a filter's id set per
-        snapshot and passes the same array again, and matching it against every position (a hash probe per
-        row) would otherwise cost more than the search at a million rows."""
-        if media_ids is None:
+        A filter answered by a ``FilterFrame`` comes as a mask over the frame's rows: the index maps it to
+        its positions with one ``take`` (the frame row of each position is computed once per frame). Plain
+        ids cost a hash probe per position. The last few answers are kept by the identity of ``matched``:
+        search remembers a filter's answer per snapshot and passes the same object again."""
+        if matched is None:
             return None if self.live.all() else Allowed(self.live)
-        kept = self._allowed.get(id(media_ids))
-        if kept is not None and kept[0] is media_ids:
+        kept = self._allowed.get(id(matched))
+        if kept is not None and kept[0] is matched:
             return kept[1]
-        allowed = Allowed(_mask(pc.is_in(self.media_ids, value_set=media_ids)) & self.live)
-        self._allowed.put(id(media_ids), (media_ids, allowed))  # the array is held, so its id stays its own
+        if isinstance(matched, MatchedMedia) and matched.frame is not None and matched.mask is not None:
+            rows = self._rows_in(matched.frame)
+            mask = np.where(rows >= 0, matched.mask[np.maximum(rows, 0)], False)
+        else:
+            ids = matched.ids if isinstance(matched, MatchedMedia) else matched
+            mask = _mask(pc.is_in(self.media_ids, value_set=ids))
+        allowed = Allowed(mask & self.live)
+        self._allowed.put(id(matched), (matched, allowed))  # the object is held, so its id stays its own
         return allowed
+
+    def _rows_in(self, frame: FilterFrame) -> NDArray[np.int64]:
+        """Per position, the frame row of its media (-1 where the media is not in the frame)."""
+        kept = self._frame_positions.get(id(frame))
+        if kept is not None and kept[0] is frame:
+            return kept[1]
+        rows = pc.index_in(self.media_ids, value_set=frame.media_ids).fill_null(-1)
+        found = np.asarray(rows.to_numpy(zero_copy_only=False), dtype=np.int64)
+        self._frame_positions.put(id(frame), (frame, found))
+        return found
 
     def search(self, query: NDArray[np.float32], k: int, allowed: Allowed | None = None) -> list[tuple[str, float]]:
         """(media_id, score) of the top ``k``, best first."""

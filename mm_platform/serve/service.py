@@ -15,12 +15,12 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from mm_platform.erasure.table import ERASURES
 from mm_platform.errors import ConfigError, MMPlatformError
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.roles import IMAGE_MODALITIES
 from mm_platform.search.routes import Query
 from mm_platform.search.row_index import RowIndex
+from mm_platform.serve.history import snapshot_history
 from mm_platform.tables import DERIVED, EMBEDDINGS, MEDIA, METADATA, QUARANTINE
 
 __all__ = ["MAX_K", "MAX_PAGE", "BrowserError", "LakeBrowser", "NotFound"]
@@ -89,6 +89,9 @@ class LakeBrowser:
             try:
                 snapshot = self.snapshot()
                 search(snapshot, query, k=1, thumbnails=True, rows=self.rows(snapshot))
+                # A filter true for every media builds the snapshot's filter frame and each index's map to it,
+                # so a user's first filter pays only for the columns it names.
+                search(snapshot, query, k=1, where="size_bytes >= 0", rows=self.rows(snapshot))
             except SearchError:  # nothing of that kind to search yet
                 continue
 
@@ -115,32 +118,8 @@ class LakeBrowser:
         return snapshot
 
     def snapshots(self) -> list[dict[str, Any]]:
-        """What ``mmp snapshots --json`` prints, plus the publish log's run and message, and for an erasure
-        who asked for it and why (the ``erasures`` audit table), where recorded."""
-        extra = {e.publish_seq: e for e in self.lake.state().published()}
-        snapshots = self.lake.snapshots()
-        actors = self._erasure_actors(snapshots[-1]) if snapshots else {}
-        out = []
-        for snap in snapshots:
-            row = snap.to_dict()
-            entry = extra.get(snap.seq)
-            audit = dict(getattr(entry, "audit", None) or {})  # the publish log's audit trail, where recorded
-            row["message"] = audit.get("message") or getattr(entry, "message", "") or ""
-            row["run_id"] = getattr(entry, "run_id", "") or ""
-            actor, reason = actors.get(str(snap.partition), ("", ""))
-            row["actor"] = actor or audit.get("actor") or ""
-            if reason:
-                row["message"] = f"{row['message']} (reason: {reason})" if row["message"] else reason
-            out.append(row)
-        return out
-
-    @staticmethod
-    def _erasure_actors(latest: Snapshot) -> dict[str, tuple[str, str]]:
-        """``erasure:<id>`` partition → (requested_by, reason), from the append-only audit table."""
-        if ERASURES.name not in latest.table_versions:
-            return {}
-        rows = latest.table(ERASURES.name, columns=["erasure_id", "requested_by", "reason"]).to_pylist()
-        return {f"erasure:{r['erasure_id']}": (r["requested_by"], r["reason"]) for r in rows}
+        """What ``mmp snapshots --json`` prints, with who and why where recorded (``serve.history``)."""
+        return snapshot_history(self.lake)
 
     def diff(self, a: int, b: int, limit: int = 50) -> dict[str, Any]:
         """``mmp diff A B --json`` (every table) plus the media objects that changed, by key, with thumbnails."""
