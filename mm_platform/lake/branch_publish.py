@@ -23,13 +23,12 @@ from mm_platform.lake.branch_store import BranchStore
 from mm_platform.lake.catalog import TableCatalog
 from mm_platform.lake.files import delta_dataset
 from mm_platform.lake.handles import LatestTables
-from mm_platform.lake.operations import Restore, Write
+from mm_platform.lake.operations import Restore
 from mm_platform.lake.publish import Publisher
 from mm_platform.lake.publish_events import append_terminal
 from mm_platform.lake.publish_log import ABORTED, LogEntry, LogState, PublishLog
 from mm_platform.lake.snapshot import Snapshot, select_snapshot
 from mm_platform.lake.stage import Stage, TableWrite, fingerprint
-from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.lake.staged import PublishResult, StagedPartition
 from mm_platform.lake.storage import LakeLocation
 from mm_platform.lake.table_commit import APP_ID
@@ -189,37 +188,10 @@ class BranchPublisher(Publisher):
         self.store = store
         self.log = PublishLog(location, store.log_name)
         self.tables = BranchTables(store)
+        self.stage_id_prefix = f"{store.name}~"
 
     def base_snapshot(self, state: LogState) -> Snapshot:
         return BranchSnapshot.of(select_snapshot(self.location, self.catalog, state), self.store)
-
-    def stage_writer(
-        self,
-        partition: str,
-        *,
-        operation: Write | None = None,
-        run_id: str = "",
-        code_version: str = "",
-        stage_id: str | None = None,
-        message: str = "",
-    ) -> StageWriter:
-        # Stage ids are namespaced: the same rows staged on main and on a branch are two different stages.
-        return StageWriter(
-            self.location,
-            self.catalog,
-            partition,
-            operation=operation,
-            message=message,
-            run_id=run_id,
-            code_version=code_version,
-            stage_id=None if stage_id is None else self._namespaced(stage_id),
-            tables=self.tables,
-            id_prefix=f"{self.store.name}~",
-        )
-
-    def _namespaced(self, stage_id: str) -> str:
-        prefix = f"{self.store.name}~"
-        return stage_id if stage_id.startswith(prefix) else prefix + stage_id
 
     def stage(
         self,
@@ -230,14 +202,11 @@ class BranchPublisher(Publisher):
         code_version: str = "",
         stage_id: str | None = None,
     ) -> StagedPartition:
-        stage_id = self._namespaced(stage_id or fingerprint(partition, writes))
+        stage_id = self.namespaced(stage_id or fingerprint(partition, writes))
         return super().stage(partition, writes, run_id=run_id, code_version=code_version, stage_id=stage_id)
 
     def publish(self, stage: Stage, checks: Sequence[CheckResult] = ()) -> PublishResult:
         return super().publish(replace(stage, audit={**stage.audit, "branch": self.store.name}), checks)
-
-    def namespaced(self, stage_id: str) -> str:
-        return self._namespaced(stage_id)
 
     def _apply_table(self, name: str, stage: Stage, seq: int) -> int:
         current = cast(BranchTable, self.tables.latest(name))

@@ -59,6 +59,8 @@ class Publisher:
         self.log = PublishLog(location)
         self.tables = LatestTables(location)
         self.auto_compact_files = auto_compact_files
+        self.stage_id_prefix = ""
+        """Namespaces this publisher's stage ids (a branch's: the same rows staged on main are another stage)."""
         self._small_files: dict[str, int] = {}
         """Small files per table as of this publisher's last apply (what auto-compaction looks at)."""
 
@@ -100,8 +102,14 @@ class Publisher:
         """For partitions too large for memory: write chunks, then ``finish()`` and publish the stage."""
         return StageWriter(
             self.location, self.catalog, partition, operation=operation, run_id=run_id, code_version=code_version,
-            stage_id=stage_id, tables=self.tables, message=message,
+            stage_id=None if stage_id is None else self.namespaced(stage_id), tables=self.tables, message=message,
+            id_prefix=self.stage_id_prefix,
         )  # fmt: skip
+
+    def namespaced(self, stage_id: str) -> str:
+        """The id a stage built by hand gets in this publisher's log: ``stage_id`` with the prefix (once)."""
+        prefix = self.stage_id_prefix
+        return stage_id if stage_id.startswith(prefix) else prefix + stage_id
 
     def audit(
         self, staged: StagedPartition, checks: Sequence[AuditCheck], *, raise_on_failure: bool = True
@@ -137,10 +145,6 @@ class Publisher:
             )
         faults.fault_point("after_audit")
         return results
-
-    def namespaced(self, stage_id: str) -> str:
-        """The id a stage built by hand gets in this publisher's log (a branch prefixes its name)."""
-        return stage_id
 
     def base_snapshot(self, state: LogState) -> Snapshot:
         """The snapshot readers see now (what an audit compares staged rows with)."""
