@@ -64,7 +64,6 @@ def search_command(
     lake = open_lake(ctx)
     settings = S3Settings.from_env(ctx.obj["env"])
     query: str | Path | bytes = text if text is not None else read_query_image(cast(str, image), settings)
-    quiet_model_loading()
     hits = search(
         lake,
         query,
@@ -112,18 +111,6 @@ _FUSION_TEXT = {
 
 def _searched_seq(lake: Lake, seq: int | None) -> int:
     return seq if seq is not None else lake.snapshot().seq
-
-
-def quiet_model_loading() -> None:
-    """No "Loading weights" progress bar on every query: the models load offline, from packages."""
-    import os
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
-        return
-    hf_logging.disable_progress_bar()
 
 
 @click.command("lineage")

@@ -8,7 +8,6 @@ import secrets
 import click
 
 from mm_platform.cli.common import handle_errors, open_lake
-from mm_platform.cli.search import quiet_model_loading
 from mm_platform.errors import ConfigError
 
 __all__ = ["serve_command"]
@@ -52,7 +51,6 @@ def serve_command(ctx: click.Context, host: str, port: int, token: str | None, w
             hint="add --token auto (or --token SECRET); other machines then need ?token=… or a Bearer header",
         )
 
-    quiet_model_loading()
     browser = LakeBrowser(open_lake(ctx))
     if warm:
         browser.warm()

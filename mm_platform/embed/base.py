@@ -27,6 +27,7 @@ __all__ = [
     "Embedder",
     "Modality",
     "hub_offline",
+    "quiet_transformers",
     "l2_normalize",
     "resolve_device",
     "set_torch_threads",
@@ -105,6 +106,20 @@ def _hash_revision(package: str, version: str, paths: Sequence[Path], code: str)
                 digest.update(chunk)
     revision = f"{package}-{version}+{digest.hexdigest()[:12]}"
     return f"{revision}.{code}" if code else revision
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" progress bar from transformers while the model loads (it is not our progress)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 @contextmanager

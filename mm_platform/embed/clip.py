@@ -22,6 +22,7 @@ from mm_platform.embed.base import (
     Modality,
     hub_offline,
     l2_normalize,
+    quiet_transformers,
     set_torch_threads,
 )
 from mm_platform.errors import ConfigError
@@ -63,7 +64,7 @@ class SentenceTransformerClipEmbedder:
 
         set_torch_threads(self.text.torch_threads)
         try:
-            with hub_offline():
+            with hub_offline(), quiet_transformers():
                 return SentenceTransformer(self.name_or_path, device=self.device, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ConfigError(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
@@ -19,6 +18,7 @@ from mm_platform.embed.base import (
     Modality,
     hub_offline,
     l2_normalize,
+    quiet_transformers,
     set_torch_threads,
     weights_revision,
 )
@@ -87,7 +87,7 @@ class MiniLMTextEmbedder(Embedder[str]):
         from sentence_transformers import SentenceTransformer
 
         set_torch_threads(self.torch_threads)
-        with hub_offline(), _quiet_transformers():
+        with hub_offline(), quiet_transformers():
             return SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
 
     @cached_property
@@ -195,17 +195,3 @@ class MiniLMTextEmbedder(Embedder[str]):
         if session is not None:
             return self._onnx_vectors(session, items)
         return self._torch_vectors(items)
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No "Loading weights" progress bar from transformers while the model loads (it is not our progress)."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
