@@ -243,7 +243,7 @@ def test_compaction_rewrites_small_files_in_one_publish(lake: Lake) -> None:
 
 
 def test_a_publish_compacts_a_table_it_left_crowded_with_small_files(lake: Lake) -> None:
-    lake.publisher.auto_compact_files = 4
+    lake.auto_compact_files = 4
     for i in range(4):
         result = lake.publish(f"b{i}", partition_writes(f"b{i}", 5, seed=i))
     assert result.seq == 4  # the publish itself keeps its number; the compaction came after it

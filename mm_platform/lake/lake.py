@@ -61,6 +61,15 @@ class Lake:
         return lake if not branch or branch == "main" else lake.branch(branch)
 
     @property
+    def auto_compact_files(self) -> int | None:
+        """Small files a publish may leave in a table before it compacts it in a publish of its own (None: never)."""
+        return self.publisher.auto_compact_files
+
+    @auto_compact_files.setter
+    def auto_compact_files(self, files: int | None) -> None:
+        self.publisher.auto_compact_files = files
+
+    @property
     def branch_name(self) -> str:
         return "main"
 
