@@ -411,3 +411,25 @@ def test_erasures_and_branches(tmp_path: Path) -> None:
     delete_branch(lake, "cleanup")
     report = vacuum_erased(lake)
     assert report.erased_media == 2 and report.complete, report.leftovers
+
+
+def test_an_erasure_on_a_branch_removes_rows_only_the_branch_has(tmp_path: Path) -> None:
+    """A branch's erasure is staged against the branch's own tables: an object published only on the branch
+    loses every row there (it used to be staged against main's tables, which do not hold it, and survived),
+    and main is untouched."""
+    from mm_platform.erasure import erase
+
+    lake = open_lake(str(tmp_path / "lake"))
+    lake.publish("p1", partition_writes("p1", 3))
+    create_branch(lake, "exp")
+    branch = lake.branch("exp")
+    branch.publish("p2", partition_writes("p2", 2))  # only on the branch
+    rows = branch.snapshot().table("media", columns=["media_id", "partition"]).to_pylist()
+    only_here = next(r["media_id"] for r in rows if r["partition"] == "p2")
+    shared = next(r["media_id"] for r in rows if r["partition"] == "p1")
+    erase(branch, [only_here, shared], "request on a branch")
+    after = branch.snapshot()
+    for name in ("media", "metadata", "embeddings"):
+        left = set(after.table(name, columns=["media_id"]).column("media_id").to_pylist())
+        assert not left & {only_here, shared}, name
+    assert shared in lake.main().snapshot().table("media").column("media_id").to_pylist()  # main keeps its own

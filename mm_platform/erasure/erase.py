@@ -133,8 +133,9 @@ def erase(
         schema=ERASURES.schema,
     )
     for attempt in range(1, 4):
-        # Staged against main's latest tables even on a branch (as erasures always were; see the report).
-        writer = lake.main().stage_writer(
+        # Staged against the tables of the lake it publishes on: on a branch, its own files (rows that exist
+        # only on the branch are erased too).
+        writer = lake.stage_writer(
             partition, operation=Erase(), run_id=run_id or erasure_id, code_version=f"erase={ERASE_VERSION}",
             stage_id=f"erase-{erasure_id}-{attempt}", message=f"erasure {erasure_id}: {len(ids)} media",
         )  # fmt: skip
