@@ -15,12 +15,13 @@ import pyarrow as pa
 import pytest
 
 from mm_platform.catalog import open_lake
+from mm_platform.ingest.batches import load_manifest
 from mm_platform.ingest.coalesce import decide_events
 from mm_platform.ingest.events import ObjectEvent, UnreadableMessage, parse_message
 from mm_platform.ingest.ledger import DiscoveryLedger, finished_batches, load_ledger, published_marker
 from mm_platform.ingest.reconcile import ReconcileCursor
 from mm_platform.ingest.register import fetch_all, media_row
-from mm_platform.ingest.scan import ScanBudget
+from mm_platform.ingest.scan import ScanBudget, plan_batches
 from mm_platform.ingest.ticks import DiscoveryLimits, listing_tick
 from mm_platform.lake import Lake, TableWrite
 from mm_platform.sources import LocalFolderSource
@@ -153,13 +154,13 @@ def test_paged_reconciliation_spans_ticks_finds_unannounced_changes_and_keeps_th
             break
     assert ticks >= 5  # larger than one tick's budget: the pass took several ticks
     ledger = load_ledger(lake.location, source.uri)
-    manifests = {b.batch_id: lake.location.read_json(f"_batches/{b.batch_id}.json") for b in found}
-    ingested = sorted(o["key"] for m in manifests.values() if m and m["kind"] == "ingest" for o in m["objects"])
+    manifests = {b.batch_id: load_manifest(lake.location, b.batch_id) for b in found}
+    ingested = sorted(o.key for m in manifests.values() if m.kind == "ingest" for o in m.objects)
     erased = sorted(
-        d["uri"].rsplit("/", 2)[-2] + "/" + d["uri"].rsplit("/", 1)[-1]
+        d.uri.rsplit("/", 2)[-2] + "/" + d.uri.rsplit("/", 1)[-1]
         for m in manifests.values()
-        if m and m["kind"] == "erasure"
-        for d in m["deleted"]
+        if m.kind == "erasure"
+        for d in m.deleted
     )
     assert ingested == ["d3/f00003.txt", "d6/new.txt"] and erased == ["d5/f00005.txt"]
     assert set(ledger.pending) == set(manifests)
@@ -194,3 +195,25 @@ def test_a_listing_with_non_utf8_names_is_in_key_order_and_resumes(tmp_path: Pat
     assert keys == sorted(keys) and len(keys) == 6
     for after in keys:
         assert [o.key for o in source.list_objects(start_after=after)] == [k for k in keys if k > after], after
+
+
+def test_a_planned_batch_is_saved_in_columns_and_loads_as_the_listed_objects(tmp_path: Path) -> None:
+    folder = tmp_path / "media"
+    root = os.fsencode(str(folder))
+    for name in [b"a b#.txt", b"caf\xe9.txt", b"d/x.txt", b"d/y%.txt", b"e.txt"]:
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(name)
+    source = LocalFolderSource(folder)
+    listed = list(source.list_objects())
+    assert [t.num_rows for t in source.list_tables(chunk_keys=2)] == [2, 2, 1]
+    lake = open_lake(str(tmp_path / "lake"))
+    outcome = plan_batches(lake, source, max_objects=2)
+    assert [b.size for b in outcome.batches] == [2, 2, 1] and outcome.counts["new"] == 5
+    files = sorted(p.name for p in (tmp_path / "lake" / "_batches").iterdir())
+    assert files == sorted(f"{b.batch_id}.parquet" for b in outcome.batches)
+    loaded = [o for b in outcome.batches for o in load_manifest(lake.location, b.batch_id).objects]
+    assert loaded == listed  # every field, the exact URI bytes and the percent-encoded key included
+    assert loaded[1].key == "caf%E9.txt" and loaded[1].uri.endswith("/media/caf%E9.txt")
+    assert loaded[0].uri.endswith("/media/a%20b%23.txt")

@@ -24,10 +24,11 @@ from mm_platform.catalog import CATALOG, open_lake
 from mm_platform.cli.erasure import erase_command, vacuum_erased_command
 from mm_platform.erasure import ErasedRowsPresentError, erase, erasure_publishes, vacuum_erased
 from mm_platform.errors import ConfigError, SnapshotExpiredError
-from mm_platform.ingest.batches import ingest_batches, save_manifest
+from mm_platform.ingest.batches import ingest_batches, listed_batch, load_manifest, save_manifest
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.sources import LocalFolderSource
+from mm_platform.sources.listing import listing_table
 from tests.factories import partition_writes
 from tests.lake_assertions import assert_log_has_no_gap
 
@@ -161,6 +162,8 @@ def test_erase_real_pipeline_rows(shared_media: Path, tmp_path: Path) -> None:
     objects = list(source.list_objects())
     (batch,) = ingest_batches(source.uri, objects)
     save_manifest(lake.location, batch)  # batch manifests hold URIs: vacuum must drop the erased one
+    listed = listed_batch(source.uri, listing_table(objects))  # as a listing plans it: Parquet, in columns
+    save_manifest(lake.location, listed)
     BatchProcessor(lake).run(source, objects, batch.batch_id, "run-1")
     before = lake.snapshot()
     rows_before = _rows(before)
@@ -180,12 +183,13 @@ def test_erase_real_pipeline_rows(shared_media: Path, tmp_path: Path) -> None:
 
     report = vacuum_erased(lake)
     assert report.complete, report
-    assert report.manifests_rewritten == 1
+    assert report.manifests_rewritten == 2
     with pytest.raises(SnapshotExpiredError):
         lake.snapshot(seq=before.seq)
     _check_erased_everywhere(lake, victim, expected)
     manifest = lake.location.read_json(f"_batches/{batch.batch_id}.json")
     assert manifest is not None and [o["uri"] for o in manifest["objects"]] == [other["uri"]]
+    assert [o.uri for o in load_manifest(lake.location, listed.batch_id).objects] == [other["uri"]]
 
 
 def test_cli_erase_and_vacuum(tmp_path: Path) -> None:

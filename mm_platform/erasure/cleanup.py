@@ -8,6 +8,8 @@ purge (``mm_platform.lake.expunge``).
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from mm_platform.erasure.verify import Tokens, mentions
 from mm_platform.ids import media_id_for
@@ -19,13 +21,18 @@ INDEX_DIR = "_indexes"  # mm_platform.search.index_store.INDEX_DIR: a cache of v
 
 
 def scrub_batch_manifests(location: LakeLocation, tokens: Tokens) -> tuple[int, int]:
-    """Drop erased objects from batch manifests (the rest stays re-runnable); delete those left naming one.
+    """Drop erased objects from batch manifests, JSON and Parquet (the rest stays re-runnable); delete those
+    left naming one.
 
     Returns (deleted, rewritten). Files that are not JSON documents (a write in progress) are left alone;
     the verification reports them.
     """
     named = [t for _, t in tokens.named()]
     deleted = rewritten = 0
+    for rel, _ in list(location.files_under(BATCHES_DIR)):
+        if rel.endswith(".parquet"):
+            outcome = _scrub_listed_manifest(location, f"{BATCHES_DIR}/{rel}", tokens)
+            deleted, rewritten = deleted + (outcome == "deleted"), rewritten + (outcome == "rewritten")
     for path, doc in json_documents(location, BATCHES_DIR):
         if not mentions(doc, named):
             continue
@@ -41,6 +48,27 @@ def scrub_batch_manifests(location: LakeLocation, tokens: Tokens) -> tuple[int, 
         location.delete_file(path)
         deleted += 1
     return deleted, rewritten
+
+
+def _scrub_listed_manifest(location: LakeLocation, path: str, tokens: Tokens) -> str | None:
+    """A listed batch's Parquet manifest without the erased objects' rows (its header metadata kept); deleted
+    when none is left. ``None``: it names no erased object (or is not readable Parquet: a write in progress)."""
+    payload = location.read_bytes(path)
+    try:
+        table = pq.read_table(pa.BufferReader(payload or b""))
+    except (pa.ArrowInvalid, OSError):
+        return None
+    kept = pa.array([media_id_for(uri) not in tokens.media_ids for uri in table.column("uri").to_pylist()])
+    if pc.all(kept).as_py() is not False:
+        return None
+    rest = table.filter(kept)
+    if not rest.num_rows:
+        location.delete_file(path)
+        return "deleted"
+    sink = pa.BufferOutputStream()
+    pq.write_table(rest, sink, compression="zstd")
+    location.write_bytes(path, sink.getvalue().to_pybytes())
+    return "rewritten"
 
 
 def drop_index_caches(location: LakeLocation, erased: set[str]) -> int:

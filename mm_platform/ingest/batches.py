@@ -1,24 +1,31 @@
 """Ingest batches: bounded sets of object versions, the unit of work, publish and Dagster partition.
 
-A batch's manifest is stored in the lake (``_batches/<id>.json``) so a batch can be re-run exactly, even
-after the source has moved on. Never one batch per file: Dagster's UI degrades past ~25k partitions.
+A batch's manifest is stored in the lake so a batch can be re-run exactly, even after the source has moved
+on: ``_batches/<id>.parquet`` for a batch planned from a listing (the listing's columns, no Python object per
+file), ``_batches/<id>.json`` for event and erasure batches. Never one batch per file: Dagster's UI degrades
+past ~25k partitions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Literal
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from mm_platform.errors import ConfigError
 from mm_platform.lake.storage import LakeLocation
 from mm_platform.sources import DeletedMedia, ObjectInfo
+from mm_platform.sources.listing import LISTING_SCHEMA, objects_of
 
 BATCHES_DIR = "_batches"
 _OBJECT_FIELDS = tuple(f.name for f in fields(ObjectInfo))
@@ -43,6 +50,19 @@ class BatchManifest:
     objects: tuple[ObjectInfo, ...] = ()
     deleted: tuple[DeletedMedia, ...] = ()
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    listed: pa.Table | None = field(default=None, compare=False, repr=False)
+    """A batch planned from a listing: its objects in columns (:data:`LISTING_SCHEMA`) instead of ``objects``,
+    saved as Parquet as they are. :func:`load_manifest` always gives ``objects``."""
+
+    @property
+    def size(self) -> int:
+        """Objects to ingest plus media to erase."""
+        return (self.listed.num_rows if self.listed is not None else len(self.objects)) + len(self.deleted)
+
+    def object_keys(self) -> tuple[str, ...]:
+        if self.listed is not None:
+            return tuple(self.listed.column("key").to_pylist())
+        return tuple(o.key for o in self.objects)
 
     def to_json(self, *, with_objects: bool = True) -> dict[str, Any]:
         if not with_objects:
@@ -104,6 +124,15 @@ def ingest_batches(
     return batches
 
 
+def listed_batch(source: str, listed: pa.Table) -> BatchManifest:
+    """One ingest batch of listed objects (:data:`LISTING_SCHEMA`, key order), kept in columns."""
+    etag, version = (pc.fill_null(listed.column(name), "") for name in ("etag", "version_id"))
+    lines = pc.binary_join_element_wise(listed.column("uri"), etag, version, "\0")
+    digest = hashlib.sha256("\n".join(lines.to_pylist()).encode()).hexdigest()[:12]
+    batch_id = f"{INGEST_BATCH}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{digest}"
+    return BatchManifest(batch_id=batch_id, kind=INGEST_BATCH, source=source, listed=listed)
+
+
 def erasure_batch(source: str, deleted: Sequence[DeletedMedia]) -> BatchManifest:
     keys = [d.media_id for d in deleted]
     return BatchManifest(
@@ -112,10 +141,33 @@ def erasure_batch(source: str, deleted: Sequence[DeletedMedia]) -> BatchManifest
 
 
 def save_manifest(location: LakeLocation, manifest: BatchManifest) -> None:
-    """The manifest as :meth:`BatchManifest.to_json` describes it, encoded by orjson straight from the
-    dataclasses (a million-object plan spends more time in ``json`` than in listing otherwise)."""
+    """A listed batch as Parquet (its header in the schema's metadata); any other as the JSON that
+    :meth:`BatchManifest.to_json` describes, encoded by orjson straight from the dataclasses."""
+    if manifest.listed is not None:
+        location.write_bytes(f"{BATCHES_DIR}/{manifest.batch_id}.parquet", _parquet_manifest(manifest))
+        return
     doc = manifest.to_json(with_objects=False) | {"objects": manifest.objects, "deleted": manifest.deleted}
     location.write_bytes(f"{BATCHES_DIR}/{manifest.batch_id}.json", orjson.dumps(doc))
+
+
+def _parquet_manifest(manifest: BatchManifest) -> bytes:
+    assert manifest.listed is not None
+    header = orjson.dumps(manifest.to_json(with_objects=False))
+    table = manifest.listed.cast(LISTING_SCHEMA).replace_schema_metadata({MANIFEST_HEADER: header})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+MANIFEST_HEADER = b"mm_platform.batch"
+"""The Parquet metadata key of a listed batch's header (batch id, kind, source, creation time)."""
+
+
+def read_parquet_manifest(payload: bytes) -> tuple[dict[str, Any], pa.Table]:
+    """The header and the objects' table of a listed batch's Parquet manifest."""
+    table = pq.read_table(pa.BufferReader(payload))
+    header = orjson.loads((table.schema.metadata or {})[MANIFEST_HEADER])
+    return header, table.replace_schema_metadata(None)
 
 
 WRITER_THREADS = 4
@@ -156,9 +208,14 @@ class ManifestWriter:
 
 def load_manifest(location: LakeLocation, batch_id: str) -> BatchManifest:
     doc = location.read_json(f"{BATCHES_DIR}/{batch_id}.json")
-    if doc is None:
+    if doc is not None:
+        return BatchManifest.from_json(doc)
+    payload = location.read_bytes(f"{BATCHES_DIR}/{batch_id}.parquet")
+    if payload is None:
         raise ConfigError(
             f"no manifest for batch {batch_id} in {location.root}",
             hint="batches are created by the sensors or `mmp ingest`; check the lake (--lake / MM_LAKE)",
         )
-    return BatchManifest.from_json(doc)
+    header, table = read_parquet_manifest(payload)
+    objects = tuple(objects_of(table, header["source"]))
+    return replace(BatchManifest.from_json(header | {"objects": [], "deleted": []}), objects=objects)

@@ -10,14 +10,15 @@ media rows and saves what comes out; a tick resumes after the last key the previ
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, INGEST_BATCH, BatchManifest, erasure_batch, ingest_batches
+from mm_platform.ids import media_id_for
+from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, INGEST_BATCH, BatchManifest, erasure_batch, listed_batch
 from mm_platform.ingest.ledger import DiscoveryLedger, PendingBatch
-from mm_platform.sources import DeletedMedia, ObjectInfo
+from mm_platform.sources import DeletedMedia
 
 __all__ = ["ListingChunk", "ReconcileCursor", "Reconciler"]
 
@@ -51,7 +52,8 @@ class ReconcileCursor:
 class ListingChunk:
     """Listed objects with keys in ``(lower, upper]`` (sorted), and the active media rows of that range."""
 
-    objects: Sequence[ObjectInfo]
+    listed: pa.Table
+    """Columns :data:`~mm_platform.sources.listing.LISTING_SCHEMA`, sorted by key."""
     media: pa.Table
     """Columns :data:`MEDIA_COLUMNS`: the source's active rows whose key is in the range."""
     lower: str | None
@@ -89,47 +91,54 @@ class Reconciler:
         self._marks = dict(ledger.marks)
         self._pending = dict(ledger.pending)
         self._ledger = ledger
-        self._fresh: list[ObjectInfo] = []
+        self._fresh: list[pa.Table] = []
+        self._fresh_rows = 0
         self._gone: list[DeletedMedia] = []
         self._gone_keys: list[str] = []
         self.listed = 0
         self.counts = {"new": 0, "changed": 0, "deleted": 0, "busy": 0}
 
     def feed(self, chunk: ListingChunk) -> list[BatchManifest]:
-        """Diff one chunk; return the batches that became full."""
-        media = chunk.media
-        row_of = {key: row for row, key in enumerate(media.column("key").to_pylist())}
-        ids: list[str] = media.column("media_id").to_pylist()
-        etags = media.column("etag").to_pylist()
-        versions = media.column("version_id").to_pylist()
-        seen = bytearray(len(row_of))
-        for obj in chunk.objects:
-            self.listed += 1
-            row = row_of.get(obj.key)
-            if row is not None:
-                seen[row] = 1
-                if obj.etag == etags[row] and obj.version_id == versions[row]:
-                    continue
-            if self._busy and obj.key in self._busy:
+        """Diff one chunk, in Arrow (no Python object per listed file); return the batches that became full."""
+        listed, media = chunk.listed, chunk.media
+        self.listed += listed.num_rows
+        row = pc.index_in(listed.column("key"), value_set=media.column("key").combine_chunks())
+        known = pc.is_valid(row)
+        same = pc.and_(
+            _same(pc.take(media.column("etag"), row), listed.column("etag")),
+            _same(pc.take(media.column("version_id"), row), listed.column("version_id")),
+        )
+        fresh = pc.or_(pc.invert(known), pc.invert(pc.fill_null(same, False)))
+        if self._busy:
+            busy_keys = pa.array(sorted(self._busy), pa.string())
+            busy = pc.and_(fresh, pc.is_in(listed.column("key"), value_set=busy_keys))
+            self.counts["busy"] += pc.sum(busy).as_py() or 0
+            fresh = pc.and_(fresh, pc.invert(busy))
+        if self.erased:
+            uris = listed.column("uri").to_pylist()
+            kept = pa.array([media_id_for(uri) not in self.erased for uri in uris], pa.bool_())
+            fresh = pc.and_(fresh, kept)
+        taken = listed.filter(fresh)
+        changed = pc.sum(pc.filter(known, fresh)).as_py() or 0
+        self.counts["changed"] += changed
+        self.counts["new"] += taken.num_rows - changed
+        if taken.num_rows:
+            self._fresh.append(taken)
+            self._fresh_rows += taken.num_rows
+        if self.deletions and media.num_rows:
+            self._feed_deletions(media, pc.is_in(media.column("key"), value_set=listed.column("key").combine_chunks()))
+        return self._take(final=False)
+
+    def _feed_deletions(self, media: pa.Table, seen: pa.ChunkedArray | pa.Array) -> None:
+        gone = media.filter(pc.invert(seen))
+        columns = (gone.column(name).to_pylist() for name in ("media_id", "uri", "key"))
+        for media_id, uri, key in zip(*columns, strict=True):
+            if key in self._busy:
                 self.counts["busy"] += 1
                 continue
-            if self.erased and obj.media_id in self.erased:
-                continue
-            self.counts["new" if row is None else "changed"] += 1
-            self._fresh.append(obj)
-        if self.deletions:
-            keys: list[str] = media.column("key").to_pylist()
-            uris: list[str] = media.column("uri").to_pylist()
-            for row, key in enumerate(keys):
-                if seen[row]:
-                    continue
-                if key in self._busy:
-                    self.counts["busy"] += 1
-                    continue
-                self.counts["deleted"] += 1
-                self._gone.append(DeletedMedia(media_id=ids[row], uri=uris[row]))
-                self._gone_keys.append(key)
-        return self._take(final=False)
+            self.counts["deleted"] += 1
+            self._gone.append(DeletedMedia(media_id=media_id, uri=uri))
+            self._gone_keys.append(key)
 
     def waiting_batches(self) -> int:
         """Partial batches :meth:`finish` would hand out."""
@@ -146,9 +155,13 @@ class Reconciler:
 
     def _take(self, *, final: bool) -> list[BatchManifest]:
         out: list[BatchManifest] = []
-        while len(self._fresh) >= self.max_objects or (final and self._fresh):
-            chunk, self._fresh = self._fresh[: self.max_objects], self._fresh[self.max_objects :]
-            out += ingest_batches(self.source_uri, chunk, self.max_objects)
+        if self._fresh_rows >= self.max_objects or (final and self._fresh_rows):
+            fresh = pa.concat_tables(self._fresh)
+            whole = fresh.num_rows if final else fresh.num_rows - fresh.num_rows % self.max_objects
+            for start in range(0, whole, self.max_objects):
+                out.append(listed_batch(self.source_uri, fresh.slice(start, min(self.max_objects, whole - start))))
+            rest = fresh.slice(whole)
+            self._fresh, self._fresh_rows = ([rest] if rest.num_rows else []), rest.num_rows
         while len(self._gone) >= self.max_objects or (final and self._gone):
             gone, self._gone = self._gone[: self.max_objects], self._gone[self.max_objects :]
             keys, self._gone_keys = self._gone_keys[: len(gone)], self._gone_keys[len(gone) :]
@@ -157,7 +170,7 @@ class Reconciler:
             out.append(batch)
         for batch in out:
             if batch.kind == INGEST_BATCH:
-                self._record(batch, tuple(o.key for o in batch.objects))
+                self._record(batch, batch.object_keys())
         return out
 
     def _record(self, batch: BatchManifest, keys: tuple[str, ...]) -> None:
@@ -165,3 +178,9 @@ class Reconciler:
         # late duplicate of that event stays stale. Pending is what keeps the key out of other batches.
         if self.remember:
             self._pending[batch.batch_id] = PendingBatch(batch.batch_id, batch.kind, keys, self.now)
+
+
+def _same(published: pa.ChunkedArray | pa.Array, listed: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Element-wise equality where two nulls are equal (an unversioned object has no VersionId on either side);
+    null where only the published side is null (never equal; the caller reads null as "differs")."""
+    return pc.if_else(pc.is_null(listed), pc.is_null(published), pc.equal(published, listed))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +19,8 @@ from mm_platform.ingest.batches import DEFAULT_MAX_OBJECTS, BatchManifest, Manif
 from mm_platform.ingest.ledger import DiscoveryLedger
 from mm_platform.ingest.reconcile import MEDIA_COLUMNS, ListingChunk, ReconcileCursor, Reconciler
 from mm_platform.lake import Lake, Snapshot
-from mm_platform.sources import ObjectInfo, Source
+from mm_platform.sources import Source
+from mm_platform.sources.listing import DEFAULT_CHUNK_KEYS, LISTING_SCHEMA
 from mm_platform.tables import MEDIA
 
 __all__ = ["PlannedBatch", "ScanBudget", "ScanOutcome", "erased_media", "plan_batches", "scan_step"]
@@ -34,13 +34,13 @@ class ScanBudget:
     """Listed keys per tick (S3: 200 LIST calls of 1,000)."""
     max_seconds: float = 20.0
     """Wall time per tick, well under Dagster's sensor evaluation timeout (60 s by default)."""
-    chunk_keys: int = 5_000
+    chunk_keys: int = DEFAULT_CHUNK_KEYS
     """Keys diffed at once (memory)."""
     max_batches: int | None = None
     """Stop after the chunk that brings this many batches (backpressure: the pending batches' room)."""
 
     @classmethod
-    def unbounded(cls, chunk_keys: int = 5_000) -> ScanBudget:
+    def unbounded(cls, chunk_keys: int = DEFAULT_CHUNK_KEYS) -> ScanBudget:
         """A whole pass in one call (``mmp ingest``), still chunk by chunk."""
         return cls(max_keys=2**62, max_seconds=float("inf"), chunk_keys=chunk_keys)
 
@@ -92,14 +92,13 @@ def scan_step(
     def keep(batches: list[BatchManifest]) -> None:
         for batch in batches:
             save(batch)
-            planned.append(PlannedBatch(batch.batch_id, batch.kind, len(batch.objects) + len(batch.deleted)))
+            planned.append(PlannedBatch(batch.batch_id, batch.kind, batch.size))
 
-    listing = source.list_objects(start_after=cursor.after)
     lower = cursor.after
     finished = False
-    for objects, exhausted in _chunks(listing, budget.chunk_keys):
-        upper = None if exhausted else objects[-1].key
-        keep(reconciler.feed(ListingChunk(objects, _media_in_range(snapshot, source.uri, lower, upper), lower, upper)))
+    for listed, exhausted in _chunks(source.list_tables(cursor.after, budget.chunk_keys)):
+        upper = None if exhausted else listed.column("key")[-1].as_py()
+        keep(reconciler.feed(ListingChunk(listed, _media_in_range(snapshot, source.uri, lower, upper), lower, upper)))
         lower = upper
         if exhausted:
             finished = True
@@ -156,16 +155,17 @@ def plan_batches(
         )
 
 
-def _chunks(listing: Iterator[ObjectInfo], size: int) -> Iterator[tuple[list[ObjectInfo], bool]]:
-    """Chunks of the listing; the flag says the listing ended with this chunk (which may be empty)."""
-    chunk = list(islice(listing, size))
-    while True:
-        following = list(islice(listing, size)) if len(chunk) == size else []
-        if not following:
-            yield chunk, True
-            return
-        yield chunk, False
-        chunk = following
+def _chunks(tables: Iterator[pa.Table]) -> Iterator[tuple[pa.Table, bool]]:
+    """The listing's tables, one ahead; the flag says the listing ended with this one (an empty listing is one
+    empty table, so its deletions are still found)."""
+    current = next(tables, None)
+    if current is None:
+        yield LISTING_SCHEMA.empty_table(), True
+        return
+    for following in tables:
+        yield current, False
+        current = following
+    yield current, True
 
 
 def _media_in_range(snapshot: Snapshot, source_uri: str, lower: str | None, upper: str | None) -> pa.Table:

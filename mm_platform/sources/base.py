@@ -8,16 +8,16 @@ import os
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
+import pyarrow as pa
+
 from mm_platform.errors import SourceChangedError
 from mm_platform.handoff import MediaFile
-from mm_platform.ids import media_id_for
+from mm_platform.sources.listing import DEFAULT_CHUNK_KEYS, table_chunks
+from mm_platform.sources.object_info import ObjectInfo
 from mm_platform.sources.pinned_file import PinnedFile
 
 __all__ = [
@@ -35,31 +35,6 @@ DEFAULT_SPOOL_MAX_BYTES = 32 * 1024 * 1024
 place (local files, see :class:`PinnedFile`)."""
 
 CHUNK_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """One object version as a source listed it (no bytes read yet)."""
-
-    uri: str
-    """Where the object lives: ``file:///abs/path/x.jpg`` (percent-encoded) or ``s3://bucket/key``."""
-    source: str
-    """The root URI that was listed: ``file:///abs/root`` or ``s3://bucket/prefix``."""
-    key: str
-    """Local: the path relative to the source root, ``/``-separated. S3: the full object key."""
-    size_bytes: int
-    """Size in bytes at listing time; a read that returns another count fails."""
-    etag: str | None
-    """S3: the ETag without quotes. Local: the fingerprint ``<size>-<mtime_ns>`` (changes with the file)."""
-    version_id: str | None
-    """S3 VersionId from the listing on a versioned bucket; ``None`` otherwise."""
-    last_modified: datetime
-    """Last modification time, timezone-aware UTC."""
-
-    @cached_property  # hashed once: diffs of a million-object listing read it per object
-    def media_id(self) -> str:
-        """The stable id that follows this object's URI (see :func:`mm_platform.ids.media_id_for`)."""
-        return media_id_for(self.uri)
 
 
 class FetchedObject:
@@ -235,6 +210,12 @@ class Source(ABC):
         """Every object under the root, sorted by key, so two listings of the same state are identical.
 
         ``start_after``: only keys sorting after it (a paged listing resuming where the last page ended)."""
+
+    def list_tables(self, start_after: str | None = None, chunk_keys: int = DEFAULT_CHUNK_KEYS) -> Iterator[pa.Table]:
+        """The same listing as key-sorted tables of :data:`~mm_platform.sources.listing.LISTING_SCHEMA`, at most
+        ``chunk_keys`` rows each (none when nothing is listed): what discovery diffs. By default built from
+        :meth:`list_objects`; a source that can list in columns directly (a local folder) does."""
+        return table_chunks(self.list_objects(start_after), chunk_keys)
 
     @abstractmethod
     def fetch(self, obj: ObjectInfo) -> FetchedObject:

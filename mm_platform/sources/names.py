@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import unquote_to_bytes, urlparse
+from urllib.parse import quote_from_bytes, unquote_to_bytes, urlparse
 
-__all__ = ["is_encoded_key", "key_for_name", "name_bytes", "path_of_file_uri"]
+__all__ = ["is_encoded_key", "key_for_name", "keys_for_names", "name_bytes", "path_of_file_uri", "uri_quoted_names"]
 
 _SURROGATE = re.compile("[\udc80-\udcff%]")
 _HAS_SURROGATE = re.compile("[\udc80-\udcff]")
+_URI_UNSAFE = re.compile(r"[^A-Za-z0-9_.~/-]")  # what ``quote_from_bytes`` leaves alone, "/" included
 
 
 def key_for_name(name: str) -> str:
@@ -25,6 +26,22 @@ def key_for_name(name: str) -> str:
     if not _HAS_SURROGATE.search(name):
         return name
     return _SURROGATE.sub(lambda m: "%25" if m.group() == "%" else f"%{ord(m.group()) - 0xDC00:02X}", name)
+
+
+def keys_for_names(raw_prefix: str, names: list[str]) -> list[str]:
+    """``key_for_name(raw_prefix + name)`` for each name of one folder: one check for the whole folder in the
+    usual case that nothing needs encoding (a listing calls this per folder, not per file)."""
+    if not _HAS_SURROGATE.search(raw_prefix) and not _HAS_SURROGATE.search("/".join(names)):
+        return [raw_prefix + name for name in names]
+    return [key_for_name(raw_prefix + name) for name in names]
+
+
+def uri_quoted_names(names: list[str]) -> list[str]:
+    """Each name's exact bytes percent-encoded as a URI path segment (``quote_from_bytes``), one check for the
+    whole folder when no name needs quoting."""
+    if not _URI_UNSAFE.search("/".join(names)):
+        return names
+    return [quote_from_bytes(os.fsencode(name)) for name in names]
 
 
 def is_encoded_key(key: str) -> bool:
