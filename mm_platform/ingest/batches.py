@@ -155,7 +155,8 @@ def _parquet_manifest(manifest: BatchManifest) -> bytes:
     header = orjson.dumps(manifest.to_json(with_objects=False))
     table = manifest.listed.cast(LISTING_SCHEMA).replace_schema_metadata({MANIFEST_HEADER: header})
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    # Snappy, no statistics: a fourth of zstd's time, and a plan writes a thousand of these per 1M objects.
+    pq.write_table(table, sink, compression="snappy", write_statistics=False)
     return sink.getvalue()
 
 
