@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,13 @@ from mm_platform.errors import AuditFailedError
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.lake import AuditContext, CheckResult, Snapshot, TableWrite
 from mm_platform.lake.audit import run_checks
-from mm_platform.quality import default_checks, embedding_vectors, embeddings_reference_media
+from mm_platform.quality import (
+    default_checks,
+    embedding_vectors,
+    embeddings_reference_media,
+    gx_process,
+    prepare_in_background,
+)
 from mm_platform.quality.expectations import SUITES, validate_table
 from tests.factories import partition_rows
 
@@ -275,3 +282,21 @@ def test_one_nan_vector_blocks_the_publish(processed: Processed, tmp_path: Path)
     result = lake.publish("quality", clean, checks=default_checks(processed.models))
     assert result.seq == 1 and lake.snapshot().table("embeddings").num_rows == processed.rows["embeddings"].num_rows
     assert np.isfinite(np.concatenate(lake.snapshot().table("embeddings").column("vector").to_numpy())).all()
+
+
+def test_the_validation_process_answers_as_this_process_would_and_is_replaced_by_it_when_lost(
+    processed: Processed,
+) -> None:
+    rows = dict(processed.rows)
+    _duplicate_derived(rows)  # one suite fails, with failing rows, the others pass
+    prepare_in_background()
+    process = gx_process._PROCESS
+    assert process is not None and process.proc.pid != os.getpid()
+    for table in ("media", "derived"):
+        there = gx_process.validate(SUITES[table], rows[table])
+        assert there == validate_table(SUITES[table], rows[table]), table
+    assert not gx_process.validate(SUITES["derived"], rows["derived"]).passed
+    process.proc.kill()  # lost mid-session: the next validation runs here, with the same answer
+    process.proc.join()
+    assert gx_process.validate(SUITES["derived"], rows["derived"]) == validate_table(SUITES["derived"], rows["derived"])
+    assert process.broken

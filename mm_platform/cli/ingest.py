@@ -9,7 +9,9 @@ import click
 from tqdm import tqdm
 
 from mm_platform.cli.common import audit_options, emit, handle_errors, open_lake
+from mm_platform.ingest.process import start_probe_server
 from mm_platform.ingest.scan import plan_batches
+from mm_platform.quality import prepare_in_background
 from mm_platform.sources import source_for
 
 __all__ = ["ingest"]
@@ -49,6 +51,11 @@ def ingest(
 ) -> None:
     """Discover new, changed and deleted objects in SOURCE (a folder or s3://bucket/prefix), create batches,
     and materialize them through Dagster (stage → audit → publish)."""
+    if not plan_only:
+        # Both start other processes whose imports (the decoders; Great Expectations) then run on another core
+        # while this one loads Dagster, instead of on the first batch's path.
+        start_probe_server()
+        prepare_in_background()
     # Dagster is imported here, not at the top: `mmp --help` imports every command module (3 s with Dagster).
     from mm_platform.orchestration.launch import launch_batches
     from mm_platform.orchestration.resources import ACTOR_TAG, BRANCH_TAG, MESSAGE_TAG

@@ -28,15 +28,26 @@ from mm_platform.ingest.scope import RESULT_TABLES, TABLES
 from mm_platform.lake import AuditCheck, Lake, RowFilter
 from mm_platform.log import get_logger, kv
 from mm_platform.media import MediaRejected, ProbePool
+from mm_platform.media.pool import start_forkserver
 from mm_platform.sources import DeletedMedia, ObjectInfo, Source
 from mm_platform.tables import MEDIA
 
-__all__ = ["TABLES", "BatchProcessor", "BatchReport"]
+__all__ = ["PROBE_PRELOAD", "TABLES", "BatchProcessor", "BatchReport", "start_probe_server"]
 
 log = get_logger("mm_platform.ingest.process")
 # A deleted object takes the annotations attached to it along, in the same publish (its media row stays,
 # marked deleted; an annotation of nothing would dangle).
 _DELETED_WITH_MEDIA = (*RESULT_TABLES, ANNOTATIONS.name)
+
+
+PROBE_PRELOAD = ("mm_platform.ingest.analyze",)
+"""What the probe workers' fork server imports once (the decoders and extractors)."""
+
+
+def start_probe_server() -> None:
+    """Start the probe workers' fork server before the first batch needs it (``mmp ingest`` does, while it
+    loads Dagster): its imports then run on another core instead of delaying the batch's first decode."""
+    start_forkserver(PROBE_PRELOAD)
 
 
 class BatchProcessor:
@@ -63,7 +74,7 @@ class BatchProcessor:
                 self.config.timeout_s,
                 probe_fn=cast(Any, analyze),
                 max_in_flight=2 * self.config.workers + 2,
-                preload=("mm_platform.ingest.analyze",),
+                preload=PROBE_PRELOAD,
             )
             weakref.finalize(self, self._pool.close)
         return self._pool

@@ -14,7 +14,7 @@ from mm_platform.errors import AuditFailedError, StaleStageError
 from mm_platform.ingest.batches import ERASURE_BATCH, BatchManifest, load_manifest
 from mm_platform.ingest.ledger import published_marker, rejected_marker
 from mm_platform.ingest.process import BatchProcessor, BatchReport
-from mm_platform.lake import AuditCheck, CheckResult, Lake
+from mm_platform.lake import AuditCheck, CheckResult, Lake, prepare_checks
 from mm_platform.lake.ticket import Redemption
 from mm_platform.log import get_logger, kv
 from mm_platform.sources import Source
@@ -46,6 +46,7 @@ def stage_batch(
     """Process the batch into a stage, audit it and issue the run's ticket (a failed audit is logged)."""
     manifest = load_manifest(lake.location, batch_id)
     base_seq = lake.published_seq()
+    prepare_checks(checks)
     if manifest.kind == ERASURE_BATCH:
         report = processor.stage_erasure(manifest.deleted, batch_id, run_id)
     else:

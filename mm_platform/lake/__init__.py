@@ -5,7 +5,7 @@ domain (``mm_platform.catalog`` composes the platform's tables and opens lakes w
 typed operations (``Write``, ``Merge``, ``Erase``, ``Compact``, ``Restore``) committed by one protocol.
 """
 
-from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
+from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult, prepare_checks
 from mm_platform.lake.catalog import TableCatalog
 from mm_platform.lake.lake import BranchLake, Lake
 from mm_platform.lake.maintenance import CompactionReport, VacuumReport
@@ -18,6 +18,7 @@ from mm_platform.lake.staged import PublishResult, StagedPartition
 from mm_platform.lake.storage import LakeLocation
 
 __all__ = [
+    "prepare_checks",
     "LINEAGE_COLUMNS",
     "LINEAGE_FIELDS",
     "TS",

@@ -38,7 +38,16 @@ class AuditContext:
 
 
 AuditCheck = Callable[[AuditContext], CheckResult | Sequence[CheckResult]]
-"""A check is any callable taking the context; it returns one result or several."""
+"""A check is any callable taking the context; it returns one result or several. A check with a slow set-up
+may also have a ``prepare`` attribute: a callable that starts it in the background (see :func:`prepare_checks`)."""
+
+
+def prepare_checks(checks: Sequence[AuditCheck]) -> None:
+    """Start the checks' slow set-up (their ``prepare``, where they have one) while the stage is being built,
+    so the audit does not wait for it afterwards; a set-up that fails is the check's own to report."""
+    for prepare in {getattr(check, "prepare", None) for check in checks}:
+        if prepare is not None:
+            prepare()
 
 
 def run_checks(context: AuditContext, checks: Sequence[AuditCheck]) -> list[CheckResult]:

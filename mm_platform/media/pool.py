@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
     from multiprocessing.process import BaseProcess
 
-__all__ = ["ProbeFn", "ProbePool", "probe_with_limit"]
+__all__ = ["ProbeFn", "ProbePool", "probe_with_limit", "start_forkserver"]
 
 ProbeFn = Callable[[Buffer, str], Probed]
 """A probe run inside a worker: module-level (picklable), raising ``MediaRejected`` to reject."""
@@ -129,6 +130,14 @@ def _death(code: int | None) -> str:
     if code is not None and code < 0:
         return f"the probe worker died from signal {signal.Signals(-code).name} while decoding"
     return f"the probe worker exited unexpectedly (exit code {code}) while decoding"
+
+
+def start_forkserver(preload: Sequence[str]) -> None:
+    """Start this process's fork server now, preloading ``preload``: the imports run in the server process, on
+    another core, while the caller goes on (a pool's first worker would otherwise wait for them). A pool
+    created later with the same list forks from it at once; the first list set is the one used."""
+    multiprocessing.set_forkserver_preload(list(preload))
+    forkserver.ensure_running()
 
 
 class ProbePool:

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 from mm_platform.lake.audit import AuditCheck
 from mm_platform.quality.cross_table import embeddings_reference_media, media_has_metadata_or_quarantine
-from mm_platform.quality.expectations import SUITES, Rule, TableSuite, expectation_checks, validate_table
+from mm_platform.quality.expectations import SUITES, Rule, TableSuite, validate_table
+from mm_platform.quality.gx_process import expectation_checks, prepare_in_background
 from mm_platform.quality.row_gate import DEFAULT_MAX_INVALID_SHARE, validation_share_check
 from mm_platform.quality.vector_checks import UNIT_NORM_TOLERANCE, embedding_model_check, embedding_vectors
 from mm_platform.tables import EMBEDDINGS, MEDIA, QUARANTINE
@@ -28,6 +29,7 @@ __all__ = [
     "embedding_vectors",
     "embeddings_reference_media",
     "expectation_checks",
+    "prepare_in_background",
     "media_has_metadata_or_quarantine",
     "validate_table",
     "validation_share_check",

@@ -16,13 +16,13 @@ from typing import Any, get_args
 
 import pyarrow as pa
 
-from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
+from mm_platform.lake.audit import CheckResult
 from mm_platform.log import get_logger, kv
 from mm_platform.media.quarantine import QuarantineReason
 from mm_platform.media.sniff import Modality
 from mm_platform.tables import DERIVED, EMBEDDINGS, MEDIA, METADATA, QUARANTINE
 
-__all__ = ["SUITES", "Rule", "TableSuite", "expectation_check", "expectation_checks", "validate_table"]
+__all__ = ["SUITES", "Rule", "TableSuite", "validate_table", "warm_up"]
 
 log = get_logger("mm_platform.quality.expectations")
 
@@ -201,6 +201,15 @@ def _batch_definition(table: str) -> Any:
         return _BATCHES[table]
 
 
+def warm_up() -> None:
+    """Import Great Expectations and build the context, the batch definitions and every suite's expectations
+    now, so the first validation does not pay for them (the validation process does this as it starts)."""
+    for suite in SUITES.values():
+        _batch_definition(suite.table)
+        for rule in suite.rules:
+            _expectation(rule)
+
+
 def _expectation(rule: Rule) -> Any:
     gxe = _gx().expectations
     from great_expectations.expectations.row_conditions import Column
@@ -270,24 +279,3 @@ def _publish_log_value(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return None if str(value) in ("<NA>", "NaT") else str(value)
-
-
-# --- audit checks ------------------------------------------------------------------------------------------
-
-
-def expectation_check(suite: TableSuite) -> AuditCheck:
-    """An audit check that validates the stage's new rows of ``suite.table``; passes when it has none."""
-
-    def check(context: AuditContext) -> CheckResult:
-        if suite.table not in context.staged:
-            return CheckResult(name=f"gx_{suite.table}", table=suite.table, passed=True, detail="table not staged")
-        return validate_table(suite, context.staged[suite.table])
-
-    check.__name__ = f"gx_{suite.table}"
-    check.__qualname__ = check.__name__
-    return check
-
-
-def expectation_checks(suites: Mapping[str, TableSuite] | None = None) -> list[AuditCheck]:
-    """One check per table suite (all of :data:`SUITES` by default)."""
-    return [expectation_check(suite) for suite in (suites or SUITES).values()]
