@@ -7,7 +7,9 @@ process, models loaded once, baselines and ours alternated (medians of ``--repea
    labels, vectors, staging, audit-free publish) vs ``max(decode + thumbnail + hash of every image on one
    core / usable cores, bare model time)``; goal <= 1.4x. The decode side is measured with the same
    single-decode code the workers run (``analyze``) plus SHA-256; its sum is divided by the cores, the
-   best any split could do.
+   best any split could do. Also against the *measured* spread: the same decode side handed to a bare
+   process pool of one worker per core (forkserver with the decoders preloaded, bytes sent through its
+   pipes, one image per task, largest first), i.e. what this machine's cores actually do with that work.
 2. Image model in the pipeline (``EfficientNetLite0Embedder.encode_with_labels`` on the pictures the
    workers produce: preprocessing + ONNX Runtime + labels) vs bare ONNX Runtime on the same weights and
    batch (``preprocess_image`` + ``session.run`` in a plain loop); goal >= 0.8x. Torch eager, for scale.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -43,6 +46,13 @@ from mm_platform.machine import usable_cpus
 from mm_platform.sources import LocalFolderSource
 
 BATCH = 32
+
+
+def _decode_one(job: tuple[bytes, str]) -> None:
+    """One image of the decode side, in a bare pool worker (what the pipeline's workers do, with the hash)."""
+    data, name = job
+    hashlib.sha256(data).digest()
+    analyze(data, name)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -93,6 +103,15 @@ def main() -> None:
                 hashlib.sha256(data).digest()
                 analyze(data, path.name)
 
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["mm_platform.ingest.analyze"])
+        decode_pool = ctx.Pool(cores)
+        largest_first = sorted(zip(blobs, (p.name for p in paths), strict=True), key=lambda job: -len(job[0]))
+
+        def decode_spread() -> None:  # the decode side on every core, by a bare pool
+            for _ in decode_pool.imap_unordered(_decode_one, largest_first, chunksize=1):
+                pass
+
         def bare_image_model() -> None:
             for start in range(0, len(pictures), BATCH):
                 batch = np.stack([preprocess_image(p) for p in pictures[start : start + BATCH]])
@@ -106,6 +125,7 @@ def main() -> None:
         t = interleaved(
             {
                 "decode_side": decode_side,
+                "decode_spread": decode_spread,
                 "bare_model": bare_image_model,
                 "pipeline": pipeline,
                 "ours_model": lambda: image_model.encode_with_labels(pictures, BATCH),
@@ -114,7 +134,9 @@ def main() -> None:
             args.repeats,
         )
         processor.close()
+        decode_pool.close()
         ideal = max(t["decode_side"] / cores, t["bare_model"])
+        measured_ideal = max(t["decode_spread"], t["bare_model"])
         n = len(pictures)
         results["images"] = {
             "n": n,
@@ -123,6 +145,9 @@ def main() -> None:
             "ideal_s": ideal,
             "pipeline_s": t["pipeline"],
             "pipeline_vs_ideal": t["pipeline"] / ideal,
+            "decode_hash_thumbnail_spread_s": t["decode_spread"],
+            "measured_ideal_s": measured_ideal,
+            "pipeline_vs_measured_ideal": t["pipeline"] / measured_ideal,
             "ours_model_img_s": n / t["ours_model"],
             "bare_ort_img_s": n / t["bare_model"],
             "torch_img_s": n / t["torch_model"],
@@ -158,6 +183,11 @@ def main() -> None:
     print(
         f"pipeline {im['pipeline_s']:.2f} s vs ideal {im['ideal_s']:.2f} s "
         f"-> {im['pipeline_vs_ideal']:.2f}x (goal <= 1.4x)"
+    )
+    print(
+        f"vs the measured spread (a bare {cores}-process pool doing the decode side) "
+        f"{im['decode_hash_thumbnail_spread_s']:.2f} s -> ideal {im['measured_ideal_s']:.2f} s "
+        f"-> {im['pipeline_vs_measured_ideal']:.2f}x (goal <= 1.4x)"
     )
     print(
         f"image model: ours {im['ours_model_img_s']:.1f} img/s vs bare ORT {im['bare_ort_img_s']:.1f} "
