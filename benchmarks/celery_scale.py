@@ -28,8 +28,7 @@ from pathlib import Path
 import dagster as dg
 
 from mm_platform.catalog import open_lake
-from mm_platform.ingest.batches import BatchManifest, save_manifest
-from mm_platform.ingest.discovery import DiscoveryCursor, decide
+from mm_platform.ingest.scan import PlannedBatch, plan_batches
 from mm_platform.lake import Lake
 from mm_platform.orchestration.launch import launch_batches
 from mm_platform.sources import LocalFolderSource
@@ -60,14 +59,8 @@ def _pg_env() -> dict[str, str]:
     }
 
 
-def _batches(lake: Lake, folder: Path, per_batch: int) -> list[BatchManifest]:
-    source = LocalFolderSource(folder)
-    batches, _ = decide(
-        source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor(), max_objects=per_batch
-    )
-    for batch in batches:
-        save_manifest(lake.location, batch)
-    return batches
+def _batches(lake: Lake, folder: Path, per_batch: int) -> list[PlannedBatch]:
+    return plan_batches(lake, LocalFolderSource(folder), max_objects=per_batch, deletions=False).batches
 
 
 def _media(root: Path, name: str, count: int) -> Path:

@@ -19,8 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from mm_platform.catalog import open_lake
-from mm_platform.ingest.batches import save_manifest
-from mm_platform.ingest.discovery import DiscoveryCursor, decide
+from mm_platform.ingest.scan import plan_batches
 from mm_platform.ingest.steps import publish_batch, stage_batch
 from mm_platform.lake import Lake
 from mm_platform.orchestration import PipelineResource
@@ -31,9 +30,7 @@ SHARED = REPO.parent / "shared" / "media"
 
 
 def _batch(lake: Lake, folder: Path) -> str:
-    source = LocalFolderSource(folder)
-    [batch], _ = decide(source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor())
-    save_manifest(lake.location, batch)
+    [batch] = plan_batches(lake, LocalFolderSource(folder), deletions=False).batches
     return batch.batch_id
 
 

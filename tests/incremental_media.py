@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mm_platform.ingest.discovery import DiscoveryCursor, decide
+from mm_platform.ingest.batches import load_manifest
 from mm_platform.ingest.process import BatchProcessor
+from mm_platform.ingest.scan import plan_batches
 from mm_platform.lake import Lake
 from mm_platform.sources import LocalFolderSource
 
@@ -29,13 +30,12 @@ def ingest_changes(lake: Lake, processor: BatchProcessor, folder: Path, run: str
     """Discover what changed and process it as batches; returns (seconds, objects processed, model items)."""
     start = time.perf_counter()
     source = LocalFolderSource(folder)
-    batches, _ = decide(
-        source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor(), max_objects=1000
-    )
+    batches = plan_batches(lake, source, max_objects=1000, deletions=False).batches
     items = {"image": 0, "text": 0}
     processed = 0
     for i, batch in enumerate(batches):
-        report = processor.run(source, list(batch.objects), f"{run}-{i}", run)
+        objects = load_manifest(lake.location, batch.batch_id).objects
+        report = processor.run(source, list(objects), f"{run}-{i}", run)
         processed += report.analyzed
         for role, count in report.items_embedded.items():
             items[role] += count

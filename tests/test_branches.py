@@ -308,8 +308,7 @@ def test_a_dagster_run_tagged_with_a_branch_publishes_there(
     import dagster as dg
 
     from definitions import defs
-    from mm_platform.ingest.batches import save_manifest
-    from mm_platform.ingest.discovery import DiscoveryCursor, decide
+    from mm_platform.ingest.scan import plan_batches
     from mm_platform.sources import LocalFolderSource
 
     folder = tmp_path / "media"
@@ -319,9 +318,7 @@ def test_a_dagster_run_tagged_with_a_branch_publishes_there(
     monkeypatch.setenv("MM_LAKE", str(tmp_path / "lake"))
     lake = open_lake(str(tmp_path / "lake"))
     create_branch(lake, "exp")
-    source = LocalFolderSource(folder)
-    [batch], _ = decide(source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor())
-    save_manifest(lake.location, batch)
+    [batch] = plan_batches(lake, LocalFolderSource(folder), deletions=False).batches
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         instance.add_dynamic_partitions("ingest_batches", [batch.batch_id])

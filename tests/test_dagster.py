@@ -25,8 +25,7 @@ from definitions import defs
 from mm_platform.catalog import open_lake
 from mm_platform.cli import main as mmp
 from mm_platform.embed import Embedder
-from mm_platform.ingest.batches import save_manifest
-from mm_platform.ingest.discovery import DiscoveryCursor, decide
+from mm_platform.ingest.scan import plan_batches
 from mm_platform.lake import Lake
 from mm_platform.orchestration import LakeResource, MediaSourceResource, PipelineResource
 from mm_platform.sources import LocalFolderSource
@@ -55,11 +54,7 @@ def media_folder(shared_media: Path, tmp_path: Path) -> Path:
 
 
 def _plan(lake: Lake, folder: Path) -> list[str]:
-    source = LocalFolderSource(folder)
-    batches, _ = decide(source.uri, source.list_objects(), lake.snapshot().table("media"), DiscoveryCursor())
-    for batch in batches:
-        save_manifest(lake.location, batch)
-    return [b.batch_id for b in batches]
+    return [b.batch_id for b in plan_batches(lake, LocalFolderSource(folder), deletions=False).batches]
 
 
 def test_the_asset_graph_reads_as_layers_with_blocking_checks() -> None:
