@@ -24,7 +24,7 @@ from mm_platform.ingest.register import fetch_all, media_row
 from mm_platform.ingest.scan import ScanBudget, plan_batches
 from mm_platform.ingest.ticks import DiscoveryLimits, listing_tick
 from mm_platform.lake import Lake, TableWrite
-from mm_platform.sources import LocalFolderSource
+from mm_platform.sources import LocalFolderSource, local_walk
 from mm_platform.tables import MEDIA
 
 SOURCE = "s3://media/lib"
@@ -217,3 +217,24 @@ def test_a_planned_batch_is_saved_in_columns_and_loads_as_the_listed_objects(tmp
     assert loaded == listed  # every field, the exact URI bytes and the percent-encoded key included
     assert loaded[1].key == "caf%E9.txt" and loaded[1].uri.endswith("/media/caf%E9.txt")
     assert loaded[0].uri.endswith("/media/a%20b%23.txt")
+
+
+def test_a_walk_with_stat_workers_lists_exactly_what_a_serial_walk_lists(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    for folder, count in (("a", 70), ("b/deep", 90), ("c", 3)):  # two runs long enough for the workers
+        (root / folder).mkdir(parents=True)
+        for i in range(count):
+            (root / folder / f"f{i:03d}.txt").write_bytes(b"x" * i)
+    with open(os.path.join(os.fsencode(str(root / "b")), b"caf\xe9.txt"), "wb") as out:
+        out.write(b"latin-1 name")
+    (root / "b" / "link.txt").symlink_to(root / "a" / "f001.txt")
+    (root / "b" / ".hidden").write_bytes(b"not listed")
+    serial = LocalFolderSource(root, parallel_after=None)
+    parallel = LocalFolderSource(root, parallel_after=0)
+    expected = list(serial.list_objects())
+    assert len(expected) == 70 + 90 + 3 + 2
+    assert list(parallel.list_objects()) == expected
+    assert local_walk._POOL is not None  # the runs really went to the workers
+    for after in ("a/f069.txt", "b/", "b/deep/f044.txt", "b/link.txt", "zzz"):
+        assert list(parallel.list_objects(start_after=after)) == list(serial.list_objects(start_after=after)), after
+    assert [t.num_rows for t in parallel.list_tables(chunk_keys=50)] == [50, 50, 50, 15]

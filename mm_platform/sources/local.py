@@ -8,13 +8,12 @@ import logging
 import os
 import stat as stat_module
 from collections.abc import Iterator
-from operator import itemgetter
 from pathlib import Path
-from urllib.parse import quote_from_bytes
 
 import pyarrow as pa
 
 from mm_platform.errors import ConfigError, SourceChangedError, SourceError
+from mm_platform.machine import usable_cpus
 from mm_platform.sources.base import (
     CHUNK_BYTES,
     DEFAULT_SPOOL_MAX_BYTES,
@@ -25,10 +24,14 @@ from mm_platform.sources.base import (
     check_listed_size,
     spool_chunks,
 )
-from mm_platform.sources.listing import DEFAULT_CHUNK_KEYS, local_listing_table, objects_of
-from mm_platform.sources.names import keys_for_names, path_of_file_uri, uri_quoted_names
+from mm_platform.sources.listing import DEFAULT_CHUNK_KEYS, objects_of
+from mm_platform.sources.local_walk import walk_tables
+from mm_platform.sources.names import path_of_file_uri
 
-__all__ = ["LocalFolderSource"]
+__all__ = ["PARALLEL_AFTER", "LocalFolderSource"]
+
+PARALLEL_AFTER = 200_000
+"""A walk that has found this many files is a big one: starting the stat workers pays from here on."""
 
 log = logging.getLogger("mm_platform.sources")
 
@@ -47,7 +50,15 @@ class LocalFolderSource(Source):
     (:mod:`mm_platform.sources.names`); the URI always holds the exact bytes.
     """
 
-    def __init__(self, root: Path | str, *, spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        parallel_after: int | None = PARALLEL_AFTER,
+    ) -> None:
+        """``parallel_after``: files listed before the ``stat`` calls go to worker processes (``None``: never;
+        see :mod:`mm_platform.sources.local_walk`)."""
         path = Path(root).expanduser()
         if not path.is_dir():
             raise ConfigError(
@@ -56,6 +67,7 @@ class LocalFolderSource(Source):
         self.root = path.resolve()
         self.uri = self.root.as_uri()
         self.spool_max_bytes = spool_max_bytes
+        self.parallel_after = parallel_after
         # fetch checks containment on strings: pathlib's resolve/is_relative_to cost more than hashing a
         # small file.
         self._root_str = str(self.root)
@@ -103,78 +115,10 @@ class LocalFolderSource(Source):
                 ) from exc
 
     def list_tables(self, start_after: str | None = None, chunk_keys: int = DEFAULT_CHUNK_KEYS) -> Iterator[pa.Table]:
-        return self._walk(start_after or "", chunk_keys)
-
-    def _walk(self, start_after: str, chunk_keys: int) -> Iterator[pa.Table]:
-        """A depth-first walk in key order, collected in plain lists and handed out as tables: per file it
-        costs one ``stat`` and four appends (names are checked and quoted a folder at a time)."""
-        uris: list[str] = []
-        keys: list[str] = []
-        sizes: list[int] = []
-        mtimes: list[int] = []
-        root_uri = "file://" + quote_from_bytes(os.fsencode(self._root_str)) + "/"
-        stack = [_folder_entries(self._root_str, "", root_uri, start_after)]
-        while stack:
-            for key, uri, entry, folder_prefix in stack[-1]:
-                if folder_prefix is not None:
-                    stack.append(_folder_entries(entry.path, folder_prefix, uri, start_after))
-                    break  # the parent's entries resume after this folder
-                try:
-                    if entry.is_file():
-                        stat = entry.stat()
-                    elif not entry.is_symlink():
-                        log.warning("skipping special file path=%s", entry.path)
-                        continue
-                    elif entry.is_dir():
-                        log.warning("not following symlinked folder path=%s", entry.path)
-                        continue
-                    else:  # a symlink that leads nowhere is described by the link itself; fetch refuses it
-                        stat = entry.stat(follow_symlinks=False)
-                except OSError as exc:
-                    log.warning("skipping file gone while listing path=%s error=%s", entry.path, exc.strerror)
-                    continue
-                uris.append(uri)
-                keys.append(key)
-                sizes.append(stat.st_size)
-                mtimes.append(stat.st_mtime_ns)
-                if len(keys) >= chunk_keys:
-                    yield local_listing_table(uris, keys, sizes, mtimes)
-                    uris, keys, sizes, mtimes = [], [], [], []
-            else:
-                stack.pop()
-        if keys:
-            yield local_listing_table(uris, keys, sizes, mtimes)
-
-
-def _folder_entries(
-    folder: str, raw_prefix: str, uri_prefix: str, start_after: str
-) -> Iterator[tuple[str, str, os.DirEntry[str], str | None]]:
-    """``(key, uri, entry, folder_prefix)`` for the non-hidden entries of one folder, sorted by key.
-
-    ``raw_prefix`` is the folder's path under the root as ``os`` names it ("" or ending in "/"), ``uri_prefix``
-    its URI with a trailing "/". A sub-folder's key and URI end with "/" (so a depth-first walk lists keys in
-    global order without collecting the tree) and its ``folder_prefix`` is its own raw prefix; a file's is
-    ``None``. Entries wholly at or before ``start_after`` are left out (a paged listing resuming)."""
-    try:
-        with os.scandir(folder) as scan:
-            entries = [entry for entry in scan if not entry.name.startswith(".")]
-    except OSError as exc:
-        # One unreadable folder must not abort the listing of the rest.
-        log.warning("skipping unreadable folder path=%s error=%s", folder, exc.strerror or exc)
-        return iter(())
-    names = [entry.name for entry in entries]
-    rows: list[tuple[str, str, os.DirEntry[str], str | None]] = []
-    for entry, key, quoted in zip(entries, keys_for_names(raw_prefix, names), uri_quoted_names(names), strict=True):
-        if entry.is_dir(follow_symlinks=False):
-            rows.append((key + "/", uri_prefix + quoted + "/", entry, raw_prefix + entry.name + "/"))
-        else:
-            rows.append((key, uri_prefix + quoted, entry, None))
-    rows.sort(key=itemgetter(0))
-    if start_after:
-        # A folder whose keys all sort at or before start_after is not entered; files up to it are done.
-        rows = [r for r in rows if r[0] > start_after or (r[3] is not None and start_after.startswith(r[0]))]
-    return iter(rows)
-
+        workers = usable_cpus()
+        return walk_tables(
+            self._root_str, start_after or "", chunk_keys, parallel_after=self.parallel_after, workers=workers
+        )
 
 _SPECIAL_KINDS = (
     (stat_module.S_ISFIFO, "a FIFO (named pipe)"),
