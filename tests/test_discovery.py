@@ -21,7 +21,7 @@ from mm_platform.ingest.events import ObjectEvent, UnreadableMessage, parse_mess
 from mm_platform.ingest.ledger import DiscoveryLedger, finished_batches, load_ledger, published_marker
 from mm_platform.ingest.reconcile import ReconcileCursor
 from mm_platform.ingest.register import fetch_all, media_row
-from mm_platform.ingest.scan import ScanBudget, plan_batches
+from mm_platform.ingest.scan import ScanBudget, plan_batches, scan_step
 from mm_platform.ingest.ticks import DiscoveryLimits, listing_tick
 from mm_platform.lake import Lake, TableWrite
 from mm_platform.sources import LocalFolderSource, local_walk
@@ -238,3 +238,25 @@ def test_a_walk_with_stat_workers_lists_exactly_what_a_serial_walk_lists(tmp_pat
     for after in ("a/f069.txt", "b/", "b/deep/f044.txt", "b/link.txt", "zzz"):
         assert list(parallel.list_objects(start_after=after)) == list(serial.list_objects(start_after=after)), after
     assert [t.num_rows for t in parallel.list_tables(chunk_keys=50)] == [50, 50, 50, 15]
+
+
+def test_erased_media_still_at_the_source_are_not_planned_again(tmp_path: Path) -> None:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (folder / name).write_text(name)
+    source = LocalFolderSource(folder)
+    victim = next(o for o in source.list_objects() if o.key == "b.txt")
+    lake = open_lake(str(tmp_path / "lake"))
+    saved: list[str] = []
+    outcome = scan_step(
+        source,
+        lake.snapshot(),
+        DiscoveryLedger(),
+        ReconcileCursor(),
+        lambda batch: saved.extend(batch.object_keys()),
+        budget=ScanBudget.unbounded(),
+        erased=frozenset({victim.media_id}),
+        remember=False,
+    )
+    assert saved == ["a.txt", "c.txt"] and outcome.counts["new"] == 2

@@ -88,6 +88,7 @@ class Reconciler:
         self.remember = remember
         self.now = now
         self._busy = ledger.busy_keys()
+        self._busy_keys = pa.array(sorted(self._busy), pa.string())  # once per scan, not per chunk
         self._marks = dict(ledger.marks)
         self._pending = dict(ledger.pending)
         self._ledger = ledger
@@ -110,16 +111,15 @@ class Reconciler:
         )
         fresh = pc.or_(pc.invert(known), pc.invert(pc.fill_null(same, False)))
         if self._busy:
-            busy_keys = pa.array(sorted(self._busy), pa.string())
-            busy = pc.and_(fresh, pc.is_in(listed.column("key"), value_set=busy_keys))
+            busy = pc.and_(fresh, pc.is_in(listed.column("key"), value_set=self._busy_keys))
             self.counts["busy"] += pc.sum(busy).as_py() or 0
             fresh = pc.and_(fresh, pc.invert(busy))
-        if self.erased:
-            uris = listed.column("uri").to_pylist()
+        taken, was_known = listed.filter(fresh), pc.filter(known, fresh)
+        if self.erased and taken.num_rows:  # hashed only for what would be ingested, not the whole listing
+            uris = taken.column("uri").to_pylist()
             kept = pa.array([media_id_for(uri) not in self.erased for uri in uris], pa.bool_())
-            fresh = pc.and_(fresh, kept)
-        taken = listed.filter(fresh)
-        changed = pc.sum(pc.filter(known, fresh)).as_py() or 0
+            taken, was_known = taken.filter(kept), pc.filter(was_known, kept)
+        changed = pc.sum(was_known).as_py() or 0
         self.counts["changed"] += changed
         self.counts["new"] += taken.num_rows - changed
         if taken.num_rows:
