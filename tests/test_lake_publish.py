@@ -15,6 +15,7 @@ import pytest
 from mm_platform.catalog import open_lake
 from mm_platform.errors import AuditFailedError, SnapshotNotFoundError, StageError
 from mm_platform.lake import AuditContext, CheckResult, Lake, RowFilter, TableWrite
+from mm_platform.lake.stage_writer import StageWriter
 from tests.factories import partition_rows, partition_writes
 from tests.lake_assertions import (
     assert_log_has_no_gap,
@@ -78,6 +79,43 @@ def test_key_replacement_rewrites_only_the_matching_rows(lake: Lake) -> None:
     assert after.num_rows == 10
     row = after.filter(pc.equal(after.column("media_id"), victim)).to_pylist()
     assert len(row) == 1 and row[0]["etag"] == "new-etag"
+
+
+def _data_files(lake: Lake, table: str) -> set[str]:
+    return {f.base_name for f in lake.location.list_files(table) if f.base_name.endswith(".parquet")}
+
+
+def _rewritten_ahead(writer: StageWriter) -> None:
+    """Wait until the early re-write of ``media`` has written its files (it may not have started yet)."""
+    rewrite = writer._tables["media"].rewrite
+    assert rewrite is not None
+    _, adds = rewrite.result.result()
+    assert len(adds) == 1  # the 9 rows the replaced file keeps
+
+
+def test_rows_replaced_ahead_follow_later_filters_and_leave_no_stray_files(lake: Lake) -> None:
+    """A stage re-writes what it replaces as soon as a write names it (beside the rest of the batch's work);
+    a later write that replaces more, or an abandoned stage, must not leave that early work behind."""
+    lake.publish("b1", partition_writes("b1", 10))
+    ids = lake.snapshot().table("media").column("media_id").to_pylist()
+    before = _data_files(lake, "media")
+
+    abandoned = lake.stage_writer("b2")
+    abandoned.write("media", lake.catalog["media"].schema.empty_table(), replace=(RowFilter("media_id", (ids[0],)),))
+    _rewritten_ahead(abandoned)
+    abandoned.abandon()
+    assert _data_files(lake, "media") == before
+
+    writer = lake.stage_writer("b2")
+    writer.write("media", lake.catalog["media"].schema.empty_table(), replace=(RowFilter("media_id", (ids[0],)),))
+    _rewritten_ahead(writer)
+    writer.write("media", lake.catalog["media"].schema.empty_table(), replace=(RowFilter("media_id", (ids[1],)),))
+    stage = writer.finish()
+    lake.publish_stage(stage)
+    after = lake.snapshot().table("media").column("media_id").to_pylist()
+    assert sorted(after) == sorted(ids[2:])
+    staged = {add.path for add in stage.tables["media"].adds}
+    assert _data_files(lake, "media") == before | staged  # the first, superseded re-write is gone
 
 
 def _finite_vectors(context: AuditContext) -> CheckResult:

@@ -32,7 +32,7 @@ from mm_platform.lake.operations import Compact, Restore, Write
 from mm_platform.lake.publish_events import append_terminal, append_unordered
 from mm_platform.lake.publish_log import ABORTED, INTENT, PUBLISHED, REJECTED, LogEntry, LogState, PublishLog
 from mm_platform.lake.snapshot import Snapshot, select_snapshot
-from mm_platform.lake.stage import Stage, TableWrite, fingerprint, load_stage, replaced_rows
+from mm_platform.lake.stage import Stage, TableWrite, file_actions, fingerprint, load_stage, replaced_rows_in
 from mm_platform.lake.stage_writer import StageWriter
 from mm_platform.lake.staged import PublishResult, StagedPartition, StagedRows
 from mm_platform.lake.storage import LakeLocation
@@ -286,7 +286,7 @@ class Publisher:
             staged = stage.tables.get(name)
             if staged is None or dt.version() == staged.base_version:
                 continue
-            removes, _ = replaced_rows(self.location, name, dt, staged.replace)
+            removes, _ = replaced_rows_in(self.location, name, file_actions(dt), staged.replace, survivors=False)
             if {r.path for r in removes} != {r.path for r in staged.removes}:
                 raise StaleStageError(
                     f"table {name}, partition {stage.partition}: rows this stage replaces changed since it "

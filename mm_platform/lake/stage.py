@@ -232,6 +232,11 @@ def _may_contain(low: Any, high: Any, sorted_values: Sequence[str]) -> bool:
     return index < len(sorted_values) and sorted_values[index] <= str(high)
 
 
+def file_actions(dt: DeltaTable) -> list[dict[str, Any]]:
+    """The table version's files with their statistics (flattened: ``min.<column>``, ``max.<column>``)."""
+    return pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+
+
 def replaced_rows(
     location: LakeLocation, table_name: str, dt: DeltaTable, filters: Sequence[RowFilter]
 ) -> tuple[list[FileRemove], list[pa.Table]]:
@@ -242,14 +247,29 @@ def replaced_rows(
     """
     if not filters:
         return [], []
-    actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
-    sorted_filters = [(f.column, sorted(f.values)) for f in filters]
+    return replaced_rows_in(location, table_name, file_actions(dt), filters)
+
+
+def replaced_rows_in(
+    location: LakeLocation,
+    table_name: str,
+    actions: Sequence[Mapping[str, Any]],
+    filters: Sequence[RowFilter],
+    *,
+    survivors: bool = True,
+) -> tuple[list[FileRemove], list[pa.Table]]:
+    """:func:`replaced_rows` over a version's :func:`file_actions` (reads files only: any thread may run it).
+
+    A candidate file is first read in its filter columns alone; only a file that is hit and keeps other rows
+    is read whole (``survivors=False``: never, for a caller that needs the removes only).
+    """
+    sorted_filters = [(f.column, sorted(f.values), pa.array(f.values, pa.string())) for f in filters]
     removes: list[FileRemove] = []
-    survivors: list[pa.Table] = []
+    kept: list[pa.Table] = []
     for action in actions:
         candidates = [
-            (column, values)
-            for column, values in sorted_filters
+            (column, values, value_set)
+            for column, values, value_set in sorted_filters
             if values and _may_contain(action.get(f"min.{column}"), action.get(f"max.{column}"), values)
         ]
         if not candidates:
@@ -258,20 +278,21 @@ def replaced_rows(
             action.get(f"min.{column}") is not None
             and action.get(f"min.{column}") == action.get(f"max.{column}")
             and str(action.get(f"min.{column}")) in set(values)
-            for column, values in candidates
+            for column, values, _ in candidates
         )
         if whole:
             removes.append(FileRemove(path=action["path"], size=action.get("size_bytes")))
             continue
-        content = read_parquet_file(location, table_name, action["path"])
+        columns = list(dict.fromkeys(column for column, _, _ in candidates))
+        keys = read_parquet_file(location, table_name, action["path"], columns=columns)
         mask = None
-        for column, values in candidates:
-            hit = pc.is_in(content.column(column).cast(pa.string()), value_set=pa.array(values, pa.string()))
+        for column, _, value_set in candidates:
+            hit = pc.is_in(keys.column(column).cast(pa.string()), value_set=value_set)
             mask = hit if mask is None else pc.or_(mask, hit)
         hits = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
         if hits == 0:
             continue
         removes.append(FileRemove(path=action["path"], size=action.get("size_bytes")))
-        if hits < content.num_rows:
-            survivors.append(content.filter(pc.invert(mask)))
-    return removes, survivors
+        if survivors and hits < keys.num_rows:
+            kept.append(read_parquet_file(location, table_name, action["path"]).filter(pc.invert(mask)))
+    return removes, kept

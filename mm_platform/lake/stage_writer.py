@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from deltalake import DeltaTable
 from mm_platform.errors import StageError
 from mm_platform.lake import faults
 from mm_platform.lake.catalog import TableCatalog
-from mm_platform.lake.files import FileAdd, write_parquet_files
+from mm_platform.lake.files import FileAdd, FileRemove, write_parquet_files
 from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.operations import Write
 from mm_platform.lake.parallel import map_parallel
@@ -30,9 +31,10 @@ from mm_platform.lake.stage import (
     Stage,
     StagedTable,
     conform,
+    file_actions,
     hash_rows,
     load_stage,
-    replaced_rows,
+    replaced_rows_in,
     save_stage,
     schema_to_ipc,
 )
@@ -40,6 +42,22 @@ from mm_platform.lake.storage import LakeLocation
 
 FLUSH_BYTES = 64 * 1024 * 1024
 FLUSH_ROWS = 250_000
+
+# Re-writing the rows a stage keeps from the files it replaces is most of what a small re-run pays (files hold
+# rows of the whole id range, so a 1% change re-writes the other 99% of those files). It starts as soon as a
+# write names what it replaces, beside the fetch, analysis and model work, and ``finish`` takes it unless the
+# filters, the table version or the schema changed since. Its own pool: ``finish`` waits on it from the lake's.
+_REWRITES = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mmp-rewrite")
+
+
+@dataclass(frozen=True)
+class _Rewrite:
+    """One table's replaced files and its re-written survivors, computed ahead of ``finish``."""
+
+    filters: tuple[RowFilter, ...]
+    base_version: int
+    target: pa.Schema
+    result: Future[tuple[list[FileRemove], list[FileAdd]]]
 
 
 @dataclass
@@ -56,6 +74,7 @@ class _TableBuffer:
     seen: set[str] | None = None
     replace: dict[str, set[str]] = field(default_factory=dict)
     rows: int = 0
+    rewrite: _Rewrite | None = None
 
 
 class StageWriter:
@@ -101,6 +120,8 @@ class StageWriter:
         buffer = self._buffer(name)
         for row_filter in replace:
             buffer.replace.setdefault(row_filter.column, set()).update(row_filter.values)
+        if replace:
+            self._rewrite_ahead(name, buffer)
         if rows.num_rows == 0:
             return
         conformed, buffer.target = conform(buffer.spec, buffer.target, rows, self.partition)
@@ -188,16 +209,22 @@ class StageWriter:
     def _finish_table(self, name: str) -> StagedTable:
         buffer = self._tables[name]
         self._flush(name, buffer)
-        filters = tuple(RowFilter(col, tuple(sorted(vals))) for col, vals in sorted(buffer.replace.items()))
-        removes, survivors = replaced_rows(self.location, name, buffer.dt, filters)
-        adds = list(buffer.adds)
-        for kept in survivors:
-            kept_rows = conform(buffer.spec, buffer.target, kept, self.partition)[0]
-            adds += write_parquet_files(self.location, name, kept_rows, self._tag)
+        filters = _filters(buffer)
+        rewrite = buffer.rewrite
+        if rewrite is not None and (rewrite.filters, rewrite.base_version, rewrite.target) == (
+            filters,
+            buffer.dt.version(),
+            buffer.target,
+        ):
+            removes, rewritten = rewrite.result.result()
+        else:
+            self._drop_rewrite(name, buffer)
+            actions = file_actions(buffer.dt) if filters else []
+            removes, rewritten = self._rewrite(name, buffer.spec, buffer.target, actions, filters)
         return StagedTable(
             table=name,
             base_version=buffer.dt.version(),
-            adds=tuple(adds),
+            adds=(*buffer.adds, *rewritten),
             removes=tuple(removes),
             rows_added=buffer.rows,
             schema_ipc=schema_to_ipc(buffer.target),
@@ -205,12 +232,55 @@ class StageWriter:
             new_row_files=tuple(a.path for a in buffer.adds),
         )
 
+    def _rewrite_ahead(self, name: str, buffer: _TableBuffer) -> None:
+        """Start re-writing what the table's current filters replace (unless that already runs)."""
+        filters = _filters(buffer)
+        current = buffer.rewrite
+        if current is not None and (current.filters, current.target) == (filters, buffer.target):
+            return
+        self._drop_rewrite(name, buffer)
+        actions = file_actions(buffer.dt)  # read here: a delta-rs handle stays in the thread that opened it
+        job = _REWRITES.submit(self._rewrite, name, buffer.spec, buffer.target, actions, filters)
+        buffer.rewrite = _Rewrite(filters, buffer.dt.version(), buffer.target, job)
+
+    def _rewrite(
+        self,
+        name: str,
+        spec: TableSpec,
+        target: pa.Schema,
+        actions: Sequence[dict[str, Any]],
+        filters: tuple[RowFilter, ...],
+    ) -> tuple[list[FileRemove], list[FileAdd]]:
+        """The files the filters hit, and the rows those files keep written again (in ``target``'s schema)."""
+        removes, survivors = replaced_rows_in(self.location, name, actions, filters)
+        adds: list[FileAdd] = []
+        for kept in survivors:
+            adds += write_parquet_files(self.location, name, conform(spec, target, kept, self.partition)[0], self._tag)
+        return removes, adds
+
+    def _drop_rewrite(self, name: str, buffer: _TableBuffer) -> None:
+        """Forget a rewrite computed ahead, deleting the files it wrote (nothing references them)."""
+        rewrite, buffer.rewrite = buffer.rewrite, None
+        if rewrite is None or rewrite.result.cancel():
+            return
+        try:
+            _, adds = rewrite.result.result()
+        except Exception:  # noqa: BLE001 - a failed rewrite left nothing to delete; a recomputation reports it
+            return
+        for add in adds:
+            self.location.delete_file(f"{name}/{add.path}")
+
     def abandon(self) -> None:
         """Delete what was written so far (nothing references it)."""
         for name, buffer in self._tables.items():
+            self._drop_rewrite(name, buffer)
             for add in buffer.adds:
                 self.location.delete_file(f"{name}/{add.path}")
         self._tables.clear()
+
+
+def _filters(buffer: _TableBuffer) -> tuple[RowFilter, ...]:
+    return tuple(RowFilter(col, tuple(sorted(vals))) for col, vals in sorted(buffer.replace.items()))
 
 
 def joined_keys(rows: pa.Table, key: Sequence[str]) -> pa.Array:
