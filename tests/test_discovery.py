@@ -219,9 +219,9 @@ def test_a_planned_batch_is_saved_in_columns_and_loads_as_the_listed_objects(tmp
     assert loaded[0].uri.endswith("/media/a%20b%23.txt")
 
 
-def test_a_walk_with_stat_workers_lists_exactly_what_a_serial_walk_lists(tmp_path: Path) -> None:
+def test_a_walk_with_scan_workers_lists_exactly_what_a_serial_walk_lists(tmp_path: Path) -> None:
     root = tmp_path / "tree"
-    for folder, count in (("a", 70), ("b/deep", 90), ("c", 3)):  # two runs long enough for the workers
+    for folder, count in (("a", 170), ("b/deep", 190), ("c", 3)):  # folders big enough for the workers
         (root / folder).mkdir(parents=True)
         for i in range(count):
             (root / folder / f"f{i:03d}.txt").write_bytes(b"x" * i)
@@ -232,12 +232,12 @@ def test_a_walk_with_stat_workers_lists_exactly_what_a_serial_walk_lists(tmp_pat
     serial = LocalFolderSource(root, parallel_after=None)
     parallel = LocalFolderSource(root, parallel_after=0)
     expected = list(serial.list_objects())
-    assert len(expected) == 70 + 90 + 3 + 2
+    assert len(expected) == 170 + 190 + 3 + 2
     assert list(parallel.list_objects()) == expected
-    assert local_walk._POOL is not None  # the runs really went to the workers
-    for after in ("a/f069.txt", "b/", "b/deep/f044.txt", "b/link.txt", "zzz"):
+    assert local_walk._POOL is not None  # the folders really went to the workers
+    for after in ("a/f069.txt", "a/f169.txt", "b/", "b/deep/f044.txt", "b/link.txt", "zzz"):
         assert list(parallel.list_objects(start_after=after)) == list(serial.list_objects(start_after=after)), after
-    assert [t.num_rows for t in parallel.list_tables(chunk_keys=50)] == [50, 50, 50, 15]
+    assert [t.num_rows for t in parallel.list_tables(chunk_keys=50)] == [50] * 7 + [15]
 
 
 def test_erased_media_still_at_the_source_are_not_planned_again(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 """A local folder's listing: a depth-first walk in key order, handed out as Arrow tables.
 
-Per file a walk costs one ``stat``, and in CPython that call and its result object are most of a walk's
-time. Past ``parallel_after`` files, each folder's run of regular files is stat'ed by worker processes (one
-task per run, ``os.stat`` relative to the folder's descriptor) while this process scans and sorts the folders
-after it; results are taken in key order, at most :data:`WINDOW` runs ahead, so memory stays bounded. Small
-trees, small runs and everything that is not a regular file (symlinks, special files) are handled here.
+A walk is a sequence of folder scans (:func:`scan_folder`: one ``scandir``, the names keyed and sorted, one
+``stat`` per file relative to the folder's descriptor). A scan answers its folder's listed files and, where
+their keys fall among them, its sub-folders, which the walk scans next. Per file a scan costs a ``stat`` and
+its result object, most of a walk's time in CPython; so past ``parallel_after`` files, while folders hold
+:data:`MIN_FILES` files on average, whole folders are scanned by worker processes (one per core), which answer
+Arrow tables: this process then does no per-file work at all. It keeps at most :data:`WINDOW` scans in flight
+ahead of the one it hands out, in key order, so memory stays bounded; a dead worker's folder is scanned here.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ import logging
 import multiprocessing
 import os
 import threading
-from array import array
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from operator import itemgetter
 from urllib.parse import quote_from_bytes
 
 import pyarrow as pa
@@ -28,208 +28,246 @@ import pyarrow as pa
 from mm_platform.sources.listing import local_listing_table
 from mm_platform.sources.names import keys_for_names, uri_quoted_names
 
-__all__ = ["MIN_RUN", "WINDOW", "stat_run", "walk_tables"]
+__all__ = ["MIN_FILES", "WINDOW", "Files", "FolderScan", "SubFolder", "scan_folder", "walk_tables"]
 
 log = logging.getLogger("mm_platform.sources")
 
 WINDOW = 32
-"""Runs of files in flight ahead of the one being handed out."""
-MIN_RUN = 64
-"""Smaller runs are stat'ed here: a task's round trip would cost more than the calls."""
-_GONE = -1
+"""Folder scans in flight ahead of the one being handed out."""
+MIN_FILES = 64
+"""Folders scanned so far must hold this many files on average for scans to go to the workers: a task's
+round trip costs more than scanning a handful of files here."""
 
 
 @dataclass
-class _Run:
-    """Consecutive regular files of one folder (or one other entry), in key order."""
+class Files:
+    """Consecutive listed files of one folder, in key order (plain lists: cheap to extend here)."""
 
-    folder: str
-    keys: list[str]
-    uris: list[str]
-    names: list[str]
-    sizes: list[int] | None = None
-    mtimes: list[int] | None = None
-    future: Future[tuple[bytes, bytes]] | None = field(default=None, repr=False)
+    uris: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    mtimes: list[int] = field(default_factory=list)
 
-    def stats(self) -> tuple[list[int], list[int]]:
-        if self.future is not None:
-            try:
-                raw = self.future.result()
-            except BrokenProcessPool:  # a worker died (killed, out of memory): this run is stat'ed here
-                _forget_pool()
-                raw = stat_run(self.folder, self.names)
-            sizes, mtimes = (array("q", part).tolist() for part in raw)
-            return sizes, mtimes
-        assert self.sizes is not None and self.mtimes is not None
-        return self.sizes, self.mtimes
+    def table(self) -> pa.Table:
+        return local_listing_table(self.uris, self.keys, self.sizes, self.mtimes)
 
 
-def stat_run(folder: str, names: list[str]) -> tuple[bytes, bytes]:
-    """Sizes and ``st_mtime_ns`` of ``names`` in ``folder`` (a worker's task); -1 for a file gone since."""
-    sizes, mtimes = array("q"), array("q")
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+@dataclass(frozen=True)
+class SubFolder:
+    """A folder to scan: its path, its path under the root as ``os`` names it ("" or ending in "/"), its URI
+    (ending in "/")."""
+
+    path: str
+    raw_prefix: str
+    uri_prefix: str
+
+
+@dataclass
+class FolderScan:
+    """One folder's listing in key order: runs of files (as lists, or as tables from a worker) and the
+    sub-folders between them; ``warnings`` are logged by the walk (a worker has no logging set up)."""
+
+    parts: list[Files | pa.Table | SubFolder]
+    warnings: list[str]
+    files: int
+
+
+def scan_folder(folder: SubFolder, start_after: str) -> FolderScan:
+    """List ``folder``'s non-hidden entries in key order; entries wholly at or before ``start_after`` are left
+    out (a paged listing resuming) and a sub-folder whose keys all sort before it is not listed.
+
+    A sub-folder's key ends with "/", so a depth-first walk lists keys in global order without collecting
+    the tree. Regular files and symlinks are listed (a broken symlink described by the link itself: fetch
+    refuses what it cannot read); special files and symlinked folders are not, with a warning.
+    """
+    warnings: list[str] = []
     try:
-        for name in names:
-            try:
-                stat = os.stat(name, dir_fd=fd)
-            except OSError:
-                sizes.append(_GONE)
-                mtimes.append(_GONE)
+        with os.scandir(folder.path) as scan:
+            entries = [entry for entry in scan if not entry.name.startswith(".")]
+        fd = os.open(folder.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        # One unreadable folder must not abort the listing of the rest.
+        return FolderScan([], [f"skipping unreadable folder path={folder.path} error={exc.strerror or exc}"], 0)
+    names = [entry.name for entry in entries]
+    rows = sorted(
+        zip(
+            keys_for_names(folder.raw_prefix, names),
+            uri_quoted_names(names),
+            entries,
+            [entry.is_dir(follow_symlinks=False) for entry in entries],
+            strict=True,
+        ),
+        key=lambda row: row[0] + "/" if row[3] else row[0],
+    )
+    parts: list[Files | pa.Table | SubFolder] = []
+    run = Files()
+    count = 0
+    try:
+        for key, quoted, entry, is_dir in rows:
+            if is_dir:
+                if start_after and key + "/" <= start_after and not start_after.startswith(key + "/"):
+                    continue
+                if run.keys:
+                    parts.append(run)
+                    run = Files()
+                prefix = folder.raw_prefix + entry.name + "/"
+                parts.append(SubFolder(entry.path, prefix, folder.uri_prefix + quoted + "/"))
                 continue
-            sizes.append(stat.st_size)
-            mtimes.append(stat.st_mtime_ns)
+            if start_after and key <= start_after:
+                continue
+            stat = _listed_stat(entry, fd, warnings)
+            if stat is None:
+                continue
+            run.uris.append(folder.uri_prefix + quoted)
+            run.keys.append(key)
+            run.sizes.append(stat.st_size)
+            run.mtimes.append(stat.st_mtime_ns)
+            count += 1
     finally:
         os.close(fd)
-    return sizes.tobytes(), mtimes.tobytes()
+    if run.keys:
+        parts.append(run)
+    return FolderScan(parts, warnings, count)
+
+
+def _listed_stat(entry: os.DirEntry[str], fd: int, warnings: list[str]) -> os.stat_result | None:
+    """The ``stat`` a listed entry is described by, or ``None`` (with a warning) for an entry not listed."""
+    try:
+        if entry.is_file(follow_symlinks=False):
+            return os.stat(entry.name, dir_fd=fd)
+        if entry.is_file():
+            return entry.stat()
+        if not entry.is_symlink():
+            warnings.append(f"skipping special file path={entry.path}")
+            return None
+        if entry.is_dir():
+            warnings.append(f"not following symlinked folder path={entry.path}")
+            return None
+        return entry.stat(follow_symlinks=False)
+    except OSError as exc:
+        warnings.append(f"skipping file gone while listing path={entry.path} error={exc.strerror}")
+        return None
+
+
+def scan_folder_in_columns(folder: SubFolder, start_after: str) -> FolderScan:
+    """:func:`scan_folder` with its files as Arrow tables: a worker's task (tables cross the pipe as a few
+    buffers, where lists would be unpickled string by string)."""
+    scan = scan_folder(folder, start_after)
+    scan.parts = [part.table() if isinstance(part, Files) else part for part in scan.parts]
+    return scan
+
+
+@dataclass
+class _Pending:
+    """A folder waiting in the walk's order, maybe already being scanned by a worker."""
+
+    folder: SubFolder
+    future: Future[FolderScan] | None = None
 
 
 def walk_tables(
     root: str, start_after: str, chunk_keys: int, *, parallel_after: int | None, workers: int
 ) -> Iterator[pa.Table]:
     """Tables of ``chunk_keys`` listed files (the last one fewer) under ``root`` with keys after ``start_after``."""
-    columns = _Columns(chunk_keys)
-    pending: deque[_Run] = deque()
-    planned = 0
-    pool = None
-    for run in _runs(root, start_after):
-        planned += len(run.keys)
-        if pool is None and parallel_after is not None and workers > 1 and planned > parallel_after:
-            pool = _stat_pool(workers)
-        if run.sizes is None:
-            if pool is not None and len(run.names) >= MIN_RUN:
-                try:
-                    run.future = pool.submit(stat_run, run.folder, run.names)
-                except BrokenProcessPool:
-                    _forget_pool()
-                    pool = None
-            if run.future is None:
-                run.sizes, run.mtimes = (array("q", raw).tolist() for raw in stat_run(run.folder, run.names))
-        pending.append(run)
-        while pending and (len(pending) > WINDOW or pending[0].future is None):
-            yield from columns.add(pending.popleft())
-    while pending:
-        yield from columns.add(pending.popleft())
-    yield from columns.rest()
+    chunks = _Chunks(chunk_keys)
+    root_uri = "file://" + quote_from_bytes(os.fsencode(root)) + "/"
+    queue: deque[Files | pa.Table | _Pending] = deque([_Pending(SubFolder(root, "", root_uri))])
+    scanned_files = scanned_folders = 0
+    pool: ProcessPoolExecutor | None = None
+    use_pool = parallel_after is not None and workers > 1
+    while queue:
+        item = queue.popleft()
+        if not isinstance(item, _Pending):
+            yield from chunks.add(item)
+            continue
+        scan = _result(item, start_after)
+        for warning in scan.warnings:
+            log.warning(warning)
+        scanned_files += scan.files
+        scanned_folders += 1
+        queue.extendleft(reversed([_Pending(p) if isinstance(p, SubFolder) else p for p in scan.parts]))
+        if use_pool and pool is None and parallel_after is not None and scanned_files > parallel_after:
+            pool = _scan_pool(workers)
+        big_folders = scanned_files >= MIN_FILES * scanned_folders
+        if pool is not None and big_folders and not _submit_ahead(pool, queue, start_after):
+            pool, use_pool = None, False  # the pool broke: the rest of this walk scans here
+    yield from chunks.rest()
 
 
-class _Columns:
-    """Listed files gathered in plain lists, handed out as tables of exactly ``chunk_keys`` rows (a tick's
-    budget counts them) and the rest at the end."""
+def _result(item: _Pending, start_after: str) -> FolderScan:
+    if item.future is not None:
+        try:
+            return item.future.result()
+        except BrokenProcessPool:  # a worker died (killed, out of memory): this folder is scanned here
+            _forget_pool()
+    return scan_folder(item.folder, start_after)
+
+
+def _submit_ahead(pool: ProcessPoolExecutor, queue: deque[Files | pa.Table | _Pending], start_after: str) -> bool:
+    """Give the workers the next :data:`WINDOW` folders in the walk's order; ``False`` if the pool broke."""
+    seen = 0
+    for item in queue:
+        if not isinstance(item, _Pending):
+            continue
+        if item.future is None:
+            try:
+                item.future = pool.submit(scan_folder_in_columns, item.folder, start_after)
+            except BrokenProcessPool:
+                _forget_pool()
+                return False
+        seen += 1
+        if seen >= WINDOW:
+            break
+    return True
+
+
+class _Chunks:
+    """Listed files, handed out as tables of exactly ``chunk_keys`` rows (a tick's budget counts them) and
+    the rest at the end. Runs scanned here gather in plain lists; tables from workers are cut as they are."""
 
     def __init__(self, chunk_keys: int) -> None:
         self.chunk_keys = chunk_keys
-        self.uris: list[str] = []
-        self.keys: list[str] = []
-        self.sizes: list[int] = []
-        self.mtimes: list[int] = []
+        self.tables: list[pa.Table] = []
+        self.rows = 0
+        self.files = Files()
 
-    def add(self, run: _Run) -> Iterator[pa.Table]:
-        sizes, mtimes = run.stats()
-        keys, uris = run.keys, run.uris
-        if _GONE in sizes:
-            kept = [i for i, size in enumerate(sizes) if size != _GONE]
-            for i in sorted(set(range(len(sizes))) - set(kept)):
-                log.warning("skipping file gone while listing path=%s/%s", run.folder, run.names[i])
-            keys, uris = [keys[i] for i in kept], [uris[i] for i in kept]
-            sizes, mtimes = [sizes[i] for i in kept], [mtimes[i] for i in kept]
-        self.uris += uris
-        self.keys += keys
-        self.sizes += sizes
-        self.mtimes += mtimes
-        n = self.chunk_keys
-        while len(self.keys) >= n:
-            yield local_listing_table(self.uris[:n], self.keys[:n], self.sizes[:n], self.mtimes[:n])
-            del self.uris[:n], self.keys[:n], self.sizes[:n], self.mtimes[:n]
+    def add(self, part: Files | pa.Table) -> Iterator[pa.Table]:
+        if isinstance(part, Files):
+            self.files.uris += part.uris
+            self.files.keys += part.keys
+            self.files.sizes += part.sizes
+            self.files.mtimes += part.mtimes
+            if self.rows + len(self.files.keys) < self.chunk_keys:
+                return
+            self._take_files()
+        else:
+            self._take_files()
+            self.tables.append(part)
+            self.rows += part.num_rows
+        while self.rows >= self.chunk_keys:
+            whole = pa.concat_tables(self.tables)
+            yield whole.slice(0, self.chunk_keys).combine_chunks()
+            rest = whole.slice(self.chunk_keys)
+            self.tables, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
 
     def rest(self) -> Iterator[pa.Table]:
-        if self.keys:
-            yield local_listing_table(self.uris, self.keys, self.sizes, self.mtimes)
+        self._take_files()
+        if self.rows:
+            yield pa.concat_tables(self.tables).combine_chunks()
 
-
-def _runs(root: str, start_after: str) -> Iterator[_Run]:
-    """Depth-first, in key order: runs of regular files, and each other listed entry as a run of one."""
-    root_uri = "file://" + quote_from_bytes(os.fsencode(root)) + "/"
-    stack = [_folder_entries(root, "", root_uri, start_after)]
-    while stack:
-        folder, rows = stack[-1]
-        run = _Run(folder, [], [], [])
-        for key, uri, entry, folder_prefix in rows:
-            if folder_prefix is not None:
-                stack.append(_folder_entries(entry.path, folder_prefix, uri, start_after))
-                break  # the parent's rows resume after this folder
-            if entry.is_file(follow_symlinks=False):
-                run.keys.append(key)
-                run.uris.append(uri)
-                run.names.append(entry.name)
-                continue
-            if run.keys:
-                yield run
-                run = _Run(folder, [], [], [])
-            other = _other_file(folder, key, uri, entry)
-            if other is not None:
-                yield other
-        else:
-            stack.pop()
-        if run.keys:
-            yield run
-
-
-def _other_file(folder: str, key: str, uri: str, entry: os.DirEntry[str]) -> _Run | None:
-    """A symlink, listed (a broken one described by the link itself; fetch refuses what it cannot read);
-    special files and symlinked folders are not."""
-    try:
-        if entry.is_file():
-            stat = entry.stat()
-        elif not entry.is_symlink():
-            log.warning("skipping special file path=%s", entry.path)
-            return None
-        elif entry.is_dir():
-            log.warning("not following symlinked folder path=%s", entry.path)
-            return None
-        else:
-            stat = entry.stat(follow_symlinks=False)
-    except OSError as exc:
-        log.warning("skipping file gone while listing path=%s error=%s", entry.path, exc.strerror)
-        return None
-    return _Run(folder, [key], [uri], [entry.name], [stat.st_size], [stat.st_mtime_ns])
-
-
-def _folder_entries(
-    folder: str, raw_prefix: str, uri_prefix: str, start_after: str
-) -> tuple[str, Iterator[tuple[str, str, os.DirEntry[str], str | None]]]:
-    """``folder`` and its non-hidden entries as ``(key, uri, entry, folder_prefix)``, sorted by key.
-
-    ``raw_prefix`` is the folder's path under the root as ``os`` names it ("" or ending in "/"), ``uri_prefix``
-    its URI with a trailing "/". A sub-folder's key and URI end with "/" (so a depth-first walk lists keys in
-    global order without collecting the tree) and its ``folder_prefix`` is its own raw prefix; a file's is
-    ``None``. Entries wholly at or before ``start_after`` are left out (a paged listing resuming)."""
-    try:
-        with os.scandir(folder) as scan:
-            entries = [entry for entry in scan if not entry.name.startswith(".")]
-    except OSError as exc:
-        # One unreadable folder must not abort the listing of the rest.
-        log.warning("skipping unreadable folder path=%s error=%s", folder, exc.strerror or exc)
-        return folder, iter(())
-    names = [entry.name for entry in entries]
-    rows: list[tuple[str, str, os.DirEntry[str], str | None]] = []
-    for entry, key, quoted in zip(entries, keys_for_names(raw_prefix, names), uri_quoted_names(names), strict=True):
-        if entry.is_dir(follow_symlinks=False):
-            rows.append((key + "/", uri_prefix + quoted + "/", entry, raw_prefix + entry.name + "/"))
-        else:
-            rows.append((key, uri_prefix + quoted, entry, None))
-    rows.sort(key=itemgetter(0))
-    if start_after:
-        # A folder whose keys all sort at or before start_after is not entered; files up to it are done.
-        rows = [r for r in rows if r[0] > start_after or (r[3] is not None and start_after.startswith(r[0]))]
-    return folder, iter(rows)
+    def _take_files(self) -> None:
+        if self.files.keys:
+            self.tables.append(self.files.table())
+            self.rows += len(self.files.keys)
+            self.files = Files()
 
 
 _POOL_LOCK = threading.Lock()
 _POOL: ProcessPoolExecutor | None = None
 
 
-def _stat_pool(workers: int) -> ProcessPoolExecutor:
-    """The process's stat workers, started once and kept for later walks (a sensor lists every tick)."""
+def _scan_pool(workers: int) -> ProcessPoolExecutor:
+    """The process's scan workers, started once and kept for later walks (a sensor lists every tick)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
@@ -239,7 +277,7 @@ def _stat_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _forget_pool() -> None:
-    """Drop a broken pool: the rest of this walk stats here, the next walk starts fresh workers."""
+    """Drop a broken pool: the rest of this walk scans here, the next walk starts fresh workers."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is not None:
