@@ -30,8 +30,8 @@ from mm_platform.sources.names import path_of_file_uri
 
 __all__ = ["PARALLEL_AFTER", "LocalFolderSource"]
 
-PARALLEL_AFTER = 200_000
-"""A walk that has found this many files is a big one: starting the stat workers pays from here on."""
+PARALLEL_AFTER = 50_000
+"""A walk that has found this many files is a big one: starting the scan workers pays from here on."""
 
 log = logging.getLogger("mm_platform.sources")
 
@@ -119,6 +119,7 @@ class LocalFolderSource(Source):
         return walk_tables(
             self._root_str, start_after or "", chunk_keys, parallel_after=self.parallel_after, workers=workers
         )
+
 
 _SPECIAL_KINDS = (
     (stat_module.S_ISFIFO, "a FIFO (named pipe)"),
