@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from mm_platform.catalog import open_lake
-from mm_platform.ingest.batches import load_manifest
+from mm_platform.ingest.batches import ManifestWriter, listed_batch, load_manifest
 from mm_platform.ingest.coalesce import decide_events
 from mm_platform.ingest.events import ObjectEvent, UnreadableMessage, parse_message
 from mm_platform.ingest.ledger import DiscoveryLedger, finished_batches, load_ledger, published_marker
@@ -229,15 +229,48 @@ def test_a_walk_with_scan_workers_lists_exactly_what_a_serial_walk_lists(tmp_pat
         out.write(b"latin-1 name")
     (root / "b" / "link.txt").symlink_to(root / "a" / "f001.txt")
     (root / "b" / ".hidden").write_bytes(b"not listed")
+    (root / "a" / ".hidden").write_bytes(b"not listed either")  # in a folder of regular files (the fast path)
+    with open(os.path.join(os.fsencode(str(root / "c")), b"\xff.txt"), "wb") as out:  # a leaf needing key encoding
+        out.write(b"undecodable")
+    (root / "c" / "x y%.txt").write_bytes(b"a name to quote")
     serial = LocalFolderSource(root, parallel_after=None)
     parallel = LocalFolderSource(root, parallel_after=0)
     expected = list(serial.list_objects())
-    assert len(expected) == 170 + 190 + 3 + 2
+    assert len(expected) == 170 + 190 + 3 + 4
+    assert {o.key for o in expected} >= {"c/%FF.txt", "c/x y%.txt"} and not any(".hidden" in o.key for o in expected)
+    assert [o.key for o in expected] == sorted(o.key for o in expected)
+    local_walk._scan_pool(2).result(timeout=60)  # workers up before the walk, so its folders go to them
     assert list(parallel.list_objects()) == expected
-    assert local_walk._POOL is not None  # the folders really went to the workers
     for after in ("a/f069.txt", "a/f169.txt", "b/", "b/deep/f044.txt", "b/link.txt", "zzz"):
         assert list(parallel.list_objects(start_after=after)) == list(serial.list_objects(start_after=after)), after
-    assert [t.num_rows for t in parallel.list_tables(chunk_keys=50)] == [50] * 7 + [15]
+    assert [t.num_rows for t in parallel.list_tables(chunk_keys=50)] == [50] * 7 + [17]
+
+
+def test_manifests_become_visible_and_durable_together_and_an_error_leaves_no_temporary_files(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"{i}.txt").write_bytes(b"x" * i)
+    source = LocalFolderSource(folder)
+    table = next(source.list_tables())
+    lake = open_lake(str(tmp_path / "lake"))
+    batches = [listed_batch(source.uri, table.slice(i, 2)) for i in range(0, 6, 2)]
+    manifests = tmp_path / "lake" / "_batches"
+    with ManifestWriter(lake.location) as writer:
+        for batch in batches:
+            writer.save(batch)
+        assert not list(manifests.glob("*.parquet"))  # none is visible before all are durable
+    assert sorted(p.name for p in manifests.iterdir()) == sorted(f"{b.batch_id}.parquet" for b in batches)
+    assert [o.key for b in batches for o in load_manifest(lake.location, b.batch_id).objects] == [
+        f"{i}.txt" for i in range(6)
+    ]
+    failing = listed_batch(source.uri, table.slice(0, 1))
+    with pytest.raises(RuntimeError), ManifestWriter(lake.location) as writer:
+        writer.save(failing)
+        raise RuntimeError("the listing failed after a manifest was written")
+    assert not list(manifests.glob("*.tmp")) and not (manifests / f"{failing.batch_id}.parquet").exists()
 
 
 def test_erased_media_still_at_the_source_are_not_planned_again(tmp_path: Path) -> None:

@@ -169,7 +169,7 @@ class Reconciler:
             self._record(batch, tuple(keys))
             out.append(batch)
         for batch in out:
-            if batch.kind == INGEST_BATCH:
+            if batch.kind == INGEST_BATCH and self.remember:
                 self._record(batch, batch.object_keys())
         return out
 

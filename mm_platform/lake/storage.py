@@ -111,6 +111,49 @@ class LakeLocation:
         except OSError as exc:
             raise storage_write_error(self.uri(rel_path), exc) from exc
 
+    def write_bytes_deferred(self, rel_path: str, payload: bytes) -> tuple[str, str] | None:
+        """:meth:`write_bytes`, made durable and visible later, many files at once, by :meth:`publish_deferred`
+        (one journal commit for all of them instead of one per file). Returns the ``(temporary, final)`` paths
+        to publish; ``None`` on S3, where the single PUT was already both."""
+        if self.is_s3:
+            self.write_bytes(rel_path, payload)
+            return None
+        target = self.fs_path(rel_path)
+        tmp = f"{target}.{uuid.uuid4().hex}.tmp"
+        try:
+            try:
+                out = open(tmp, "wb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                out = open(tmp, "wb")  # noqa: SIM115
+            with out:
+                out.write(payload)
+        except OSError as exc:
+            raise storage_write_error(self.uri(rel_path), exc) from exc
+        return tmp, target
+
+    @staticmethod
+    def publish_deferred(files: list[tuple[str, str]]) -> None:
+        """Make files from :meth:`write_bytes_deferred` durable, then visible under their names (each whole or
+        not at all), then the renames durable."""
+        try:
+            for tmp, _ in files:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            for tmp, target in files:
+                os.replace(tmp, target)
+            for folder in {os.path.dirname(target) for _, target in files}:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise storage_write_error(files[0][1] if files else "?", exc) from exc
+
     def read_json(self, rel_path: str) -> dict[str, Any] | None:
         """Read a JSON document, or None when it does not exist."""
         payload = self.read_bytes(rel_path)

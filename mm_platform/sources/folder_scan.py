@@ -1,19 +1,22 @@
 """One folder's listing in key order (a local walk's unit of work, here or in a scan worker).
 
-:func:`scan_folder` does one ``scandir``, keys and sorts the names, and ``stat``s each file relative to the
-folder's descriptor; :func:`scan_folder_in_columns` is the same with its files as Arrow tables (a worker's
-task). :mod:`mm_platform.sources.local_walk` orders the scans into a walk.
+:func:`scan_folder` ``lstat``s each file relative to the folder's descriptor; a folder of regular files with
+UTF-8 names (the usual one) becomes one Arrow table with its keys, URIs and order computed in Arrow, any
+other is scanned entry by entry. :func:`scan_folder_in_columns` is the same with every run of files as a
+table (a worker's task). :mod:`mm_platform.sources.local_walk` orders the scans into a walk.
 """
 
 from __future__ import annotations
 
 import os
+import stat as stat_module
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mm_platform.sources.listing import local_listing_table
-from mm_platform.sources.names import keys_for_names, uri_quoted_names
+from mm_platform.sources.names import has_undecodable_bytes, keys_for_names, uri_quoted_names
 
 __all__ = ["FolderScan", "Files", "SubFolder", "scan_folder", "scan_folder_in_columns"]
 
@@ -60,53 +63,58 @@ def scan_folder(folder: SubFolder, start_after: str) -> FolderScan:
     refuses what it cannot read); special files and symlinked folders are not, with a warning.
     """
     try:
-        with os.scandir(folder.path) as scan:
-            entries = [entry for entry in scan if not entry.name.startswith(".")]
         fd = os.open(folder.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            leaf = _leaf_scan(folder, fd, start_after)
+            if leaf is not None:
+                return leaf
+            with os.scandir(folder.path) as scan:
+                entries = [entry for entry in scan if not entry.name.startswith(".")]
+            names = [entry.name for entry in entries]
+            keys = keys_for_names(folder.raw_prefix, names)
+            return _mixed_scan(folder, entries, keys, uri_quoted_names(names), fd, start_after)
+        finally:
+            os.close(fd)
     except OSError as exc:
         # One unreadable folder must not abort the listing of the rest.
         return FolderScan([], [f"skipping unreadable folder path={folder.path} error={exc.strerror or exc}"], 0)
-    names = [entry.name for entry in entries]
-    keys = keys_for_names(folder.raw_prefix, names)
-    quoted = uri_quoted_names(names)
-    try:
-        leaf = _leaf_scan(folder, entries, names, keys, quoted, fd, start_after)
-        if leaf is not None:
-            return leaf
-        return _mixed_scan(folder, entries, keys, quoted, fd, start_after)
-    finally:
-        os.close(fd)
 
 
-def _leaf_scan(
-    folder: SubFolder,
-    entries: list[os.DirEntry[str]],
-    names: list[str],
-    keys: list[str],
-    quoted: list[str],
-    fd: int,
-    start_after: str,
-) -> FolderScan | None:
-    """The usual folder, all regular files, in comprehensions (a third faster than a loop per entry);
+_FILE_TYPE = pa.scalar(stat_module.S_IFMT(0o177777), pa.uint32())
+_REGULAR = pa.scalar(stat_module.S_IFREG, pa.uint32())
+
+
+def _leaf_scan(folder: SubFolder, fd: int, start_after: str) -> FolderScan | None:
+    """The usual folder, regular files with UTF-8 names only, as one table: per file just the ``lstat`` and
+    its three numbers are Python work; keys, URIs, the sort and the cut at ``start_after`` run in Arrow.
     ``None`` for any other folder, or if a file went away meanwhile (:func:`_mixed_scan` says which)."""
-    if not all([entry.is_file(follow_symlinks=False) for entry in entries]):
-        return None
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    if start_after:
-        order = [i for i in order if keys[i] > start_after]
+    names = os.listdir(fd)
+    if "/." in "/" + "/".join(names):
+        names = [name for name in names if not name.startswith(".")]
+    joined = "/".join(names)
+    if has_undecodable_bytes(joined) or has_undecodable_bytes(folder.raw_prefix):
+        return None  # keys need encoding: entry by entry
     stat = os.stat
     try:
-        stats = [stat(names[i], dir_fd=fd) for i in order]
+        stats = [stat(name, dir_fd=fd, follow_symlinks=False) for name in names]
     except OSError:
         return None
-    prefix = folder.uri_prefix
-    files = Files(
-        [prefix + quoted[i] for i in order],
-        [keys[i] for i in order],
-        [s.st_size for s in stats],
-        [s.st_mtime_ns for s in stats],
+    modes = pa.array([s.st_mode for s in stats], pa.uint32())
+    if not pc.all(pc.equal(pc.bit_wise_and(modes, _FILE_TYPE), _REGULAR)).as_py() and names:
+        return None  # sub-folders, links or special files
+    name_array = pa.array(names, pa.string())
+    quoted = uri_quoted_names(names)
+    quoted_array = name_array if quoted is names else pa.array(quoted, pa.string())
+    table = local_listing_table(
+        pc.binary_join_element_wise(folder.uri_prefix, quoted_array, ""),
+        pc.binary_join_element_wise(folder.raw_prefix, name_array, ""),
+        pa.array([s.st_size for s in stats], pa.int64()),
+        pa.array([s.st_mtime_ns for s in stats], pa.int64()),
     )
-    return FolderScan([files] if order else [], [], len(order))
+    table = table.take(pc.sort_indices(table.column("key")))
+    if start_after:
+        table = table.filter(pc.greater(table.column("key"), start_after))
+    return FolderScan([table] if table.num_rows else [], [], table.num_rows)
 
 
 def _mixed_scan(

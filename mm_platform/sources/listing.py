@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import UTC
 from itertools import islice
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,14 +53,21 @@ def listing_table(objects: Iterable[ObjectInfo]) -> pa.Table:
     )
 
 
-def local_listing_table(uris: list[str], keys: list[str], sizes: list[int], mtimes_ns: list[int]) -> pa.Table:
-    """A local folder's listed files; the ETag is the fingerprint ``<size>-<mtime_ns>``, computed in Arrow."""
-    size = pa.array(sizes, pa.int64())
-    mtime = pa.array(mtimes_ns, pa.int64())
+def local_listing_table(
+    uris: list[str] | pa.Array, keys: list[str] | pa.Array, sizes: list[int] | pa.Array, mtimes_ns: list[int] | pa.Array
+) -> pa.Table:
+    """A local folder's listed files (lists, or Arrow arrays of strings and int64s); the ETag is the fingerprint
+    ``<size>-<mtime_ns>``, computed in Arrow."""
+    size = _arrow(sizes, pa.int64())
+    mtime = _arrow(mtimes_ns, pa.int64())
     etag = pc.binary_join_element_wise(pc.cast(size, pa.string()), pc.cast(mtime, pa.string()), "-")
     modified = mtime.cast(pa.timestamp("ns", tz="UTC")).cast(_TIMESTAMP, safe=False)  # truncated to µs
-    columns = [pa.array(uris, pa.string()), pa.array(keys, pa.string()), size, etag, pa.nulls(len(keys), pa.string())]
-    return pa.table([*columns, modified], schema=LISTING_SCHEMA)
+    uri, key = _arrow(uris, pa.string()), _arrow(keys, pa.string())
+    return pa.table([uri, key, size, etag, pa.nulls(len(key), pa.string()), modified], schema=LISTING_SCHEMA)
+
+
+def _arrow(values: list[Any] | pa.Array, type_: pa.DataType) -> pa.Array:
+    return values if isinstance(values, pa.Array) else pa.array(values, type_)
 
 
 def objects_of(table: pa.Table, source: str) -> list[ObjectInfo]:

@@ -30,7 +30,7 @@ from mm_platform.sources.names import path_of_file_uri
 
 __all__ = ["PARALLEL_AFTER", "LocalFolderSource"]
 
-PARALLEL_AFTER = 200_000
+PARALLEL_AFTER = 50_000
 """A walk that has found this many files is a big one: starting the scan workers pays from here on."""
 
 log = logging.getLogger("mm_platform.sources")

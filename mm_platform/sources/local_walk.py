@@ -55,7 +55,7 @@ def walk_tables(
     queue: deque[Files | pa.Table | _Pending] = deque([_Pending(SubFolder(root, "", root_uri))])
     scanned_files = scanned_folders = 0
     pool: ProcessPoolExecutor | None = None
-    started: list[Future[int]] = []
+    starting: Future[ProcessPoolExecutor] | None = None
     use_pool = parallel_after is not None and workers > 1
     while queue:
         item = queue.popleft()
@@ -68,13 +68,15 @@ def walk_tables(
         scanned_files += scan.files
         scanned_folders += 1
         queue.extendleft(reversed([_Pending(p) if isinstance(p, SubFolder) else p for p in scan.parts]))
-        if use_pool and pool is None and parallel_after is not None and scanned_files > parallel_after:
-            pool, started = _scan_pool(workers)
+        if use_pool and starting is None and parallel_after is not None and scanned_files > parallel_after:
+            starting = _scan_pool(workers)
+        if pool is None and starting is not None and starting.done():
+            pool, starting = _started_pool(starting)
+            use_pool = pool is not None
         # Scans go to the workers once they are up (this process scans on while they start) and while folders
         # are big enough to be worth a round trip.
         big_folders = scanned_files >= MIN_FILES * scanned_folders
-        ready = pool is not None and big_folders and all(f.done() for f in started)
-        if ready and pool is not None and not _submit_ahead(pool, queue, start_after):
+        if pool is not None and big_folders and not _submit_ahead(pool, queue, start_after):
             pool, use_pool = None, False  # the pool broke: the rest of this walk scans here
     yield from chunks.rest()
 
@@ -148,18 +150,46 @@ class _Chunks:
 
 
 _POOL_LOCK = threading.Lock()
-_POOL: ProcessPoolExecutor | None = None
+_POOL: Future[ProcessPoolExecutor] | None = None
 
 
-def _scan_pool(workers: int) -> tuple[ProcessPoolExecutor, list[Future[int]]]:
-    """The process's scan workers, started once and kept for later walks (a sensor lists every tick), and one
-    trivial task per worker: all are done once every worker has started and imported this module."""
+def _scan_pool(workers: int) -> Future[ProcessPoolExecutor]:
+    """The process's scan workers, started once and kept for later walks (a sensor lists every tick). They
+    start on a thread, so the walk scans on meanwhile; the future is done once every worker has answered a
+    first trivial task (or with the error that kept them from starting)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
-            atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
-        return _POOL, [_POOL.submit(_started) for _ in range(workers)]
+            _POOL = Future()
+            threading.Thread(target=_start_pool, args=(_POOL, workers), name="mmp-scan-pool", daemon=True).start()
+        return _POOL
+
+
+def _start_pool(future: Future[ProcessPoolExecutor], workers: int) -> None:
+    try:
+        context = multiprocessing.get_context("forkserver")
+        # The fork server imports this module once, so each worker forks ready in milliseconds instead of
+        # importing pyarrow on the walk's cores. A server already started (for probe workers) keeps its own
+        # list; its workers import this module on their first task.
+        context.set_forkserver_preload([__name__])
+        pool = ProcessPoolExecutor(workers, mp_context=context)
+        atexit.register(pool.shutdown, wait=False, cancel_futures=True)
+        for started in [pool.submit(_started) for _ in range(workers)]:
+            started.result()
+    except Exception as exc:  # noqa: BLE001 - no workers (no fork server, out of processes): scan here
+        future.set_exception(exc)
+        return
+    future.set_result(pool)
+
+
+def _started_pool(starting: Future[ProcessPoolExecutor]) -> tuple[ProcessPoolExecutor | None, None]:
+    """The started workers, or ``None`` (logged) if they could not start: the walk then scans here."""
+    try:
+        return starting.result(), None
+    except Exception as exc:  # noqa: BLE001
+        log.warning("scan workers did not start, listing in this process error=%s", exc)
+        _forget_pool()
+        return None, None
 
 
 def _started() -> int:
@@ -171,6 +201,6 @@ def _forget_pool() -> None:
     """Drop a broken pool: the rest of this walk scans here, the next walk starts fresh workers."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is not None:
-            _POOL.shutdown(wait=False, cancel_futures=True)
+        if _POOL is not None and _POOL.done() and _POOL.exception() is None:
+            _POOL.result().shutdown(wait=False, cancel_futures=True)
         _POOL = None

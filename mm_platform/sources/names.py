@@ -14,11 +14,24 @@ import os
 import re
 from urllib.parse import quote_from_bytes, unquote_to_bytes, urlparse
 
-__all__ = ["is_encoded_key", "key_for_name", "keys_for_names", "name_bytes", "path_of_file_uri", "uri_quoted_names"]
+__all__ = [
+    "has_undecodable_bytes",
+    "is_encoded_key",
+    "key_for_name",
+    "keys_for_names",
+    "name_bytes",
+    "path_of_file_uri",
+    "uri_quoted_names",
+]
 
 _SURROGATE = re.compile("[\udc80-\udcff%]")
 _HAS_SURROGATE = re.compile("[\udc80-\udcff]")
 _URI_UNSAFE = re.compile(r"[^A-Za-z0-9_.~/-]")  # what ``quote_from_bytes`` leaves alone, "/" included
+
+
+def has_undecodable_bytes(text: str) -> bool:
+    """Whether ``text`` (a name or names as ``os`` gives them) holds bytes that are not valid UTF-8."""
+    return _HAS_SURROGATE.search(text) is not None
 
 
 def key_for_name(name: str) -> str:
