@@ -187,8 +187,9 @@ class ManifestWriter:
 
     def __init__(self, location: LakeLocation) -> None:
         self.location = location
-        # One thread: the encoding releases the GIL, and more threads only traded it more often.
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-manifests")
+        # Local: one thread (the encoding releases the GIL; more threads only traded it more often). S3: a PUT
+        # is a round trip, so several are in flight.
+        self._pool = ThreadPoolExecutor(4 if location.is_s3 else 1, thread_name_prefix="mmp-manifests")
         self._futures: list[Future[tuple[str, str] | None]] = []
         self._written: list[tuple[str, str]] = []
 
@@ -235,7 +236,7 @@ class ManifestWriter:
 
 
 _IN_FLIGHT = 8
-"""Manifests queued for the writer at most."""
+"""Manifests queued for the writers at most."""
 
 
 def load_manifest(location: LakeLocation, batch_id: str) -> BatchManifest:
