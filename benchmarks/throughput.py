@@ -40,6 +40,7 @@ from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import EfficientNetLite0Embedder, MiniLMTextEmbedder, preprocess_image
 from mm_platform.embed.base import l2_normalize
+from mm_platform.forkserver import configure_forkserver
 from mm_platform.ingest.analyze import analyze
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.machine import usable_cpus
@@ -104,7 +105,7 @@ def main() -> None:
                 analyze(data, path.name)
 
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["mm_platform.ingest.analyze"])
+        configure_forkserver(["mm_platform.ingest.analyze"])
         decode_pool = ctx.Pool(cores)
         largest_first = sorted(zip(blobs, (p.name for p in paths), strict=True), key=lambda job: -len(job[0]))
 

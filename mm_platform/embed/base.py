@@ -170,6 +170,9 @@ class Embedder(ABC, Generic[ItemT]):
         """Where the model runs, chosen once at construction."""
         self.torch_threads = torch_threads
         """Torch CPU threads applied when the model loads; None leaves torch's setting alone."""
+        self.ort_threads: int | None = None
+        """ONNX Runtime intra-op threads; None: one per usable core (idle ones do not spin, so the decoders
+        beside the model keep their cores, and the model has every core once decoding is done)."""
         self.calls = 0
         """Model invocations so far (one per batch)."""
         self.items_encoded = 0

@@ -179,7 +179,7 @@ class EfficientNetLite0Embedder(Embedder[Image.Image]):
         rng = np.random.default_rng(16)
         probe = [Image.fromarray(rng.integers(0, 256, (260, 300, 3), dtype=np.uint8)) for _ in range(4)]
         batch = np.stack([preprocess_image(image) for image in probe])
-        session = ort_session(path, self.torch_threads)
+        session = ort_session(path, self.ort_threads)
         return worst_cosine(session.run(None, {"x": batch}), self._torch_forward(batch))
 
     def _preprocessed(

@@ -143,7 +143,7 @@ class MiniLMTextEmbedder(Embedder[str]):
 
     def _verify_onnx(self, path: Path) -> float:
         """Worst cosine to sentence-transformers over the probe texts, together (padded) and one by one."""
-        session = ort_session(path, self.torch_threads)
+        session = ort_session(path, self.ort_threads)
         batches = [list(_PROBE_TEXTS), *([text] for text in _PROBE_TEXTS)]
         return worst_cosine(
             [self._onnx_vectors(session, batch) for batch in batches],

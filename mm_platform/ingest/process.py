@@ -20,6 +20,7 @@ from mm_platform.annotations.schema import ANNOTATIONS
 from mm_platform.catalog import CATALOG
 from mm_platform.config import PipelineConfig
 from mm_platform.embed import Embedder, embedder_for
+from mm_platform.forkserver import start_forkserver
 from mm_platform.ingest.analyze import ANALYZE_VERSION, Analysis, analyze
 from mm_platform.ingest.batch_stage import BatchStage
 from mm_platform.ingest.batch_state import BatchReport
@@ -28,7 +29,6 @@ from mm_platform.ingest.scope import RESULT_TABLES, TABLES
 from mm_platform.lake import AuditCheck, Lake, RowFilter
 from mm_platform.log import get_logger, kv
 from mm_platform.media import MediaRejected, ProbePool
-from mm_platform.media.pool import start_forkserver
 from mm_platform.sources import DeletedMedia, ObjectInfo, Source
 from mm_platform.tables import MEDIA
 

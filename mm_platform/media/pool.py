@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
-from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING
 
+from mm_platform.forkserver import configure_forkserver, defined_in_main
 from mm_platform.handoff import MediaFile
 from mm_platform.media.blob import Buffer, open_media
 from mm_platform.media.budget import DEFAULT_TIMEOUT_S
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
     from multiprocessing.process import BaseProcess
 
-__all__ = ["ProbeFn", "ProbePool", "probe_with_limit", "start_forkserver"]
+__all__ = ["ProbeFn", "ProbePool", "probe_with_limit"]
 
 ProbeFn = Callable[[Buffer, str], Probed]
 """A probe run inside a worker: module-level (picklable), raising ``MediaRejected`` to reject."""
@@ -132,14 +132,6 @@ def _death(code: int | None) -> str:
     return f"the probe worker exited unexpectedly (exit code {code}) while decoding"
 
 
-def start_forkserver(preload: Sequence[str]) -> None:
-    """Start this process's fork server now, preloading ``preload``: the imports run in the server process, on
-    another core, while the caller goes on (a pool's first worker would otherwise wait for them). A pool
-    created later with the same list forks from it at once; the first list set is the one used."""
-    multiprocessing.set_forkserver_preload(list(preload))
-    forkserver.ensure_running()
-
-
 class ProbePool:
     """Probe many files in worker processes, each under a time limit, yielding outcomes in input order.
 
@@ -164,6 +156,11 @@ class ProbePool:
     ) -> None:
         if workers < 1 or timeout_s <= 0:
             raise ValueError("workers must be >= 1 and timeout_s > 0")
+        if start_method == "forkserver" and defined_in_main(probe_fn):
+            raise ValueError(
+                f"probe_fn {getattr(probe_fn, '__qualname__', probe_fn)!r} is defined in the main module, which the "
+                "probe workers do not load; define it in an importable module"
+            )
         self.timeout_s = timeout_s
         self.probe_fn = probe_fn
         self.max_in_flight = max(max_in_flight or 2 * workers, workers)
@@ -171,7 +168,7 @@ class ProbePool:
         if start_method == "forkserver":
             # Workers fork from a server that already imported Pillow/PyAV/pypdf (and ``probe_fn``'s module):
             # restarts cost ms, not s. The process's first pool starts the server, so its list is the one used.
-            ctx.set_forkserver_preload(list(preload))
+            configure_forkserver(preload)
         self._workers = [_Worker(ctx) for _ in range(workers)]
 
     def __enter__(self) -> ProbePool:

@@ -25,6 +25,7 @@ from urllib.parse import quote_from_bytes
 
 import pyarrow as pa
 
+from mm_platform.forkserver import configure_forkserver
 from mm_platform.sources.folder_scan import Files, FolderScan, SubFolder, scan_folder, scan_folder_in_columns
 
 __all__ = ["MIN_FILES", "WINDOW", "walk_tables"]
@@ -171,7 +172,7 @@ def _start_pool(future: Future[ProcessPoolExecutor], workers: int) -> None:
         # The fork server imports this module once, so each worker forks ready in milliseconds instead of
         # importing pyarrow on the walk's cores. A server already started (for probe workers) keeps its own
         # list; its workers import this module on their first task.
-        context.set_forkserver_preload([__name__])
+        configure_forkserver([__name__])
         pool = ProcessPoolExecutor(workers, mp_context=context)
         atexit.register(pool.shutdown, wait=False, cancel_futures=True)
         for started in [pool.submit(_started) for _ in range(workers)]:

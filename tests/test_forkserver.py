@@ -1,0 +1,63 @@
+"""Workers forked from the fork server do not run the parent's main module again (``mm_platform.forkserver``).
+
+Each case runs a real program in its own interpreter, as a user's script (by path) or module (``-m``)
+would: its top level appends a line to a log every time it executes, then (in its main block) probes real
+images on a pool of two workers and replaces one. Run once, the log must hold one line: multiprocessing
+would otherwise re-run the program in every worker it starts (3 lines here, and 0.4 s of a core per worker
+under the ``mmp`` script).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PROGRAM = textwrap.dedent(
+    """
+    import os, sys
+    with open(os.environ["RUNS_LOG"], "a") as log:
+        log.write(__name__ + "\\n")
+
+    def defined_here(data, name):
+        return None
+
+    if __name__ == "__main__":
+        from pathlib import Path
+        from mm_platform.media import MediaRejected, ProbePool
+        images = sorted(Path(sys.argv[1]).glob("*.jpg"))[:4]
+        with ProbePool(workers=2, timeout_s=60) as pool:
+            outcomes = [o for _, o in pool.map([(p.name, p.read_bytes()) for p in images])]
+            pool._workers[0].kill()  # a replaced worker starts from the server again
+            outcomes += [o for _, o in pool.map([(p.name, p.read_bytes()) for p in images])]
+        assert len(outcomes) == 8 and not any(isinstance(o, MediaRejected) for o in outcomes), outcomes
+        try:
+            ProbePool(workers=1, probe_fn=defined_here)
+        except ValueError as exc:
+            print("refused:", exc)
+        print("probed", len(outcomes))
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["path", "module"])
+def test_workers_do_not_rerun_the_parents_main_module(shared_media: Path, tmp_path: Path, how: str) -> None:
+    (tmp_path / "user_program.py").write_text(PROGRAM)
+    runs_log = tmp_path / "runs.log"
+    target = [str(tmp_path / "user_program.py")] if how == "path" else ["-m", "user_program"]
+    out = subprocess.run(
+        [sys.executable, *target, str(shared_media / "images")],
+        cwd=tmp_path,
+        env={"RUNS_LOG": str(runs_log), "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "probed 8" in out.stdout
+    assert runs_log.read_text().splitlines() == ["__main__"]
+    # A probe function from the main module could not be loaded by the workers: refused up front.
+    assert "refused: probe_fn 'defined_here' is defined in the main module" in out.stdout
