@@ -5,10 +5,11 @@ multiprocessing prepares each worker forked from the server by running the paren
 ``mm_platform``; for them that re-run is pure cost, paid by every worker at start and again whenever one
 is replaced: the ``mmp`` script imports the CLI (pandas, pyarrow: ~0.4 s of a core), ``dagster``'s
 imports Dagster, ``python -m benchmarks.x`` imports the models. So the server imports this module first,
-and inside the server it marks the server's own ``__main__`` as the parent's: multiprocessing then sees
-the main module as already in place and skips the re-run (``multiprocessing.spawn._fixup_main_from_*``).
-The cost of that: a worker cannot run a function defined in the parent's ``__main__`` (``ProbePool``
-refuses one with a clear error).
+and inside the server it puts a stand-in for the parent's main module in place: multiprocessing sees the
+main module as already there and skips the re-run (``multiprocessing.spawn._fixup_main_from_*``). The
+stand-in runs the real main module the first time a worker looks up a name in it (a pool of the user's
+own, on the same server, with a function defined in the script): the re-run happens only in the workers
+that need it, and nothing that worked before breaks.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.process
 import os
+import runpy
 import sys
+import types
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from multiprocessing import forkserver
 
-__all__ = ["configure_forkserver", "defined_in_main", "start_forkserver"]
+__all__ = ["configure_forkserver", "start_forkserver"]
 
 # The parent's main module as multiprocessing would name it to a worker: "name:<module>" or "path:<file>".
 PARENT_MAIN_ENV = "MMP_FORKSERVER_PARENT_MAIN"
@@ -59,11 +62,6 @@ def start_forkserver(preload: Sequence[str]) -> None:
     forkserver.ensure_running()
 
 
-def defined_in_main(fn: object) -> bool:
-    """Whether ``fn`` lives in the main module, which the workers do not re-create."""
-    return getattr(fn, "__module__", None) in ("__main__", "__mp_main__")
-
-
 def _inside_forkserver() -> bool:
     """True while the fork server imports its preload list (``multiprocessing.forkserver.main`` is on the
     stack); a process that merely inherited the environment variable must not touch its own main module."""
@@ -75,13 +73,37 @@ def _inside_forkserver() -> bool:
     return False
 
 
+class _ParentMain(types.ModuleType):
+    """Stands in for the parent's main module in a worker; runs it, as multiprocessing would have, on the
+    first lookup of a name that is not there (dunder probes by libraries do not count)."""
+
+    def __init__(self, kind: str, value: str) -> None:
+        super().__init__("__mp_main__")
+        self._mmp_parent_main = (kind, value)
+        if kind == "name":
+            self.__spec__ = ModuleSpec(value, None)
+        else:
+            self.__file__ = value
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__") and name.endswith("__") or "_mmp_parent_main" not in self.__dict__:
+            raise AttributeError(name)
+        kind, value = self.__dict__.pop("_mmp_parent_main")
+        if kind == "name":
+            content = runpy.run_module(value, run_name="__mp_main__", alter_sys=True)
+        else:
+            content = runpy.run_path(value, run_name="__mp_main__")
+        self.__dict__.update({k: v for k, v in content.items() if k not in ("__spec__", "__file__", "__name__")})
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"module '__main__' has no attribute {name!r}") from None
+
+
 def _stand_in_for_parent_main() -> None:
     kind, _, value = os.environ.get(PARENT_MAIN_ENV, "").partition(":")
-    main = sys.modules["__main__"]  # the server's own, from ``python -c``: nothing of it is needed
-    if kind == "name":
-        main.__spec__ = ModuleSpec(value, None)
-    elif kind == "path":
-        main.__file__ = value
+    if kind in ("name", "path") and value:
+        sys.modules["__main__"] = sys.modules["__mp_main__"] = _ParentMain(kind, value)
 
 
 if _inside_forkserver():

@@ -17,7 +17,7 @@ from contextlib import suppress
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING
 
-from mm_platform.forkserver import configure_forkserver, defined_in_main
+from mm_platform.forkserver import configure_forkserver
 from mm_platform.handoff import MediaFile
 from mm_platform.media.blob import Buffer, open_media
 from mm_platform.media.budget import DEFAULT_TIMEOUT_S
@@ -156,11 +156,6 @@ class ProbePool:
     ) -> None:
         if workers < 1 or timeout_s <= 0:
             raise ValueError("workers must be >= 1 and timeout_s > 0")
-        if start_method == "forkserver" and defined_in_main(probe_fn):
-            raise ValueError(
-                f"probe_fn {getattr(probe_fn, '__qualname__', probe_fn)!r} is defined in the main module, which the "
-                "probe workers do not load; define it in an importable module"
-            )
         self.timeout_s = timeout_s
         self.probe_fn = probe_fn
         self.max_in_flight = max(max_in_flight or 2 * workers, workers)
