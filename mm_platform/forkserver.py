@@ -36,9 +36,10 @@ def _parent_main() -> str:
     main = sys.modules.get("__main__")
     name = getattr(getattr(main, "__spec__", None), "name", None)
     if name is not None:
-        return f"name:{name}"
+        # A package's __main__ is never run again by multiprocessing (it would run the program): nor by us.
+        return "" if name == "__main__" or name.endswith(".__main__") else f"name:{name}"
     path = getattr(main, "__file__", None)
-    if path is None:
+    if path is None or os.path.splitext(os.path.basename(path))[0] == "ipython":  # skipped by spawn too
         return ""
     original_dir = getattr(multiprocessing.process, "ORIGINAL_DIR", None)  # where spawn resolves it from
     if not os.path.isabs(path) and original_dir is not None:

@@ -42,7 +42,11 @@ PROGRAM = textwrap.dedent(
         assert len(outcomes) == 8 and not any(isinstance(o, MediaRejected) for o in outcomes), outcomes
         print("probed", len(outcomes), "runs so far", len(open(os.environ["RUNS_LOG"]).readlines()), flush=True)
         with ProbePool(workers=1, timeout_s=60, probe_fn=defined_here) as own:
-            print("own probe", own.probe(b"abc", "x.bin"), flush=True)
+            try:
+                print("own probe", own.probe(b"abc", "x.bin"), flush=True)
+            except MediaRejected as exc:  # a package's __main__ cannot be loaded by workers (as without us)
+                print("own probe refused by its worker", flush=True)
+                sys.exit(0)
         import multiprocessing
         with multiprocessing.get_context("forkserver").Pool(2) as plain:
             print("own pool", plain.map(square, range(4)), flush=True)
@@ -55,17 +59,36 @@ def test_workers_do_not_rerun_the_parents_main_module(shared_media: Path, tmp_pa
     (tmp_path / "user_program.py").write_text(PROGRAM)
     runs_log = tmp_path / "runs.log"
     target = [str(tmp_path / "user_program.py")] if how == "path" else ["-m", "user_program"]
+    out = _run(target, shared_media, tmp_path, runs_log)
+    lines = out.stdout.splitlines()
+    assert lines == ["probed 8 runs so far 1", "own probe 3", "own pool [0, 1, 4, 9]"], out.stdout
+    runs = runs_log.read_text().splitlines()
+    # the program itself, then once in each worker that ran one of its functions (1 probe + 1 or 2 pool)
+    assert runs[0] == "__main__" and set(runs[1:]) == {"__mp_main__"} and 2 <= len(runs) - 1 <= 3, runs
+
+
+def test_a_packages_main_is_never_run_again_not_even_for_a_function_of_its_own(
+    shared_media: Path, tmp_path: Path
+) -> None:
+    """``python -m pkg`` runs ``pkg/__main__.py``, which multiprocessing never re-runs in a worker (it would
+    start the program over): the stand-in must not either, so the worker cannot load the function."""
+    (tmp_path / "user_pkg").mkdir()
+    (tmp_path / "user_pkg" / "__init__.py").write_text("")
+    (tmp_path / "user_pkg" / "__main__.py").write_text(PROGRAM)
+    runs_log = tmp_path / "runs.log"
+    out = _run(["-m", "user_pkg"], shared_media, tmp_path, runs_log)
+    assert out.stdout.splitlines() == ["probed 8 runs so far 1", "own probe refused by its worker"], out.stdout
+    assert runs_log.read_text().splitlines() == ["__main__"]
+
+
+def _run(target: list[str], shared_media: Path, cwd: Path, runs_log: Path) -> subprocess.CompletedProcess[str]:
     out = subprocess.run(
         [sys.executable, *target, str(shared_media / "images")],
-        cwd=tmp_path,
+        cwd=cwd,
         env={"RUNS_LOG": str(runs_log), "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": ""},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert lines == ["probed 8 runs so far 1", "own probe 3", "own pool [0, 1, 4, 9]"], out.stdout
-    runs = runs_log.read_text().splitlines()
-    # the program itself, then once in each worker that ran one of its functions (1 probe + 1 or 2 pool)
-    assert runs[0] == "__main__" and set(runs[1:]) == {"__mp_main__"} and 2 <= len(runs) - 1 <= 3, runs
+    return out
