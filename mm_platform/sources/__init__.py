@@ -42,12 +42,13 @@ def source_from_uri(
     s3_settings: S3Settings | None = None,
     s3_endpoint_url: str | None = None,
     retry_policy: RetryPolicy | None = None,
-    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+    spool_max_bytes: int | None = None,
 ) -> Source:
     """``s3://bucket/prefix`` → :class:`S3Source`; a path or ``file://`` URI → :class:`LocalFolderSource`.
 
     S3 settings come from the caller (the CLI reads the environment at its boundary); ``s3_endpoint_url``
-    overrides the endpoint in ``s3_settings``.
+    overrides the endpoint in ``s3_settings``. ``spool_max_bytes``: objects up to it are held in memory
+    (None: each source's default; an S3 object must be downloaded, a local file can be read in place).
     """
     if not uri:
         raise ConfigError("empty source URI", hint="give a folder path, file:///path or s3://bucket/prefix")
@@ -56,18 +57,30 @@ def source_from_uri(
         settings = s3_settings or S3Settings()
         if s3_endpoint_url is not None:
             settings = replace(settings, endpoint_url=s3_endpoint_url)
-        return S3Source(bucket, prefix, settings=settings, retry_policy=retry_policy, spool_max_bytes=spool_max_bytes)
+        return S3Source(
+            bucket,
+            prefix,
+            settings=settings,
+            retry_policy=retry_policy,
+            spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES if spool_max_bytes is None else spool_max_bytes,
+        )
     if uri.startswith("file:"):
         parsed = urlparse(uri)
         if parsed.netloc not in ("", "localhost"):
             raise ConfigError(f"{uri!r} names a remote host", hint="file URIs must be local: file:///abs/path")
-        return LocalFolderSource(Path(url2pathname(parsed.path)), spool_max_bytes=spool_max_bytes)
+        return _local(Path(url2pathname(parsed.path)), spool_max_bytes)
     if "://" in uri:
         # A typo'd or unsupported scheme (gs://, http://) must not silently become a local folder name.
         raise ConfigError(
             f"unsupported source URI {uri!r}", hint="use a folder path, file:///path or s3://bucket/prefix"
         )
-    return LocalFolderSource(Path(uri), spool_max_bytes=spool_max_bytes)
+    return _local(Path(uri), spool_max_bytes)
+
+
+def _local(path: Path, spool_max_bytes: int | None) -> LocalFolderSource:
+    return (
+        LocalFolderSource(path) if spool_max_bytes is None else LocalFolderSource(path, spool_max_bytes=spool_max_bytes)
+    )
 
 
 def source_for(uri: str, env: Mapping[str, str]) -> Source:
