@@ -57,30 +57,23 @@ def source_from_uri(
         settings = s3_settings or S3Settings()
         if s3_endpoint_url is not None:
             settings = replace(settings, endpoint_url=s3_endpoint_url)
-        return S3Source(
-            bucket,
-            prefix,
-            settings=settings,
-            retry_policy=retry_policy,
-            spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES if spool_max_bytes is None else spool_max_bytes,
-        )
+        s3_spool = DEFAULT_SPOOL_MAX_BYTES if spool_max_bytes is None else spool_max_bytes
+        return S3Source(bucket, prefix, settings=settings, retry_policy=retry_policy, spool_max_bytes=s3_spool)
     if uri.startswith("file:"):
         parsed = urlparse(uri)
         if parsed.netloc not in ("", "localhost"):
             raise ConfigError(f"{uri!r} names a remote host", hint="file URIs must be local: file:///abs/path")
-        return _local(Path(url2pathname(parsed.path)), spool_max_bytes)
-    if "://" in uri:
+        path = Path(url2pathname(parsed.path))
+    elif "://" in uri:
         # A typo'd or unsupported scheme (gs://, http://) must not silently become a local folder name.
         raise ConfigError(
             f"unsupported source URI {uri!r}", hint="use a folder path, file:///path or s3://bucket/prefix"
         )
-    return _local(Path(uri), spool_max_bytes)
-
-
-def _local(path: Path, spool_max_bytes: int | None) -> LocalFolderSource:
-    return (
-        LocalFolderSource(path) if spool_max_bytes is None else LocalFolderSource(path, spool_max_bytes=spool_max_bytes)
-    )
+    else:
+        path = Path(uri)
+    if spool_max_bytes is None:  # the local default: files over 1 MiB are read in place
+        return LocalFolderSource(path)
+    return LocalFolderSource(path, spool_max_bytes=spool_max_bytes)
 
 
 def source_for(uri: str, env: Mapping[str, str]) -> Source:
