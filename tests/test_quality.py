@@ -12,6 +12,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -300,3 +302,22 @@ def test_the_validation_process_answers_as_this_process_would_and_is_replaced_by
     process.proc.join()
     assert gx_process.validate(SUITES["derived"], rows["derived"]) == validate_table(SUITES["derived"], rows["derived"])
     assert process.broken
+
+
+def test_the_validation_process_leaves_scipy_stats_and_altair_unloaded_until_used() -> None:
+    """Great Expectations imports both at module level for an expectation our suites never run (~1.3 s of a
+    core): the validation process defers them, and they still work when something does use them."""
+    script = (
+        "import sys\n"
+        "from mm_platform.quality import gx_process\n"
+        "gx_process._prepare()\n"
+        "from mm_platform.quality.expectations import validate_table\n"
+        "import great_expectations.expectations as gxe\n"
+        "unloaded = [n for n in ('scipy.stats', 'altair') if type(sys.modules.get(n)).__name__ == '_LazyModule']\n"
+        "print('unloaded', sorted(unloaded))\n"
+        "from scipy import stats\n"
+        "print('norm', stats.norm.cdf(0.0))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert "unloaded ['altair', 'scipy.stats']" in out.stdout, out.stdout + out.stderr
+    assert "norm 0.5" in out.stdout

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
 from mm_platform.log import get_logger, kv
+from mm_platform.quality.deferred_imports import defer_imports
 from mm_platform.quality.expectations import SUITES, TableSuite, validate_table, warm_up
 
 if TYPE_CHECKING:
@@ -82,9 +83,15 @@ class _ValidationProcess:
         return result
 
 
+def _prepare() -> None:
+    """Import and warm Great Expectations, leaving out the modules only unused expectations need."""
+    defer_imports()
+    warm_up()
+
+
 def _serve(conn: Connection) -> None:
     """The validation process: import and warm Great Expectations, then validate what arrives."""
-    warm_up()
+    _prepare()
     while True:
         try:
             job = conn.recv()
