@@ -32,6 +32,22 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["MM_CACHE_DIR"] = tempfile.mkdtemp(prefix="mmp-test-cache-")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slowest files first: the suite runs on every core (pytest-xdist, one file per worker at a time),
+    and a long file that starts last leaves the other workers idle at the end. A file whose module is marked
+    ``slow`` goes first, then files by how many ``slow`` tests they hold; collection order otherwise."""
+
+    def module_is_slow(item: pytest.Item) -> bool:
+        marks = getattr(getattr(item, "module", None), "pytestmark", [])
+        return any(mark.name == "slow" for mark in (marks if isinstance(marks, list) else [marks]))
+
+    slow_tests: dict[Path, int] = {}
+    for item in items:
+        slow_tests[item.path] = slow_tests.get(item.path, 0) + int(item.get_closest_marker("slow") is not None)
+    weight = {id(item): (-int(module_is_slow(item)), -slow_tests[item.path]) for item in items}
+    items.sort(key=lambda item: weight[id(item)])  # stable: collection order within a file and among equals
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     """A real S3 API (moto_server) on 127.0.0.1 for the whole session."""

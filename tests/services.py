@@ -150,6 +150,8 @@ def _start_weed(exe: str, root: Path, config: Path) -> tuple[subprocess.Popen[by
     ports = {name: free_port() for name in [*names, "s3.port", "s3.port.grpc"]}
     command = [exe, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}", "-filer", "-s3"]
     command += [f"-s3.config={config}", "-master.volumeSizeLimitMB=64", "-volume.max=0"]
+    # Its Iceberg and Lance catalogs listen on fixed ports (8181, 9101): off, so sessions side by side start.
+    command += ["-s3.port.iceberg=0", "-s3.port.lance=0"]
     command += [f"-{name}={port}" for name, port in ports.items()]
     with open(root / "weed.log", "ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
