@@ -299,7 +299,7 @@ def test_the_validation_process_answers_as_this_process_would_and_is_replaced_by
         assert there == validate_table(SUITES[table], rows[table]), table
     assert not gx_process.validate(SUITES["derived"], rows["derived"]).passed
     process.proc.kill()  # lost mid-session: the next validation runs here, with the same answer
-    process.proc.join()
+    process.proc.wait()
     assert gx_process.validate(SUITES["derived"], rows["derived"]) == validate_table(SUITES["derived"], rows["derived"])
     assert process.broken
 
@@ -321,3 +321,26 @@ def test_the_validation_process_leaves_scipy_stats_and_altair_unloaded_until_use
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert "unloaded ['altair', 'scipy.stats']" in out.stdout, out.stdout + out.stderr
     assert "norm 0.5" in out.stdout
+
+
+def test_the_validation_process_does_not_run_the_main_module_again(tmp_path: Path) -> None:
+    """A multiprocessing spawn re-runs the parent's script in the child (a script without a `__main__` guard
+    that calls the API would ingest twice); ours must not, and still validates."""
+    marks = tmp_path / "marks"
+    script = tmp_path / "main_script.py"  # run as a script, as `mmp` is; each run of its body leaves a mark
+    script.write_text(
+        "import os\n"
+        f"with open({str(marks)!r}, 'a') as f:\n"
+        "    f.write(f'{os.getpid()}\\n')\n"
+        "if __name__ == '__main__':\n"
+        "    import pyarrow as pa\n"
+        "    from mm_platform.quality import gx_process\n"
+        "    from mm_platform.quality.expectations import SUITES\n"
+        "    gx_process.prepare_in_background()\n"
+        "    assert gx_process._PROCESS is not None\n"
+        "    rows = pa.table({'media_id': ['a' * 32], 'modality': ['image'], 'sha256': ['0' * 64]})\n"
+        "    print('answered', gx_process._PROCESS.validate(SUITES['media'], rows) is not None)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True)
+    assert "answered True" in out.stdout, out.stdout + out.stderr
+    assert len(marks.read_text().split()) == 1  # the script's body ran in the parent only

@@ -5,18 +5,25 @@ the batch being staged. A spawned validation process imports it on another core 
 stages, and each audit sends it the staged rows. If the process cannot be started or dies, validation
 runs in this process as before (:func:`~mm_platform.quality.expectations.validate_table`): the result is
 the same either way, only its cost moves.
+
+The process is a plain ``python -c`` child talking over a socket pair, not a ``multiprocessing`` spawn:
+a spawned child first runs the parent's main module again, and this one needs nothing from it. For ``mmp``
+that re-run cost little (its imports are GX's own), but a user's script without a ``__main__`` guard that
+calls the Python API would have run its whole body a second time in the child before it validated.
 """
 
 from __future__ import annotations
 
 import atexit
 import gc
-import multiprocessing
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping
 from contextlib import suppress
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -24,9 +31,6 @@ from mm_platform.lake.audit import AuditCheck, AuditContext, CheckResult
 from mm_platform.log import get_logger, kv
 from mm_platform.quality.deferred_imports import defer_imports
 from mm_platform.quality.expectations import SUITES, TableSuite, validate_table, warm_up
-
-if TYPE_CHECKING:
-    from multiprocessing.process import BaseProcess
 
 __all__ = ["expectation_check", "expectation_checks", "prepare_in_background", "validate"]
 
@@ -38,18 +42,21 @@ and the validation runs here instead."""
 
 
 class _ValidationProcess:
-    """One spawned process and its pipe; one request at a time."""
+    """One child process and its socket; one request at a time."""
 
     def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no fork of a threaded process
-        self.conn, child = ctx.Pipe()
-        self.proc: BaseProcess = ctx.Process(target=_serve, args=(child,), name="mmp-gx", daemon=True)
-        self.proc.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _SERVE.format(root=str(_PACKAGE_ROOT), fd=theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+            self.conn = Connection(ours.detach())
         self.lock = threading.Lock()
         self.broken = False
-        # Asked to stop, not killed as a daemon at exit: it then releases what it holds (a killed one leaves
-        # e.g. tqdm's semaphore to the resource tracker, which warns at shutdown).
+        # Asked to stop, not killed at exit: it then releases what it holds (a killed one leaves e.g. tqdm's
+        # semaphore to the resource tracker, which warns at shutdown).
         atexit.register(self.close)
 
     def close(self) -> None:
@@ -58,9 +65,11 @@ class _ValidationProcess:
                 with suppress(OSError):
                     self.conn.send(None)
                 self.broken = True
-        self.proc.join(5)
-        if self.proc.is_alive():
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
 
     def validate(self, suite: TableSuite, rows: pa.Table) -> CheckResult | None:
         """The process's result, ``None`` if it is gone or too slow (the caller validates itself)."""
@@ -75,6 +84,7 @@ class _ValidationProcess:
             except (OSError, EOFError, TimeoutError) as exc:
                 self.broken = True
                 self.proc.kill()
+                self.proc.wait()
                 log.warning("gx process lost, validating in this process %s", kv(error=f"{type(exc).__name__}: {exc}"))
                 return None
         if answer[0] == "error":  # what validate_table raised there, it would have raised here
@@ -87,6 +97,17 @@ def _prepare() -> None:
     """Import and warm Great Expectations, leaving out the modules only unused expectations need."""
     defer_imports()
     warm_up()
+
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+"""The folder ``mm_platform`` is imported from, first on the child's path (an uninstalled checkout works)."""
+
+_SERVE = "import sys; sys.path.insert(0, {root!r}); from mm_platform.quality.gx_process import serve_fd; serve_fd({fd})"
+
+
+def serve_fd(fd: int) -> None:
+    """The child's entry point: serve on the socket inherited as file descriptor ``fd``."""
+    _serve(Connection(fd))
 
 
 def _serve(conn: Connection) -> None:
@@ -121,7 +142,7 @@ def prepare_in_background() -> None:
         _STARTED = True
         try:
             _PROCESS = _ValidationProcess()
-        except (OSError, AssertionError, RuntimeError) as exc:  # e.g. a daemonic worker may not have children
+        except OSError as exc:  # e.g. no process can be started here
             log.info("gx validation stays in this process %s", kv(reason=f"{type(exc).__name__}: {exc}"))
 
 
