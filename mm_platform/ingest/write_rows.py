@@ -76,10 +76,11 @@ def _quarantine_invalid(
 def _schema_for(name: str, rows: list[dict[str, object]]) -> pa.Schema:
     """The table's schema plus any new scalar columns the rows bring (schema evolution)."""
     base = CATALOG[name].schema
+    known = set(base.names)  # once: `Schema.names` builds a new list on every access
     extra: dict[str, pa.DataType] = {}
     for row in rows:
         for key, value in row.items():
-            if key in base.names or key in extra or value is None:
+            if key in known or key in extra or value is None:
                 continue
             extra[key] = pa.array([value]).type
     return pa.schema([*base, *(pa.field(k, t) for k, t in extra.items())])
