@@ -23,7 +23,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["EMBED_INPUT_SIDE", "embedding_input", "model_input", "rgb_for_model", "to_rgb"]
+__all__ = ["EMBED_INPUT_SIDE", "embedding_input", "model_input", "model_input_from", "rgb_for_model", "to_rgb"]
 
 EMBED_INPUT_SIDE = 256
 """Embedding inputs keep a short side of this many pixels (models crop 224 from it)."""
@@ -61,6 +61,17 @@ def model_input(upright: Image.Image) -> Image.Image:
         size = (max(1, round(upright.width * scale)), max(1, round(upright.height * scale)))
         upright = upright.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return upright
+
+
+# Modes whose two colour rules give the same pixels (checked in tests/test_decode_once.py): for them the model's
+# input can start from the thumbnail's RGB picture, so a large RGBA picture is composited on white once.
+_RULES_AGREE = {"RGB", "RGBA", "L", "LA", "P", "1"}
+
+
+def model_input_from(upright: Image.Image, rgb: Image.Image) -> Image.Image:
+    """``model_input(upright)``, given ``rgb = to_rgb(upright)`` made already (for the thumbnail): where both
+    rules agree it starts from ``rgb`` and skips a second composite (~130 ms on a 5120×2880 RGBA PNG)."""
+    return model_input(rgb if upright.mode in _RULES_AGREE else upright)
 
 
 def embedding_input(data: bytes) -> Image.Image:

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
@@ -22,7 +23,7 @@ from mm_platform.ingest import batch_stage
 from mm_platform.ingest.analyze import Analysis, analyze
 from mm_platform.ingest.process import BatchProcessor
 from mm_platform.media import MediaRejected, ProbePool, make_thumbnail, probe
-from mm_platform.pictures import embedding_input
+from mm_platform.pictures import embedding_input, model_input, model_input_from, to_rgb
 from mm_platform.sources import LocalFolderSource
 from tests import decode_counter
 
@@ -122,3 +123,29 @@ def test_the_one_decode_gives_probes_verdict_on_every_malformed_file(shared_medi
     for path in sorted((shared_media / "malformed").iterdir()):
         data = path.read_bytes()
         assert verdict(analyze, data, path.name) == verdict(probe, data, path.name), path.name
+
+
+def _picture(mode: str, size: tuple[int, int]) -> Image.Image:
+    """A seeded picture in ``mode``: noise, with graded alpha where the mode has it, transparency for P."""
+    rng = np.random.default_rng(len(mode))
+    rgba = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA")
+    if mode == "P":
+        picture = rgba.convert("RGB").quantize(64)
+        picture.info["transparency"] = 3
+        return picture
+    if mode in ("I;16", "I"):
+        deep = Image.fromarray(rng.integers(0, 65536, (size[1], size[0])).astype("<u2"))  # mode I;16
+        return deep if mode == "I;16" else deep.convert(mode)
+    return rgba.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16", "I", "F"])
+@pytest.mark.parametrize("size", [(300, 200), (120, 90)])  # reduced for the model, and kept as it is
+def test_the_model_input_made_from_the_thumbnails_rgb_is_the_model_input(mode: str, size: tuple[int, int]) -> None:
+    """The one decode composites a picture on white once, for the thumbnail, and the model input starts from
+    that where the two colour rules agree: it must be, pixel for pixel, what the model rule alone makes."""
+    picture = _picture(mode, size)
+    rgb = to_rgb(picture)
+    shared, alone = model_input_from(picture, rgb), model_input(picture)
+    assert (shared.mode, shared.size) == (alone.mode, alone.size)
+    assert np.array_equal(np.asarray(shared), np.asarray(alone)), mode

@@ -34,13 +34,11 @@ TEXTS = [
 
 def _shared_images(shared_media: Path) -> list[Image.Image]:
     """The model inputs the pipeline makes from each shared image (the real ingest decode path)."""
-    from mm_platform.pictures import model_input
-
     pictures = []
     for path in sorted((shared_media / "images").iterdir()):
         _, decoded = probe_decoded(path.read_bytes(), path.name)
         assert decoded is not None
-        pictures.append(model_input(decoded.upright))
+        pictures.append(decoded.model_input)
     return pictures
 
 

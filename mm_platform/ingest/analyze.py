@@ -15,7 +15,7 @@ import mm_platform.media.probe_document  # noqa: F401 - with probe_av: loaded wi
 from mm_platform.media import Probed, chunk_text, extract_keyframes
 from mm_platform.media.blob import Buffer
 from mm_platform.media.probe import probe_decoded
-from mm_platform.pictures import EMBED_INPUT_SIDE, model_input
+from mm_platform.pictures import EMBED_INPUT_SIDE
 
 ANALYZE_VERSION = "1"
 """Bump when metadata extraction or derivation changes: rows from older versions become stale."""
@@ -61,7 +61,7 @@ def analyze(data: Buffer, name: str) -> Analysis:
     if decoded is not None:
         thumb = decoded.thumbnail
         analysis.derived.append(DerivedArtifact("thumbnail", 0, "image/jpeg", thumb.jpeg, thumb.width, thumb.height))
-        analysis.images.append((None, model_input(decoded.upright)))
+        analysis.images.append((None, decoded.model_input))
     elif modality == "video":
         for frame in extract_keyframes(data, max_frames=MAX_KEYFRAMES):
             analysis.derived.append(

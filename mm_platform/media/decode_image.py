@@ -19,6 +19,7 @@ from mm_platform.media.limits import pillow_guard
 from mm_platform.media.probe_image import frame_count, open_image, read_exif, truncated_error
 from mm_platform.media.quarantine import MediaRejected, classify_exception
 from mm_platform.media.sniff import ContentType
+from mm_platform.pictures import model_input_from, to_rgb
 
 __all__ = ["DecodedImage", "decode_image"]
 
@@ -37,9 +38,10 @@ class DecodedImage:
     """Metadata columns, as ``probe_image`` gives them (dimensions of the original, not of the decode)."""
     thumbnail: Thumbnail
     """The upright RGB JPEG preview (the same bytes ``make_thumbnail`` makes)."""
-    upright: Image.Image
-    """The decoded first frame, EXIF orientation applied, at reduced scale where the format allows it
-    (short side >= ``draft_side`` for a JPEG); inputs for models are made from it."""
+    model_input: Image.Image
+    """What models embed (:func:`~mm_platform.pictures.model_input` of the decoded first frame, EXIF
+    orientation applied, decoded at reduced scale where the format allows it: short side >= ``draft_side``
+    for a JPEG)."""
 
 
 def decode_image(
@@ -74,13 +76,16 @@ def decode_image(
         # going past errors, so read first it would swallow a broken data stream.
         fields.update(read_exif(im))
         try:
-            upright = ImageOps.exif_transpose(im)
-            # fit() resizes in place: give it its own copy, so ``upright`` stays whole for the model input.
-            picture = fit(upright.copy(), thumb_side)
+            # In place: a copy of a 5120×2880 picture costs as much as resizing it, and nothing else holds it.
+            ImageOps.exif_transpose(im, in_place=True)
+            rgb = to_rgb(im)  # the thumbnail's colours, and (for every common mode) the model's too
+            model = model_input_from(im, rgb)
+            # fit() resizes in place: a copy only where the model input is that very picture (a small RGB one).
+            picture = fit(rgb.copy() if model is rgb else rgb, thumb_side)
             thumbnail = Thumbnail(encode_jpeg(picture), picture.width, picture.height)
         except MediaRejected:
             raise
         except Exception as exc:
             reason, detail = classify_exception(exc, content_type)
             raise MediaRejected(reason, detail, stage="derive") from exc
-    return DecodedImage(fields, thumbnail, upright)
+    return DecodedImage(fields, thumbnail, model)
