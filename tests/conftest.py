@@ -32,6 +32,18 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["MM_CACHE_DIR"] = tempfile.mkdtemp(prefix="mmp-test-cache-")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per usable core (container-aware), but at most one per 3 GiB of memory (a
+    worker's tests hold models and lakes and start probe workers of their own) and at most 8.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it, as in pytest-xdist."""
+    from mm_platform.machine import usable_cpus
+
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").isdigit():
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    return max(1, min(usable_cpus(), int(memory_gib // 3), 8))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the slowest files first: the suite runs on every core (pytest-xdist, one file per worker at a time),
     and a long file that starts last leaves the other workers idle at the end. A file whose module is marked
