@@ -1,7 +1,7 @@
 """Great Expectations in a process of its own, so that importing it (seconds) never sits on a batch's path.
 
 The library's import is pure Python: on a thread of the run's process it would take the interpreter from
-the batch being staged. A spawned validation process imports it on another core while the run starts and
+the batch being staged. A validation process imports it on another core while the run starts and
 stages, and each audit sends it the staged rows. If the process cannot be started or dies, validation
 runs in this process as before (:func:`~mm_platform.quality.expectations.validate_table`): the result is
 the same either way, only its cost moves.
