@@ -344,3 +344,44 @@ def test_recorded_table_states_match_the_delta_log(lake: Lake) -> None:
     for name in ("media", "metadata", "embeddings"):
         lake.location.delete_file(state_path(name, latest.version_of(name)))
     assert snapshot_content(lake.snapshot()) == before
+
+
+def test_a_cached_table_handle_follows_other_writers_and_a_cut_log(lake: Lake) -> None:
+    # A handle cached in one process must see another process's commits, also after log cleanup deleted
+    # the commits right after the handle's version (LatestTables skips update_incremental on a stat).
+    from mm_platform.lake.handles import LatestTables
+    from mm_platform.lake.maintenance import purge_log
+
+    lake.publish("b1", partition_writes("b1", 5, run_id="r1"), run_id="r1")
+    cached = LatestTables(lake.location)
+    first = cached.latest("media").version()
+    assert cached.latest("media").version() == first  # nothing new: the same, current handle
+
+    lake.publish("b2", partition_writes("b2", 5, run_id="r2"), run_id="r2")
+    assert cached.latest("media").version() == LatestTables(lake.location).latest("media").version() > first
+
+    behind = LatestTables(lake.location)
+    behind_at = behind.latest("media").version()
+    for i in range(3, 6):
+        lake.publish(f"b{i}", partition_writes(f"b{i}", 5, run_id=f"r{i}"), run_id=f"r{i}")
+    newest = LatestTables(lake.location).latest("media").version()
+    assert purge_log(lake.location, "media", newest) > 0  # the commits after `behind_at` are gone
+    assert not lake.location.exists(f"media/_delta_log/{behind_at + 1:020d}.json")
+    assert behind.latest("media").version() == newest
+    assert behind.latest("media").to_pyarrow_table().num_rows == 25
+
+
+@pytest.mark.parametrize("dropped", [0, 1, 7, 300, 999, 1000])
+def test_rows_without_equals_a_filter_whatever_is_dropped(dropped: int) -> None:
+    from mm_platform.lake.files import rows_without
+
+    rng = np.random.default_rng(dropped)
+    rows = pa.concat_tables(
+        [pa.table({"id": pa.array(range(s, s + 250)), "blob": pa.array([b"x" * 7] * 250)}) for s in range(0, 1000, 250)]
+    )
+    drop = np.zeros(1000, dtype=bool)
+    drop[rng.choice(1000, size=dropped, replace=False)] = True
+    mask = pa.chunked_array([drop[:400], drop[400:]])  # a mask read from a file comes chunked
+    kept = rows_without(rows, mask)
+    assert kept.equals(rows.filter(pc.invert(mask)))
+    assert kept.column("id").to_pylist() == np.flatnonzero(~drop).tolist()

@@ -17,10 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-import pyarrow as pa
 from tqdm import tqdm
 
-from mm_platform.catalog import CATALOG
 from mm_platform.embed import Embedder
 from mm_platform.errors import SourceError
 from mm_platform.handoff import MediaFile
@@ -73,8 +71,7 @@ class BatchStage:
     def _replace_earlier_rows(self) -> None:
         state = self.state
         tables, replace = state.scope.replaced(tuple(o.media_id for o in state.objects), state.partition)
-        for name in tables:
-            self.writer.write(name, pa.Table.from_pylist([], schema=CATALOG[name].schema), replace)
+        self.writer.replace(tables, replace)
 
     # --- fetch and register --------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mm_platform.lake.storage import LakeLocation, storage_write_error
@@ -177,3 +179,25 @@ def delta_dataset(location: LakeLocation, dt: object) -> object:
     paths = [uri.removeprefix("s3://") for uri in dt.file_uris()]  # type: ignore[attr-defined]
     schema = pa.schema(dt.schema().to_arrow())  # type: ignore[attr-defined]
     return ds.dataset(paths, schema=schema, format="parquet", filesystem=location.fs)
+
+
+_MAX_SURVIVOR_SLICES = 256
+
+
+def rows_without(rows: pa.Table, drop: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """``rows`` less those where ``drop`` is true.
+
+    A few dropped rows leave long runs of kept ones: those are taken as zero-copy slices, so re-writing a
+    file of large blobs without a handful of its rows copies the blobs once (into the new file), not twice.
+    """
+    dropped = np.flatnonzero(np.asarray(drop.to_numpy(zero_copy_only=False), dtype=bool))
+    if len(dropped) >= _MAX_SURVIVOR_SLICES:
+        return rows.filter(pc.invert(drop))
+    pieces, start = [], 0
+    for index in dropped.tolist():
+        if index > start:
+            pieces.append(rows.slice(start, index - start))
+        start = index + 1
+    if start < rows.num_rows:
+        pieces.append(rows.slice(start))
+    return pa.concat_tables(pieces) if pieces else rows.slice(0, 0)

@@ -209,7 +209,9 @@ def purge_log(location: LakeLocation, name: str, oldest_kept: int) -> int:
     if f"{oldest_kept:020d}.checkpoint.parquet" not in names:
         options = dict(location.storage_options)
         DeltaTable(location.uri(name), version=oldest_kept, storage_options=options).create_checkpoint()
-    for rel in old:
+    # Oldest first: while it runs, a commit file is only missing when every earlier one is (LatestTables
+    # relies on it to tell a current handle from a cut log).
+    for rel in sorted(old, key=lambda rel: (_log_version(rel) or 0, rel)):
         location.delete_file(f"{folder}/{rel}")
     return len(old)
 

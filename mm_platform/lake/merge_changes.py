@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mm_platform.lake.compare import same_values
+from mm_platform.lake.schemas import joined_keys
 from mm_platform.lake.snapshot import Snapshot
-from mm_platform.lake.stage_writer import joined_keys
 
 __all__ = ["Side", "changes", "joined_keys", "read_files", "rel_paths", "same_rows"]
 

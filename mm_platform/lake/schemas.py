@@ -7,9 +7,11 @@ arrive by schema evolution (Delta ``schema_mode="merge"``), never by a migration
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -63,3 +65,10 @@ PUBLISH_LOG = TableSpec(
         ]
     ),
 )
+
+
+def joined_keys(rows: pa.Table, key: Sequence[str]) -> pa.Array:
+    """One string per row that identifies it (key columns joined by a separator no key contains)."""
+    columns = [pc.cast(rows.column(k), pa.string()) for k in key]
+    joined = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, "\x1f")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from mm_platform.errors import StageError
-from mm_platform.lake.files import FileAdd, FileRemove, read_parquet_file
+from mm_platform.lake.files import FileAdd, FileRemove, read_parquet_file, rows_without
 from mm_platform.lake.operations import Operation, Write, operation_from, restored_versions
 from mm_platform.lake.parallel import map_parallel
 from mm_platform.lake.schemas import TableSpec
@@ -294,5 +294,6 @@ def replaced_rows_in(
             continue
         removes.append(FileRemove(path=action["path"], size=action.get("size_bytes")))
         if survivors and hits < keys.num_rows:
-            kept.append(read_parquet_file(location, table_name, action["path"]).filter(pc.invert(mask)))
+            kept.append(rows_without(read_parquet_file(location, table_name, action["path"]), mask))
     return removes, kept
+

@@ -25,7 +25,7 @@ from mm_platform.lake.files import FileAdd, FileRemove, write_parquet_files
 from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.operations import Write
 from mm_platform.lake.parallel import map_parallel
-from mm_platform.lake.schemas import TableSpec
+from mm_platform.lake.schemas import TableSpec, joined_keys
 from mm_platform.lake.stage import (
     RowFilter,
     Stage,
@@ -118,9 +118,8 @@ class StageWriter:
     def write(self, name: str, rows: pa.Table, replace: Sequence[RowFilter] = ()) -> None:
         """Stage rows for table ``name``; ``replace`` names published rows these rows supersede."""
         buffer = self._buffer(name)
-        for row_filter in replace:
-            buffer.replace.setdefault(row_filter.column, set()).update(row_filter.values)
         if replace:
+            _add_filters(buffer, replace)
             self._rewrite_ahead(name, buffer)
         if rows.num_rows == 0:
             return
@@ -133,6 +132,18 @@ class StageWriter:
         buffer.pending_bytes += conformed.nbytes
         if buffer.pending_bytes >= FLUSH_BYTES or sum(t.num_rows for t in buffer.pending) >= FLUSH_ROWS:
             self._flush(name, buffer)
+
+    def replace(self, names: Sequence[str], replace: Sequence[RowFilter]) -> None:
+        """Name published rows the stage supersedes in several tables (``write`` of no rows, for each).
+
+        Their re-writes start largest table first: started last, the largest ends last, and the batch waits.
+        """
+        buffers = {name: self._buffer(name) for name in names}
+        actions = {name: file_actions(buffer.dt) for name, buffer in buffers.items()}
+        for name in sorted(names, key=lambda name: -sum(a.get("size_bytes") or 0 for a in actions[name])):
+            if replace:
+                _add_filters(buffers[name], replace)
+                self._rewrite_ahead(name, buffers[name], actions[name])
 
     def _check_keys(self, buffer: _TableBuffer, rows: pa.Table) -> None:
         keys = joined_keys(rows, buffer.spec.key)
@@ -232,14 +243,15 @@ class StageWriter:
             new_row_files=tuple(a.path for a in buffer.adds),
         )
 
-    def _rewrite_ahead(self, name: str, buffer: _TableBuffer) -> None:
+    def _rewrite_ahead(self, name: str, buffer: _TableBuffer, actions: Sequence[dict[str, Any]] | None = None) -> None:
         """Start re-writing what the table's current filters replace (unless that already runs)."""
         filters = _filters(buffer)
         current = buffer.rewrite
         if current is not None and (current.filters, current.target) == (filters, buffer.target):
             return
         self._drop_rewrite(name, buffer)
-        actions = file_actions(buffer.dt)  # read here: a delta-rs handle stays in the thread that opened it
+        if actions is None:
+            actions = file_actions(buffer.dt)  # read here: a delta-rs handle stays in the thread that opened it
         job = _REWRITES.submit(self._rewrite, name, buffer.spec, buffer.target, actions, filters)
         buffer.rewrite = _Rewrite(filters, buffer.dt.version(), buffer.target, job)
 
@@ -279,12 +291,10 @@ class StageWriter:
         self._tables.clear()
 
 
+def _add_filters(buffer: _TableBuffer, replace: Sequence[RowFilter]) -> None:
+    for row_filter in replace:
+        buffer.replace.setdefault(row_filter.column, set()).update(row_filter.values)
+
+
 def _filters(buffer: _TableBuffer) -> tuple[RowFilter, ...]:
     return tuple(RowFilter(col, tuple(sorted(vals))) for col, vals in sorted(buffer.replace.items()))
-
-
-def joined_keys(rows: pa.Table, key: Sequence[str]) -> pa.Array:
-    """One string per row that identifies it (key columns joined by a separator no key contains)."""
-    columns = [pc.cast(rows.column(k), pa.string()) for k in key]
-    joined = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, "\x1f")
-    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
