@@ -190,7 +190,7 @@ def rows_without(rows: pa.Table, drop: pa.Array | pa.ChunkedArray) -> pa.Table:
     A few dropped rows leave long runs of kept ones: those are taken as zero-copy slices, so re-writing a
     file of large blobs without a handful of its rows copies the blobs once (into the new file), not twice.
     """
-    dropped = np.flatnonzero(np.asarray(drop.to_numpy(zero_copy_only=False), dtype=bool))
+    dropped = np.flatnonzero(drop.to_numpy(zero_copy_only=False))
     if len(dropped) >= _MAX_SURVIVOR_SLICES:
         return rows.filter(pc.invert(drop))
     pieces, start = [], 0

@@ -296,4 +296,3 @@ def replaced_rows_in(
         if survivors and hits < keys.num_rows:
             kept.append(rows_without(read_parquet_file(location, table_name, action["path"]), mask))
     return removes, kept
-

@@ -134,16 +134,15 @@ class StageWriter:
             self._flush(name, buffer)
 
     def replace(self, names: Sequence[str], replace: Sequence[RowFilter]) -> None:
-        """Name published rows the stage supersedes in several tables (``write`` of no rows, for each).
-
-        Their re-writes start largest table first: started last, the largest ends last, and the batch waits.
-        """
+        """Name published rows the stage supersedes in several tables (``write`` of no rows, for each); their
+        re-writes start largest table first (started last, the largest ends last, and the batch waits)."""
         buffers = {name: self._buffer(name) for name in names}
+        if not replace:
+            return
         actions = {name: file_actions(buffer.dt) for name, buffer in buffers.items()}
         for name in sorted(names, key=lambda name: -sum(a.get("size_bytes") or 0 for a in actions[name])):
-            if replace:
-                _add_filters(buffers[name], replace)
-                self._rewrite_ahead(name, buffers[name], actions[name])
+            _add_filters(buffers[name], replace)
+            self._rewrite_ahead(name, buffers[name], actions[name])
 
     def _check_keys(self, buffer: _TableBuffer, rows: pa.Table) -> None:
         keys = joined_keys(rows, buffer.spec.key)
