@@ -159,7 +159,17 @@ def _write_file(rows: pa.Table, target: str, location: LakeLocation, *, where: s
 def read_parquet_file(
     location: LakeLocation, table_name: str, rel_path: str, columns: list[str] | None = None
 ) -> pa.Table:
-    return pq.read_table(location.fs_path(table_name, rel_path), filesystem=location.fs, columns=columns)
+    """One data file, whole or in ``columns``.
+
+    A local file is memory-mapped and decoded in the calling thread: half the time of a buffered read for a
+    file of blobs (6.5 vs 12 ms for a 31 MB file of thumbnails), and a stage's re-write of a file does not
+    queue behind other work in Arrow's shared pool. Data files are never changed in place, so a mapping is safe.
+    """
+    path = location.fs_path(table_name, rel_path)
+    if location.is_s3:
+        return pq.read_table(path, filesystem=location.fs, columns=columns)
+    with pa.memory_map(path) as source:
+        return pq.read_table(source, columns=columns, use_threads=False)
 
 
 def table_file_paths(dt: object) -> list[str]:
