@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from mm_platform.catalog import open_lake
-from mm_platform.errors import AuditFailedError, SnapshotNotFoundError, StageError
+from mm_platform.errors import AuditFailedError, SnapshotNotFoundError, StageError, StaleStageError
 from mm_platform.lake import AuditContext, CheckResult, Lake, RowFilter, TableWrite
 from mm_platform.lake.stage_writer import StageWriter
 from tests.factories import partition_rows, partition_writes
@@ -385,3 +385,26 @@ def test_rows_without_equals_a_filter_whatever_is_dropped(dropped: int) -> None:
     kept = rows_without(rows, mask)
     assert kept.equals(rows.filter(pc.invert(mask)))
     assert kept.column("id").to_pylist() == np.flatnonzero(~drop).tolist()
+
+
+def test_a_table_the_publish_leaves_alone_gets_no_commit_but_is_pinned_and_checked(lake: Lake) -> None:
+    lake.publish("b1", partition_writes("b1", 10))
+    before = lake.snapshot().table_versions["metadata"]
+    # A batch that writes no metadata and replaces none: no empty commit, the publish pins the version as is.
+    writes = partition_writes("b2", 5)
+    writes["metadata"] = TableWrite(writes["metadata"].rows.slice(0, 0), replace=writes["metadata"].replace)
+    lake.publish("b2", writes)
+    snap = lake.snapshot()
+    assert snap.table_versions["metadata"] == before
+    assert partition_counts(snap, "media") == {"b1": 10, "b2": 5}
+    assert partition_counts(snap, "metadata") == {"b1": 10}
+    assert_log_has_no_gap(lake)
+
+    # Still checked for freshness: rows the stage would replace there, published since it was staged, refuse it.
+    writes = partition_writes("b3", 4)
+    no_metadata = TableWrite(writes["metadata"].rows.slice(0, 0), replace=writes["metadata"].replace)
+    staged = lake.stage("b3", {**writes, "metadata": no_metadata})
+    lake.publish("b3", {"metadata": writes["metadata"]})
+    with pytest.raises(StaleStageError):
+        lake.publish_stage(staged.stage)
+    assert partition_counts(lake.snapshot(), "metadata") == {"b1": 10, "b3": 4}

@@ -14,11 +14,12 @@ import pyarrow.compute as pc
 from mm_platform.errors import MMPlatformError
 from mm_platform.lake.branch_files import file_add, main_files
 from mm_platform.lake.branch_publish import BranchSnapshot
+from mm_platform.lake.conform import conform
 from mm_platform.lake.files import FileAdd, FileRemove, write_parquet_files
 from mm_platform.lake.lake import Lake
 from mm_platform.lake.merge_changes import Side, changes, joined_keys, read_files, same_rows
 from mm_platform.lake.snapshot import Snapshot
-from mm_platform.lake.stage import StagedTable, conform, schema_to_ipc
+from mm_platform.lake.stage import StagedTable, schema_to_ipc
 
 
 @dataclass(frozen=True)

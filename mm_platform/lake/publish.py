@@ -240,7 +240,9 @@ class Publisher:
             return self._abort(intent, reason=f"stage manifest {intent.stage_id} is missing")
         versions: dict[str, int] = {}
         for name in stage.table_names():
-            versions[name] = self._apply_table(name, stage, seq)
+            # A table left alone is pinned where it is (no one else commits under an open intent).
+            changed = stage.changes(name)
+            versions[name] = self._apply_table(name, stage, seq) if changed else self.tables.latest(name).version()
             faults.fault_point(f"after_apply:{name}")
         return append_terminal(self.log, intent, PUBLISHED, versions)
 

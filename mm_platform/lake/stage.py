@@ -18,11 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from mm_platform.errors import StageError
 from mm_platform.lake.files import FileAdd, FileRemove, read_parquet_file, rows_without
 from mm_platform.lake.operations import Operation, Write, operation_from, restored_versions
 from mm_platform.lake.parallel import map_parallel
-from mm_platform.lake.schemas import TableSpec
 from mm_platform.lake.storage import LakeLocation
 
 STAGES_DIR = "_stages"
@@ -87,8 +85,14 @@ class Stage:
         return self.operation.kind
 
     def table_names(self) -> list[str]:
-        """Every table the publish commits: those with staged files and those it restores."""
+        """Every table the publish covers: those with staged files and those it restores."""
         return sorted(set(self.tables) | set(restored_versions(self.operation)))
+
+    def changes(self, name: str) -> bool:
+        """Whether the publish commits to ``name``: one the stage neither writes to nor replaces rows of keeps its
+        version (an empty commit per batch would only lengthen its log), still checked for freshness and pinned."""
+        staged = self.tables.get(name)
+        return staged is None or bool(staged.adds or staged.removes) or name in restored_versions(self.operation)
 
     def row_counts(self) -> dict[str, int]:
         return {name: staged.rows_added for name, staged in self.tables.items()}
@@ -184,45 +188,6 @@ def fingerprint(partition: str, writes: Mapping[str, TableWrite], kind: str = Wr
     for part in parts:
         digest.update(part.encode())
     return digest.hexdigest()[:24]
-
-
-def conform(spec: TableSpec, current: pa.Schema, rows: pa.Table, partition: str) -> tuple[pa.Table, pa.Schema]:
-    """Cast rows to the table's schema, adding new columns by schema evolution; name what does not fit."""
-    target_fields = list(current)
-    known = set(current.names)
-    for name in rows.column_names:
-        if name not in known:
-            new_field = rows.schema.field(name).with_nullable(True)
-            if pa.types.is_null(new_field.type):
-                new_field = new_field.with_type(pa.string())
-            target_fields.append(new_field)
-    target = pa.schema(target_fields)
-    columns = []
-    for target_field in target:
-        if target_field.name in rows.column_names:
-            column = rows.column(target_field.name)
-            if not target_field.nullable and column.null_count:
-                raise StageError(
-                    f"table {spec.name}, partition {partition}: column {target_field.name!r} has "
-                    f"{column.null_count} null value(s) but the table requires a value",
-                    hint="fill the column in the producer",
-                )
-            try:
-                columns.append(column.cast(target_field.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise StageError(
-                    f"table {spec.name}, partition {partition}: column {target_field.name!r} of type "
-                    f"{column.type} does not fit the table's type {target_field.type}: {exc}",
-                    hint="change the producer's output type, or add a new column instead",
-                ) from exc
-        elif target_field.nullable:
-            columns.append(pa.nulls(rows.num_rows, target_field.type))
-        else:
-            raise StageError(
-                f"table {spec.name}, partition {partition}: required column {target_field.name!r} is missing",
-                hint=f"the table needs: {', '.join(f.name for f in target if not f.nullable)}",
-            )
-    return pa.Table.from_arrays(columns, schema=target), target
 
 
 def _may_contain(low: Any, high: Any, sorted_values: Sequence[str]) -> bool:

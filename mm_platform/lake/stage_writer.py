@@ -21,6 +21,7 @@ from deltalake import DeltaTable
 from mm_platform.errors import StageError
 from mm_platform.lake import faults
 from mm_platform.lake.catalog import TableCatalog
+from mm_platform.lake.conform import conform
 from mm_platform.lake.files import FileAdd, FileRemove, write_parquet_files
 from mm_platform.lake.handles import LatestTables
 from mm_platform.lake.operations import Write
@@ -30,7 +31,6 @@ from mm_platform.lake.stage import (
     RowFilter,
     Stage,
     StagedTable,
-    conform,
     file_actions,
     hash_rows,
     load_stage,
