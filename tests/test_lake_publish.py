@@ -371,6 +371,20 @@ def test_a_cached_table_handle_follows_other_writers_and_a_cut_log(lake: Lake) -
     assert behind.latest("media").to_pyarrow_table().num_rows == 25
 
 
+def test_the_publishers_handles_are_at_its_commits_when_next_used(lake: Lake) -> None:
+    # A delta-rs handle does not follow its own commits; the publisher brings its handles (tables and log)
+    # forward in the background, and the next use of one waits for that, never seeing the version before.
+    from mm_platform.lake.handles import LatestTables
+
+    for i in range(1, 4):
+        lake.publish(f"b{i}", partition_writes(f"b{i}", 5, run_id=f"r{i}"), run_id=f"r{i}")
+        fresh = LatestTables(lake.location)
+        for name in ("media", "metadata", "embeddings"):
+            assert lake.publisher.tables.current(name).version() == fresh.latest(name).version()
+        log = lake.publisher.log
+        assert log._tables.current(log.name).version() == fresh.latest(log.name).version() == lake.state().version
+
+
 @pytest.mark.parametrize("dropped", [0, 1, 7, 300, 999, 1000])
 def test_rows_without_equals_a_filter_whatever_is_dropped(dropped: int) -> None:
     from mm_platform.lake.files import rows_without

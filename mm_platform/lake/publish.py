@@ -244,7 +244,9 @@ class Publisher:
             changed = stage.changes(name)
             versions[name] = self._apply_table(name, stage, seq) if changed else self.tables.latest(name).version()
             faults.fault_point(f"after_apply:{name}")
-        return append_terminal(self.log, intent, PUBLISHED, versions)
+        published = append_terminal(self.log, intent, PUBLISHED, versions)
+        self.tables.refresh_later(name for name in stage.table_names() if stage.changes(name))
+        return published
 
     def _apply_table(self, name: str, stage: Stage, seq: int) -> int:
         """Commit the stage's files of one table (at most once per publish); returns the version it pins.

@@ -193,6 +193,7 @@ class PublishLog:
             for add in adds:  # our file never became part of the log
                 self.location.delete_file(f"{self.name}/{add.path}")
             return None
+        self._tables.refresh_later([self.name])  # the next append or load needs the handle at our commit
         # We know exactly what the commit holds: the next load need not read it back.
         kept = frozenset() if removes else frozenset(files)
         with self._lock:
