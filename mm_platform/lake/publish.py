@@ -239,13 +239,13 @@ class Publisher:
         if stage is None:
             return self._abort(intent, reason=f"stage manifest {intent.stage_id} is missing")
         versions: dict[str, int] = {}
-        for name in stage.table_names():
-            # A table left alone is pinned where it is (no one else commits under an open intent).
-            changed = stage.changes(name)
-            versions[name] = self._apply_table(name, stage, seq) if changed else self.tables.latest(name).version()
+        committed = [name for name in stage.table_names() if stage.commits_to(name)]
+        for name in stage.table_names():  # one left alone is pinned as it is (no one else commits under an intent)
+            left = name not in committed
+            versions[name] = self.tables.latest(name).version() if left else self._apply_table(name, stage, seq)
             faults.fault_point(f"after_apply:{name}")
         published = append_terminal(self.log, intent, PUBLISHED, versions)
-        self.tables.refresh_later(name for name in stage.table_names() if stage.changes(name))
+        self.tables.refresh_later(committed)  # off this thread: the caller goes on meanwhile
         return published
 
     def _apply_table(self, name: str, stage: Stage, seq: int) -> int:

@@ -88,7 +88,7 @@ class Stage:
         """Every table the publish covers: those with staged files and those it restores."""
         return sorted(set(self.tables) | set(restored_versions(self.operation)))
 
-    def changes(self, name: str) -> bool:
+    def commits_to(self, name: str) -> bool:
         """Whether the publish commits to ``name``: one the stage neither writes to nor replaces rows of keeps its
         version (an empty commit per batch would only lengthen its log), still checked for freshness and pinned."""
         staged = self.tables.get(name)
