@@ -42,7 +42,7 @@ from mm_platform.embed import EfficientNetLite0Embedder, MiniLMTextEmbedder, pre
 from mm_platform.embed.base import l2_normalize
 from mm_platform.forkserver import configure_forkserver
 from mm_platform.ingest.analyze import analyze
-from mm_platform.ingest.process import BatchProcessor
+from mm_platform.ingest.process import PROBE_PRELOAD, BatchProcessor
 from mm_platform.machine import usable_cpus
 from mm_platform.sources import LocalFolderSource
 
@@ -105,7 +105,7 @@ def main() -> None:
                 analyze(data, path.name)
 
         ctx = multiprocessing.get_context("forkserver")
-        configure_forkserver(["mm_platform.ingest.analyze"])
+        configure_forkserver(PROBE_PRELOAD)  # the same server (and warm-up) as the pipeline's workers
         decode_pool = ctx.Pool(cores)
         largest_first = sorted(zip(blobs, (p.name for p in paths), strict=True), key=lambda job: -len(job[0]))
 

@@ -92,3 +92,40 @@ def _run(target: list[str], shared_media: Path, cwd: Path, runs_log: Path) -> su
     )
     assert out.returncode == 0, out.stderr
     return out
+
+
+def pillow_formats_known(data: object, name: str) -> int:
+    """A probe that reports how many image formats Pillow has loaded in its worker (before any decode)."""
+    from PIL import Image
+
+    return len(Image.ID)
+
+
+def test_probe_workers_start_with_the_decoders_set_up(tmp_path: Path) -> None:
+    """Pillow loads its format plugins on first use (~45 ms of a core): the fork server does that once
+    (``mm_platform.media.warm``), so a fresh worker's first file does not wait for it."""
+    program = textwrap.dedent(
+        """
+        from PIL import Image
+        from mm_platform.ingest.process import start_probe_server
+        from mm_platform.media import ProbePool
+        from tests.test_forkserver import pillow_formats_known
+        start_probe_server()
+        with ProbePool(workers=1, timeout_s=60, probe_fn=pillow_formats_known) as pool:
+            in_worker = pool.probe(b"abc", "x.bin")
+        Image.init()
+        print(in_worker, len(Image.ID))
+        """
+    )
+    (tmp_path / "fresh_worker.py").write_text(program)
+    out = subprocess.run(
+        [sys.executable, str(tmp_path / "fresh_worker.py")],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    in_worker, everything = out.stdout.split()
+    assert int(everything) > 30 and in_worker == everything, out.stdout

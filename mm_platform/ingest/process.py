@@ -40,8 +40,8 @@ log = get_logger("mm_platform.ingest.process")
 _DELETED_WITH_MEDIA = (*RESULT_TABLES, ANNOTATIONS.name)
 
 
-PROBE_PRELOAD = ("mm_platform.ingest.analyze",)
-"""What the probe workers' fork server imports once (the decoders and extractors)."""
+PROBE_PRELOAD = ("mm_platform.ingest.analyze", "mm_platform.media.warm")
+"""What the probe workers' fork server imports once (the decoders and extractors, and their one-time set-up)."""
 
 
 def start_probe_server() -> None:
