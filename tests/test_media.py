@@ -29,6 +29,8 @@ from pypdf import PdfReader
 from mm_platform.errors import ConfigError
 from mm_platform.media import (
     MAX_IMAGE_PIXELS,
+    QUEUED_PER_WORKER,
+    ContentType,
     MediaRejected,
     Probed,
     ProbePool,
@@ -126,6 +128,15 @@ def slow_if_named_slow(data: bytes, name: str) -> Probed:
 def crashing_probe(data: bytes, name: str) -> Probed:
     os.kill(os.getpid(), signal.SIGSEGV)  # what a native decoder bug looks like from outside
     raise AssertionError("unreachable")
+
+
+def worker_pid_unless_odd(data: bytes, name: str) -> Probed:
+    """Hangs on "slow*", crashes on "crash*"; otherwise says which worker process probed the file."""
+    if name.startswith("slow"):
+        time.sleep(30)
+    if name.startswith("crash"):
+        crashing_probe(data, name)
+    return Probed(ContentType("application/octet-stream", "document", "unknown"), {"pid": os.getpid()})
 
 
 # --- sniffing ---
@@ -438,3 +449,25 @@ def test_pool_keeps_order_and_survives_hangs_and_crashes(shared_media: Path) -> 
     with ProbePool(workers=1, timeout_s=20, probe_fn=crashing_probe) as crashing, pytest.raises(MediaRejected) as info:
         crashing.probe(b"x", "segv.bin")
     assert info.value.reason is QuarantineReason.UNREADABLE and "SIGSEGV" in info.value.detail
+
+
+def test_files_queued_behind_a_hang_or_a_crash_go_to_the_next_worker_unharmed() -> None:
+    """A worker holds the next file while it probes the current one (``QUEUED_PER_WORKER``): when it is
+    killed for overrunning, or dies, only the file it was on is quarantined; the ones waiting in it are
+    probed by its replacement, in input order."""
+    assert QUEUED_PER_WORKER >= 2
+    names = ["slow-1.bin", "a.bin", "b.bin", "crash-1.bin", "c.bin", "d.bin", "e.bin"]
+    with ProbePool(workers=1, timeout_s=2.0, probe_fn=worker_pid_unless_odd, max_in_flight=4) as pool:
+        outcomes = list(pool.map([(name, b"x") for name in names]))
+    assert [name for name, _ in outcomes] == names
+    reasons = {name: o.reason for name, o in outcomes if isinstance(o, MediaRejected)}
+    assert reasons == {"slow-1.bin": QuarantineReason.TIMEOUT, "crash-1.bin": QuarantineReason.UNREADABLE}
+    pids = [o.fields["pid"] for _, o in outcomes if not isinstance(o, MediaRejected)]
+    # a waited in the worker that hung and c in the one that crashed: each went on in the replacement
+    assert pids[0] == pids[1] != pids[2] == pids[3] == pids[4], pids
+
+
+def test_two_workers_are_each_given_a_file_before_either_gets_a_second() -> None:
+    with ProbePool(workers=2, timeout_s=20, probe_fn=worker_pid_unless_odd) as pool:
+        first_two = [o for _, o in pool.map([("a.bin", b"x"), ("b.bin", b"x")])]
+    assert len({o.fields["pid"] for o in first_two if not isinstance(o, MediaRejected)}) == 2

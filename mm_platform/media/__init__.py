@@ -14,7 +14,7 @@ from mm_platform.media.derive import (
     extract_keyframes,
     make_thumbnail,
 )
-from mm_platform.media.pool import ProbePool, probe_with_limit
+from mm_platform.media.pool import QUEUED_PER_WORKER, ProbePool, probe_with_limit
 from mm_platform.media.probe import Probed, probe
 from mm_platform.media.quarantine import (
     MediaRejected,
@@ -31,6 +31,7 @@ __all__ = [
     "Keyframe",
     "MediaRejected",
     "Modality",
+    "QUEUED_PER_WORKER",
     "ProbePool",
     "Probed",
     "QuarantineReason",
