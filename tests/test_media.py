@@ -467,7 +467,10 @@ def test_files_queued_behind_a_hang_or_a_crash_go_to_the_next_worker_unharmed() 
     assert pids[0] == pids[1] != pids[2] == pids[3] == pids[4], pids
 
 
-def test_two_workers_are_each_given_a_file_before_either_gets_a_second() -> None:
+def test_two_workers_started_ahead_are_each_given_a_file_before_either_gets_a_second() -> None:
     with ProbePool(workers=2, timeout_s=20, probe_fn=worker_pid_unless_odd) as pool:
+        pool.start()  # as a batch does before it opens its stage
+        started = pool.worker_pids()
         first_two = [o for _, o in pool.map([("a.bin", b"x"), ("b.bin", b"x")])]
-    assert len({o.fields["pid"] for o in first_two if not isinstance(o, MediaRejected)}) == 2
+    assert sorted(o.fields["pid"] for o in first_two if not isinstance(o, MediaRejected)) == sorted(started)
+    assert len(set(started)) == 2

@@ -140,6 +140,8 @@ class BatchProcessor:
         started = perf_counter()
         calls_before = {role: e.calls for role, e in self.embedders.items()}
         items_before = {role: e.items_encoded for role, e in self.embedders.items()}
+        with self._pool_lock:
+            self._probe_pool().start()  # fresh workers boot while the stage opens its tables
         batch = BatchStage(self, objects, partition, run_id, shadow)
         try:
             with self._pool_lock:

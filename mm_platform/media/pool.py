@@ -71,6 +71,13 @@ class ProbePool:
         for worker in self._workers:
             worker.close()
 
+    def start(self) -> None:
+        """Start the workers now rather than on their first file: they boot while the caller prepares it."""
+        for worker in self._workers:
+            if worker.proc is None or not worker.proc.is_alive():
+                worker.kill()
+                worker.start()
+
     def worker_pids(self) -> list[int]:
         """The process ids of the live workers (for resource accounting)."""
         return [w.proc.pid for w in self._workers if w.proc is not None and w.proc.pid is not None]

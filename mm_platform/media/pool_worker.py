@@ -104,7 +104,7 @@ class Worker:
                 if self.jobs:
                     self.broken = True
                     return False
-                self._start()
+                self.start()
             assert self.conn is not None
             try:
                 self.conn.send((probe_fn, job.data, job.name))
@@ -122,7 +122,8 @@ class Worker:
         self.jobs.append(job)
         return True
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start a fresh worker process (any earlier one must be gone)."""
         parent, child = self._ctx.Pipe()
         self.proc = self._ctx.Process(target=_worker_main, args=(child,), daemon=True)  # type: ignore[attr-defined]
         self.proc.start()
