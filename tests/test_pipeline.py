@@ -17,8 +17,10 @@ from PIL import Image, ImageOps
 from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
 from mm_platform.ingest.process import BatchProcessor, BatchReport
+from mm_platform.ingest.reuse import ModelRef, ReuseIndex
 from mm_platform.lake import Lake, Snapshot
 from mm_platform.sources import LocalFolderSource
+from tests.reuse_reference import reuse_row_by_row
 
 GOOD = ("images", "video", "audio", "documents")
 
@@ -179,3 +181,27 @@ def test_rerunning_the_batch_computes_nothing_new(
     after = lake.snapshot()
     for table in ("media", "metadata", "derived", "embeddings", "quarantine"):
         assert after.table(table).num_rows == before.table(table).num_rows, table
+
+
+def test_the_reuse_index_agrees_with_a_row_by_row_reading_of_the_lake(
+    processed: tuple[Lake, BatchProcessor, BatchReport],
+) -> None:
+    lake, processor, _ = processed
+    snap = lake.snapshot()
+    every_content = {
+        sha
+        for table in ("media", "metadata", "quarantine")
+        for sha in snap.table(table, columns=["content_sha256"]).column("content_sha256").to_pylist()
+        if sha
+    }
+    models = processor.models()
+    other_revision = {role: ModelRef(m.model_id, m.revision + "-next") for role, m in models.items()}
+    seen = []
+    for configured in (models, other_revision):
+        index = ReuseIndex.load(snap, configured)
+        complete, quarantined = reuse_row_by_row(snap, configured)
+        assert {sha for sha in every_content if sha in index.complete} == complete
+        assert {sha for sha in every_content if sha in index.quarantined} == quarantined
+        seen.append((len(complete), len(quarantined)))
+    # a new model revision leaves only what needs no vector (audio, text-less documents) complete
+    assert seen[0][0] > seen[1][0] > 0 and seen[0][1] == seen[1][1] > 0, seen
