@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 
 from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
+from mm_platform.ingest.batch_stage import BatchStage
 from mm_platform.ingest.process import BatchProcessor, BatchReport
 from mm_platform.ingest.reuse import ModelRef, ReuseIndex
 from mm_platform.lake import Lake, Snapshot
@@ -205,3 +206,20 @@ def test_the_reuse_index_agrees_with_a_row_by_row_reading_of_the_lake(
         seen.append((len(complete), len(quarantined)))
     # a new model revision leaves only what needs no vector (audio, text-less documents) complete
     assert seen[0][0] > seen[1][0] > 0 and seen[0][1] == seen[1][1] > 0, seen
+
+
+def test_a_batch_hands_its_largest_files_to_the_workers_first(
+    processed: tuple[Lake, BatchProcessor, BatchReport], tmp_path: Path
+) -> None:
+    """A large file started last would keep one worker busy while the others idle at the batch's end."""
+    _, processor, _ = processed
+    sizes = [3_000, 90_000, 500, 40_000, 40_000, 7_000]
+    for i, size in enumerate(sizes):  # new content (nothing to reuse), listed in name order
+        (tmp_path / f"{i}.bin").write_bytes(bytes([i]) * size)
+    source = LocalFolderSource(tmp_path)
+    batch = BatchStage(processor, list(source.list_objects()), "largest-first", "run-x", False)
+    try:
+        handed = [Path(uri).name for uri, _ in batch.to_analyze(source)]
+    finally:
+        batch.close()
+    assert handed == ["1.bin", "3.bin", "4.bin", "5.bin", "0.bin", "2.bin"]  # equal sizes keep listing order

@@ -51,8 +51,11 @@ class BatchStage:
         self.embedders: dict[str, Embedder[Any]] = processor.embedders
         self.config = processor.config
         scope = ShadowReembedding(e.model_id for e in self.embedders.values()) if shadow else BatchScope()
+        # Largest first: a big file started last would keep one worker busy while the others sit idle at the
+        # end of the batch; started first, the small ones fill in around it.
+        largest_first = sorted(objects, key=lambda o: -o.size_bytes)
         self.state = BatchState(
-            objects, partition, run_id, scope, BatchReport(partition=partition, objects=len(objects))
+            largest_first, partition, run_id, scope, BatchReport(partition=partition, objects=len(objects))
         )
         self.reuse = ReuseIndex.load(processor.lake.snapshot(), processor.models())
         self.writer = processor.lake.stage_writer(partition, run_id=run_id, code_version=processor.code_version())

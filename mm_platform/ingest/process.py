@@ -32,13 +32,18 @@ from mm_platform.media import MediaRejected, ProbePool
 from mm_platform.sources import DeletedMedia, ObjectInfo, Source
 from mm_platform.tables import MEDIA
 
-__all__ = ["PROBE_PRELOAD", "TABLES", "BatchProcessor", "BatchReport", "start_probe_server"]
+__all__ = ["IN_FLIGHT_PER_WORKER", "PROBE_PRELOAD", "TABLES", "BatchProcessor", "BatchReport", "start_probe_server"]
 
 log = get_logger("mm_platform.ingest.process")
 # A deleted object takes the annotations attached to it along, in the same publish (its media row stays,
 # marked deleted; an annotation of nothing would dangle).
 _DELETED_WITH_MEDIA = (*RESULT_TABLES, ANNOTATIONS.name)
 
+
+IN_FLIGHT_PER_WORKER = 8
+"""Files a batch holds per probe worker (sent, or answered and waiting for their turn in input order): enough
+that while one worker spends a second on a 5120×2880 picture the others go on with small files instead of
+idling behind it; a bound on memory whatever the batch size."""
 
 PROBE_PRELOAD = ("mm_platform.ingest.analyze", "mm_platform.media.warm")
 """What the probe workers' fork server imports once (the decoders and extractors, and their one-time set-up)."""
@@ -73,7 +78,7 @@ class BatchProcessor:
                 self.config.workers,
                 self.config.timeout_s,
                 probe_fn=cast(Any, analyze),
-                max_in_flight=2 * self.config.workers + 2,
+                max_in_flight=IN_FLIGHT_PER_WORKER * self.config.workers,
                 preload=PROBE_PRELOAD,
             )
             weakref.finalize(self, self._pool.close)
