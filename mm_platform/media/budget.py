@@ -14,4 +14,5 @@ as an error on every open — not by changing Pillow's global, which other code 
 MAX_TEXT_CHARS = 5_000_000
 """Extracted text is cut here so one huge document cannot blow up a metadata row."""
 DEFAULT_TIMEOUT_S = 60.0
-"""Per-file wall-clock budget for probing (sniff, metadata, decode check)."""
+"""Per-file wall-clock budget for probing (sniff, metadata, decode check); a worker merely waiting for a CPU on a
+busy host gets more (``pool_worker.STARVED_LIMIT``)."""

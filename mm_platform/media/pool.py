@@ -142,7 +142,7 @@ class ProbePool:
             if worker.conn in ready:
                 job, outcome = worker.collect(self.timeout_s)
                 done[job.index] = outcome
-            elif worker.deadline <= now:
+            elif worker.overran(now, self.timeout_s):
                 worker.kill()
                 job = worker.jobs.popleft()
                 done[job.index] = MediaRejected(
