@@ -6,8 +6,10 @@ queryable, and a re-run that computes nothing new (model calls counted)."""
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
@@ -16,6 +18,7 @@ from PIL import Image, ImageOps
 
 from mm_platform.catalog import open_lake
 from mm_platform.config import PipelineConfig
+from mm_platform.errors import StorageError
 from mm_platform.ingest.batch_stage import BatchStage
 from mm_platform.ingest.process import BatchProcessor, BatchReport
 from mm_platform.ingest.reuse import ModelRef, ReuseIndex
@@ -223,3 +226,43 @@ def test_a_batch_hands_its_largest_files_to_the_workers_first(
     finally:
         batch.close()
     assert handed == ["1.bin", "3.bin", "4.bin", "5.bin", "0.bin", "2.bin"]  # equal sizes keep listing order
+
+
+def test_a_batch_hands_files_to_the_workers_while_its_stage_opens(
+    processed: tuple[Lake, BatchProcessor, BatchReport], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening the stage (its tables, and the re-writes of rows it replaces) must not hold up the first decode."""
+    lake, processor, _ = processed
+    (tmp_path / "a.bin").write_bytes(b"content no earlier batch had, for the stage-open test")
+    source = LocalFolderSource(tmp_path)
+    handed = threading.Event()
+    opened_after_hand_over: list[bool] = []
+    open_stage = lake.stage_writer
+
+    def open_once_a_file_is_handed_over(*args: Any, **kwargs: Any) -> Any:
+        opened_after_hand_over.append(handed.wait(10))
+        return open_stage(*args, **kwargs)
+
+    monkeypatch.setattr(lake, "stage_writer", open_once_a_file_is_handed_over)
+    batch = BatchStage(processor, list(source.list_objects()), "open-ahead", "run-y", False)
+    try:
+        for _ in batch.to_analyze(source):
+            handed.set()
+        assert batch.writer is not None
+    finally:
+        batch.close()
+    assert opened_after_hand_over == [True]
+
+
+def test_a_stage_that_cannot_open_fails_the_batch_with_its_error(
+    processed: tuple[Lake, BatchProcessor, BatchReport], shared_media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake, processor, _ = processed
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("the lake refused a stage", hint="a test")
+
+    monkeypatch.setattr(lake, "stage_writer", refuse)
+    source = LocalFolderSource(shared_media / "images")
+    with pytest.raises(StorageError, match="refused a stage"):
+        processor.stage(source, list(source.list_objects())[:3], "no-stage", "run-z")

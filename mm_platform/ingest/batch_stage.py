@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -38,6 +38,7 @@ from mm_platform.tables import DERIVED, MEDIA, METADATA, QUARANTINE, SETTINGS
 
 if TYPE_CHECKING:
     from mm_platform.ingest.process import BatchProcessor
+    from mm_platform.lake import StageWriter
 
 __all__ = ["BatchStage"]
 
@@ -58,23 +59,33 @@ class BatchStage:
             largest_first, partition, run_id, scope, BatchReport(partition=partition, objects=len(objects))
         )
         self.reuse = ReuseIndex.load(processor.lake.snapshot(), processor.models())
-        self.writer = processor.lake.stage_writer(partition, run_id=run_id, code_version=processor.code_version())
+        # The stage's tables open, and the re-writes of rows it replaces start, beside the first files' fetching
+        # and decoding: the workers would idle through it otherwise. Nothing is written before the first chunk.
+        opening = ThreadPoolExecutor(1, thread_name_prefix="mmp-stage-open")
+        self._writer = opening.submit(self._open_writer, processor, partition, run_id)
+        opening.shutdown(wait=False)
         self._embedding: ThreadPoolExecutor | None = None  # the thread embedding a chunk (embed_and_flush)
         self._job: tuple[Future[None], Rows] | None = None
         self._progress = tqdm(
             total=len(objects), desc=f"batch {partition}", unit="obj", disable=not self.config.progress
         )
-        self._replace_earlier_rows()
 
     @property
     def pending(self) -> list[Pending]:
         """Analysed objects waiting for the next embedding call."""
         return self.state.pending
 
-    def _replace_earlier_rows(self) -> None:
+    @property
+    def writer(self) -> StageWriter:
+        """The batch's stage (waits for it to open; an error opening it is raised here)."""
+        return self._writer.result()
+
+    def _open_writer(self, processor: BatchProcessor, partition: str, run_id: str) -> StageWriter:
+        writer = processor.lake.stage_writer(partition, run_id=run_id, code_version=processor.code_version())
         state = self.state
         tables, replace = state.scope.replaced(tuple(o.media_id for o in state.objects), state.partition)
-        self.writer.replace(tables, replace)
+        writer.replace(tables, replace)
+        return writer
 
     # --- fetch and register --------------------------------------------------------------------------
 
@@ -215,6 +226,7 @@ class BatchStage:
 
     def close(self) -> None:
         """Release whatever is still held (temporary files of objects a worker never answered for)."""
+        wait([self._writer])  # a batch that failed early leaves no thread opening its stage behind it
         if self._embedding is not None:
             self._embedding.shutdown(wait=True)  # an abandoned chunk's model call ends before its rows go
             self._embedding = None
