@@ -54,8 +54,8 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _worker_main(conn: Connection) -> None:
-    """Worker loop: take jobs (probe_fn, data, name) in order, answer ("ok", Probed) or ("rejected", reason,
-    detail) for each."""
+    """Worker loop: take jobs (probe_fn, data, name) in order, answer ("ok", Probed, cpu) or ("rejected", reason,
+    detail, cpu) for each; ``cpu`` is the process's CPU seconds so far, from which the pool counts the next job's."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills us
     with suppress(OSError):  # lowering one's own priority is always allowed; a platform without it keeps going
         os.nice(PROBE_NICENESS)
@@ -70,12 +70,13 @@ def _worker_main(conn: Connection) -> None:
             # A large object arrives as a path and is mapped here: its bytes never cross the pipe. The
             # answer is sent while the mapping is open (a lazily decoded picture may still read from it).
             with open_media(data) as buffer:
-                conn.send(("ok", (probe_fn or probe)(buffer, name)))
+                result = (probe_fn or probe)(buffer, name)
+                conn.send(("ok", result, time.process_time()))
         except MediaRejected as exc:
-            conn.send(("rejected", exc.reason.value, exc.detail))
+            conn.send(("rejected", exc.reason.value, exc.detail, time.process_time()))
         except Exception as exc:  # the worker must survive any probe failure
             reason, detail = classify_exception(exc, None)
-            conn.send(("rejected", reason.value, detail))
+            conn.send(("rejected", reason.value, detail, time.process_time()))
 
 
 def _receive_jobs(conn: Connection, jobs: queue.SimpleQueue[Any]) -> None:
@@ -110,7 +111,8 @@ class Worker:
         self.deadline = 0.0
         """When the first job overruns: counted from when the worker could start it."""
         self._started = 0.0
-        self._cpu_at_start: float | None = None
+        self._cpu_at_start = 0.0
+        """The process's CPU seconds when its first job started: as its last answer said (a fresh process: 0)."""
         self.broken = False
         """A send failed while jobs were queued: the worker is dead, and its first job's answer says how."""
 
@@ -149,6 +151,7 @@ class Worker:
         self.proc.start()
         child.close()
         self.conn = parent
+        self._cpu_at_start = 0.0  # a forked process's CPU times start at zero
 
     def collect(self, timeout_s: float) -> tuple[Job, Probed | MediaRejected]:
         """The first job's answer; a worker that died on it is killed (its queued jobs stay in ``jobs``)."""
@@ -159,6 +162,7 @@ class Worker:
         except (EOFError, OSError):
             code = self.kill()
             return job, MediaRejected(QuarantineReason.UNREADABLE, _death(code), name=job.name)
+        self._cpu_at_start = answer[-1]
         self._start_clock(timeout_s)  # the next queued job starts now
         if answer[0] == "ok":
             result: Probed = answer[1]
@@ -168,14 +172,13 @@ class Worker:
     def _start_clock(self, timeout_s: float) -> None:
         self._started = time.monotonic()
         self.deadline = self._started + timeout_s
-        self._cpu_at_start = self._cpu_and_state()[0]
 
     def overran(self, now: float, timeout_s: float) -> bool:
         """Past its deadline and to be killed; a worker that is only waiting for a CPU gets more time instead."""
         if now < self.deadline:
             return False
-        cpu, state = self._cpu_and_state()
-        if cpu is None or self._cpu_at_start is None:
+        cpu, state = self._cpu_and_state()  # read only here: a /proc read per file would cost the batch ms
+        if cpu is None:
             return True
         if waiting_for_cpu(cpu - self._cpu_at_start, now - self._started, state, timeout_s):
             self.deadline = now + timeout_s / STARVED_LIMIT
